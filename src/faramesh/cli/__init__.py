@@ -1,0 +1,1 @@
+"""The `faramesh` command line."""

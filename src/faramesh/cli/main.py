@@ -1,0 +1,232 @@
+"""Entry point: `faramesh <command>`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from faramesh import __version__, keys
+from faramesh.cli.common import (
+    api_errors,
+    client,
+    database_option,
+    echo_json,
+    key_option,
+    open_store,
+    url_option,
+)
+from faramesh.cli.serve import serve
+from faramesh.model import Role
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="faramesh")
+def main() -> None:
+    """Faramesh: an execution governor for AI agents."""
+
+
+main.add_command(serve)
+
+
+# -- keys --------------------------------------------------------------------------
+@main.group("keys")
+def keys_group() -> None:
+    """Create, list and revoke API keys (works on the database directly)."""
+
+
+@keys_group.command("create")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True, help="What the key may do.")
+@click.option("--agent-id", default=None, help="Bind the key to one agent id (agent keys).")
+@click.option("--name", default="", help="A label for people.")
+@click.option("--group", "groups", multiple=True, help="Approver group (repeatable).")
+@database_option
+def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, ...], database_url: str) -> None:
+    """Create a key. The secret is printed once, alone on the last line."""
+    with open_store(database_url) as store:
+        info, secret = store.write(
+            lambda conn: keys.create_key(conn, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli")
+        )
+    bound = f", bound to agent {info.agent_id}" if info.agent_id else ""
+    grp = f", groups {', '.join(info.groups)}" if info.groups else ""
+    click.echo(f"Created {info.role.value} key {info.id}{bound}{grp}. Store it now; it is not shown again:")
+    click.echo(secret)
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@database_option
+def keys_list(as_json: bool, database_url: str) -> None:
+    """List keys (never their secrets)."""
+    with open_store(database_url) as store:
+        infos = store.read(keys.list_keys)
+    if as_json:
+        echo_json([k.to_dict() for k in infos])
+        return
+    for k in infos:
+        state = "revoked" if k.revoked_at else "active"
+        extra = f" agent={k.agent_id}" if k.agent_id else ""
+        extra += f" groups={','.join(k.groups)}" if k.groups else ""
+        click.echo(f"{k.id}  {k.role.value:<8} {state:<7} {k.prefix}…  {k.name}{extra}")
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@database_option
+def keys_revoke(key_id: str, database_url: str) -> None:
+    """Revoke a key; requests with it are refused from now on."""
+    from faramesh.errors import NotFound
+
+    with open_store(database_url) as store:
+        try:
+            store.write(lambda conn: keys.revoke_key(conn, key_id, actor="cli"))
+        except NotFound as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"Revoked key {key_id}.")
+
+
+# -- actions -----------------------------------------------------------------------
+@main.group("actions")
+def actions_group() -> None:
+    """Look at actions on a running server."""
+
+
+def _action_line(a: dict[str, Any]) -> str:
+    return (
+        f"{a['id']}  {a['status']:<16} {a['tool']}.{a['operation']:<20} "
+        f"risk={a['risk_level']:<8} agent={a['agent_id']}  {a['reason']}"
+    )
+
+
+@actions_group.command("list")
+@click.option("--status", default=None, help="Only this status, e.g. pending_approval.")
+@click.option("--tool", default=None)
+@click.option("--agent-id", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@url_option
+@key_option
+def actions_list(
+    status: str | None, tool: str | None, agent_id: str | None, limit: int, as_json: bool, url: str, api_key: str | None
+) -> None:
+    """List actions, newest first."""
+    with api_errors(), client(url, api_key) as c:
+        page = c.list_actions(status=status, tool=tool, agent_id=agent_id, limit=limit)
+    if as_json:
+        echo_json(page["actions"])
+        return
+    if not page["actions"]:
+        click.echo("No actions.")
+    for a in page["actions"]:
+        click.echo(_action_line(a))
+
+
+@actions_group.command("show")
+@click.argument("action_id")
+@url_option
+@key_option
+def actions_show(action_id: str, url: str, api_key: str | None) -> None:
+    """Show one action as JSON."""
+    with api_errors(), client(url, api_key) as c:
+        echo_json(c.get_action(action_id))
+
+
+@actions_group.command("watch")
+@url_option
+@key_option
+def actions_watch(url: str, api_key: str | None) -> None:
+    """Print every state change as it happens (Ctrl-C to stop)."""
+    with api_errors(), client(url, api_key) as c:
+        try:
+            for event in c.stream_events():
+                action = event.get("action") or {}
+                click.echo(
+                    f"{event.get('type'):<26} {event.get('action_id')}  {action.get('status', '')}  "
+                    f"{action.get('tool', '')}.{action.get('operation', '')}"
+                )
+        except KeyboardInterrupt:
+            pass
+
+
+# -- decisions ---------------------------------------------------------------------
+@main.command("approve")
+@click.argument("action_id")
+@click.option("--reason", default=None, help="Why (recorded in the audit log).")
+@url_option
+@key_option
+def approve(action_id: str, reason: str | None, url: str, api_key: str | None) -> None:
+    """Approve a pending action."""
+    with api_errors(), client(url, api_key) as c:
+        action = c.approve_action(action_id, reason=reason)
+    click.echo(f"{action['id']} is now {action['status']}.")
+
+
+@main.command("deny")
+@click.argument("action_id")
+@click.option("--reason", required=True, help="Why (shown to the agent and recorded).")
+@url_option
+@key_option
+def deny(action_id: str, reason: str, url: str, api_key: str | None) -> None:
+    """Deny a pending action."""
+    with api_errors(), client(url, api_key) as c:
+        action = c.deny_action(action_id, reason=reason)
+    click.echo(f"{action['id']} is now {action['status']}.")
+
+
+# -- policy ------------------------------------------------------------------------
+@main.group("policy")
+def policy_group() -> None:
+    """Check policies."""
+
+
+@policy_group.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+def policy_validate(path: str) -> None:
+    """Exit 0 when FILE is a valid policy; else print every problem and exit 1."""
+    from faramesh.policy import Policy, PolicyError
+
+    try:
+        policy = Policy.from_file(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{path}: {len(exc.problems)} problem(s)", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"{path}: cannot read: {exc.strerror}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: valid, {len(policy.rules)} rule(s), default {policy.default.value}, hash {policy.hash[:16]}")
+    for warning in policy.warnings:
+        click.echo(f"warning: {warning}")
+
+
+# -- database ----------------------------------------------------------------------
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@database_option
+def db_upgrade(database_url: str) -> None:
+    """Apply all migrations."""
+    from faramesh.storage.migrate import head_revision
+
+    with open_store(database_url):
+        pass
+    click.echo(f"Database is at revision {head_revision()}.")
+
+
+def _json_arg(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=name) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,99 @@
+"""`faramesh serve`: run the server with an embedded database and a starter policy."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from faramesh import keys
+from faramesh.config import Settings, parse_duration
+from faramesh.model import Role
+
+
+@click.command("serve")
+@click.option("--host", envvar="FARAMESH_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="FARAMESH_PORT", default=8000, show_default=True, type=int)
+@click.option(
+    "--policy",
+    envvar="FARAMESH_POLICY",
+    default=None,
+    help="Policy file (default ./policy.yaml, else the starter policy).",
+)
+@click.option("--database-url", envvar="FARAMESH_DATABASE_URL", default="sqlite:///./faramesh.db", show_default=True)
+@click.option(
+    "--approval-timeout",
+    envvar="FARAMESH_APPROVAL_TIMEOUT",
+    default=None,
+    help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout.",
+)
+@click.option("--max-body-bytes", envvar="FARAMESH_MAX_BODY_BYTES", default=1024 * 1024, show_default=True, type=int)
+@click.option("--no-migrate", is_flag=True, help="Refuse to start unless the schema is current, instead of migrating.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def serve(
+    host: str,
+    port: int,
+    policy: str | None,
+    database_url: str,
+    approval_timeout: str | None,
+    max_body_bytes: int,
+    no_migrate: bool,
+    log_format: str,
+) -> None:
+    """Run the Faramesh server (API, dashboard, expiry sweeper)."""
+    import uvicorn
+
+    from faramesh.policy import PolicyError
+    from faramesh.server.app import create_app, load_policy
+    from faramesh.storage import Store
+
+    try:
+        timeout = parse_duration(approval_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--approval-timeout") from None
+    settings = Settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        policy=policy,
+        approval_timeout=timeout,
+        max_body_bytes=max_body_bytes,
+        migrate=not no_migrate,
+        log_format=log_format,
+    )
+    try:
+        active = load_policy(settings)
+    except (PolicyError, OSError) as exc:
+        click.echo(f"Cannot load the policy: {exc}", err=True)
+        sys.exit(2)
+
+    store = Store(database_url)
+    try:
+        if settings.migrate:
+            store.upgrade()
+        elif not store.is_current():
+            click.echo("The database schema is not current; run `faramesh db upgrade`.", err=True)
+            sys.exit(2)
+        secret = None
+        if store.read(lambda conn: keys.count_active_keys(conn, Role.ADMIN)) == 0:
+            _, secret = store.write(
+                lambda conn: keys.create_key(conn, role=Role.ADMIN, name="first admin", actor="serve")
+            )
+    finally:
+        store.close()
+
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown_host}:{port}"
+    click.echo(f"Faramesh {active.source} policy ({len(active.rules)} rules, hash {active.hash[:12]})")
+    click.echo(f"Database: {database_url}")
+    click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
+    if secret:
+        click.echo("First start: an admin key was created. Log in to the dashboard with it; it is not shown again:")
+        click.echo(f"  {secret}")
+    else:
+        click.echo("Log in with an approver or admin key (create one: faramesh keys create --role approver).")
+    sys.stdout.flush()
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

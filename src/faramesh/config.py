@@ -1,0 +1,108 @@
+"""Settings, declared once. The table drives the environment variables, the `serve`
+command's options and the docs; a test checks that they agree."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_DATABASE_URL = "sqlite:///./faramesh.db"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute on Settings and the `serve` option (--name-with-dashes)
+    env: str
+    default: Any
+    help: str
+    type: type = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "FARAMESH_HOST", "127.0.0.1", "interface to listen on"),
+    Setting("port", "FARAMESH_PORT", 8000, "port to listen on", int),
+    Setting("database_url", "FARAMESH_DATABASE_URL", DEFAULT_DATABASE_URL, "sqlite:///path.db or postgresql://…"),
+    Setting("policy", "FARAMESH_POLICY", None, "policy file (default ./policy.yaml, else the starter policy)"),
+    Setting(
+        "approval_timeout",
+        "FARAMESH_APPROVAL_TIMEOUT",
+        None,
+        "seconds (or 30s/15m/2h) before a pending action is denied as expired, when its rule sets none",
+    ),
+    Setting("max_body_bytes", "FARAMESH_MAX_BODY_BYTES", 1024 * 1024, "largest request body accepted", int),
+    Setting("secret_key", "FARAMESH_SECRET_KEY", None, "key that signs dashboard sessions (random if unset)"),
+    Setting("log_format", "FARAMESH_LOG_FORMAT", "text", "text or json"),
+)
+
+
+def parse_duration(value: str | float | int | None) -> float | None:
+    """'90' or 90 -> 90.0, '15m' -> 900.0, '2h', '1d', '30s'; None/'' -> None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        for suffix in ("ms", "s", "m", "h", "d"):
+            if text.endswith(suffix):
+                seconds = float(text[: -len(suffix)]) * units[suffix]
+                break
+        else:
+            seconds = float(text)
+    if not seconds > 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    policy: str | None = None
+    approval_timeout: float | None = None
+    max_body_bytes: int = 1024 * 1024
+    secret_key: str | None = None
+    log_format: str = "text"
+    migrate: bool = True
+    sweep_interval: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = env.get(s.env)
+            if raw is not None and raw != "":
+                values[s.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "port" in values:
+            values["port"] = int(values["port"])
+        if "max_body_bytes" in values:
+            values["max_body_bytes"] = int(values["max_body_bytes"])
+        if "approval_timeout" in values:
+            values["approval_timeout"] = parse_duration(values["approval_timeout"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def policy_path(self) -> Path | None:
+        """The policy file to load: explicit setting, else ./policy.yaml if present."""
+        if self.policy:
+            return Path(self.policy)
+        default = Path("policy.yaml")
+        return default if default.exists() else None
+
+
+def client_url(env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ if env is None else env)
+    return (env.get("FARAMESH_URL") or env.get("FARAMESH_BASE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def client_key(env: dict[str, str] | None = None) -> str | None:
+    env = dict(os.environ if env is None else env)
+    return env.get("FARAMESH_API_KEY") or env.get("FARAMESH_TOKEN") or None

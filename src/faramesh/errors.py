@@ -1,0 +1,63 @@
+"""One exception hierarchy. Each error knows its HTTP status and a stable code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FarameshError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+        err.update(self.extra)
+        return {"detail": self.message, "error": err}
+
+
+class InvalidInput(FarameshError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthorized(FarameshError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(FarameshError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(FarameshError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(FarameshError):
+    """A state change that is not allowed now (someone else won, or wrong status)."""
+
+    status_code = 409
+    code = "invalid_transition"
+
+
+class TooLarge(FarameshError):
+    status_code = 413
+    code = "too_large"
+
+
+class RateLimited(FarameshError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class Unavailable(FarameshError):
+    status_code = 503
+    code = "unavailable"

@@ -1,0 +1,51 @@
+"""Plain value types shared by every layer: statuses, roles and the caller's identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Status(str, Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# Statuses from which an agent may execute and then report a result.
+EXECUTABLE = frozenset({Status.ALLOWED, Status.APPROVED})
+# Statuses that will never change again.
+FINAL = frozenset({Status.DENIED, Status.SUCCEEDED, Status.FAILED})
+
+
+class Role(str, Enum):
+    AGENT = "agent"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: resolved from an API key, never from what the client claims."""
+
+    key_id: str
+    role: Role
+    name: str = ""
+    agent_id: str | None = None  # set when the key is bound to one agent
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def can_decide(self) -> bool:
+        return self.role in (Role.APPROVER, Role.ADMIN)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def label(self) -> str:
+        """How this identity appears in the audit log and on actions."""
+        return f"key:{self.key_id}" + (f" ({self.name})" if self.name else "")

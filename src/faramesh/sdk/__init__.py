@@ -1,0 +1,32 @@
+"""Python SDK for Faramesh."""
+
+from faramesh.sdk.client import AsyncExecutionGovernorClient, ExecutionGovernorClient
+from faramesh.sdk.errors import (
+    ApprovalTimeout,
+    AuthenticationError,
+    ConflictError,
+    FarameshAPIError,
+    FarameshClientError,
+    FarameshConnectionError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+
+__all__ = [
+    "ApprovalTimeout",
+    "AsyncExecutionGovernorClient",
+    "AuthenticationError",
+    "ConflictError",
+    "ExecutionGovernorClient",
+    "FarameshAPIError",
+    "FarameshClientError",
+    "FarameshConnectionError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "ValidationError",
+]

@@ -1,0 +1,109 @@
+"""Exceptions raised by the SDK. Each API error carries the server's message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FarameshClientError(Exception):
+    """Base class for everything the SDK raises."""
+
+
+class FarameshConnectionError(FarameshClientError, ConnectionError):
+    """The server could not be reached. Nothing may be executed on this basis."""
+
+
+class ApprovalTimeout(FarameshClientError, TimeoutError):
+    """No decision arrived in time."""
+
+
+class FarameshAPIError(FarameshClientError):
+    status_code: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        field: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.field = field
+        self.body = body
+
+    @property
+    def detail(self) -> str:
+        return self.message
+
+    @property
+    def current_status(self) -> str | None:
+        """For a 409: the action's status at the time of the conflict."""
+        if isinstance(self.body, dict):
+            err = self.body.get("error")
+            if isinstance(err, dict):
+                status = err.get("status")
+                return status if isinstance(status, str) else None
+        return None
+
+
+class AuthenticationError(FarameshAPIError):
+    """401: missing, unknown or revoked key."""
+
+
+class PermissionDeniedError(FarameshAPIError, PermissionError):
+    """403: the key's role or identity does not allow this."""
+
+
+class NotFoundError(FarameshAPIError):
+    """404."""
+
+
+class ConflictError(FarameshAPIError):
+    """409: the transition is not allowed now (another decision won, or wrong status)."""
+
+
+class ValidationError(FarameshAPIError, ValueError):
+    """422 (and other 4xx about the request itself)."""
+
+
+class RateLimitError(FarameshAPIError):
+    """429."""
+
+    retry_after: float | None = None
+
+
+class ServerError(FarameshAPIError):
+    """5xx."""
+
+
+_BY_STATUS: dict[int, type[FarameshAPIError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+    429: RateLimitError,
+}
+
+
+def error_for(status_code: int, body: Any, fallback_text: str = "") -> FarameshAPIError:
+    message = fallback_text or f"HTTP {status_code}"
+    code = field = None
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            message = detail
+        err = body.get("error")
+        if isinstance(err, dict):
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            field = err.get("field") if isinstance(err.get("field"), str) else None
+    if status_code >= 500:
+        cls: type[FarameshAPIError] = ServerError
+    else:
+        cls = _BY_STATUS.get(status_code, ValidationError if 400 <= status_code < 500 else FarameshAPIError)
+    return cls(message, status_code=status_code, code=code, field=field, body=body)

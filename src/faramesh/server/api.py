@@ -1,0 +1,383 @@
+"""The /v1 REST API: HTTP in, service calls, HTTP out. No business logic here."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from starlette.concurrency import run_in_threadpool
+
+from faramesh import audit, keys
+from faramesh.errors import Forbidden, InvalidInput
+from faramesh.model import Identity, Status
+from faramesh.policy import Effect, PolicyError
+from faramesh.server.auth import AdminIdentity, CurrentIdentity
+from faramesh.server.jsonbody import StrictJSONRoute
+from faramesh.service import Governor, Submission
+
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
+
+ActionId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tool: StrictStr = Field(description="tool name, e.g. refund", examples=["refund"])
+    operation: StrictStr = Field(description="operation on the tool, e.g. process", examples=["process"])
+    params: dict[str, Any] = Field(default_factory=dict, description="the arguments the agent will use")
+    context: dict[str, Any] = Field(default_factory=dict, description="extra facts, e.g. agent_id")
+    agent_id: StrictStr | None = Field(default=None, description="claimed agent id (bound keys override)")
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: StrictStr | None = Field(default=None, max_length=2000)
+
+
+class ApprovalBody(BaseModel):
+    """The published faramesh-sdk's form: approve or deny with the action's approval token."""
+
+    model_config = ConfigDict(extra="ignore")
+    token: StrictStr
+    approve: StrictBool
+    reason: StrictStr | None = Field(default=None, max_length=2000)
+
+
+class ResultBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    success: StrictBool
+    result: Any = None
+    error: StrictStr | None = None
+
+
+class KeyCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["agent", "approver", "admin"]
+    name: StrictStr = Field(default="", max_length=200)
+    agent_id: StrictStr | None = Field(default=None, min_length=1, max_length=200)
+    groups: list[StrictStr] = Field(default_factory=list, max_length=50)
+
+
+def gov(request: Request) -> Governor:
+    governor: Governor = request.app.state.governor
+    return governor
+
+
+def _submission(body: SubmitBody, idempotency_key: str | None) -> Submission:
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200):
+        raise InvalidInput("Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
+    return Submission(
+        tool=body.tool,
+        operation=body.operation,
+        params=body.params,
+        context=body.context,
+        agent_id=body.agent_id,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post("/actions", status_code=201, summary="Submit an action for a decision")
+async def submit_action(
+    body: SubmitBody,
+    request: Request,
+    identity: CurrentIdentity,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    g = gov(request)
+    action = await run_in_threadpool(g.submit, identity, _submission(body, idempotency_key))
+    return JSONResponse(action, status_code=201)
+
+
+@router.get("/actions", summary="List actions, newest first")
+async def list_actions(
+    request: Request,
+    identity: CurrentIdentity,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    tool: Annotated[str | None, Query(max_length=128)] = None,
+    agent_id: Annotated[str | None, Query(max_length=200)] = None,
+    risk: Annotated[str | None, Query(max_length=16)] = None,
+    id_prefix: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    g = gov(request)
+    items, next_cursor = await run_in_threadpool(
+        lambda: g.list_actions(
+            identity,
+            status=status,
+            tool=tool,
+            agent_id=agent_id,
+            risk=risk,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+        )
+    )
+    return {"actions": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
+
+
+@router.get("/actions/{action_id}", summary="Get one action")
+async def get_action(action_id: ActionId, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    return await run_in_threadpool(gov(request).get, identity, action_id)
+
+
+@router.get("/actions/{action_id}/wait", summary="Wait until the action leaves pending_approval")
+async def wait_action(
+    action_id: ActionId,
+    request: Request,
+    identity: CurrentIdentity,
+    timeout: Annotated[float, Query(ge=0, le=120)] = 30.0,
+) -> dict[str, Any]:
+    g = gov(request)
+    with g.hub.subscribe(action_id) as sub:
+        status = await run_in_threadpool(g.get_status, identity, action_id)
+        deadline = time.monotonic() + timeout
+        while status is Status.PENDING_APPROVAL:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            event = await sub.get(timeout=min(left, 5.0))
+            if event is None:
+                # Belt and braces: re-read in case a change happened in another process.
+                status = await run_in_threadpool(g.get_status, identity, action_id)
+            elif event.action is not None:
+                status = Status(event.action["status"])
+    return await run_in_threadpool(g.get, identity, action_id)
+
+
+@router.get("/actions/{action_id}/events", summary="The action's audit trail")
+async def action_events(action_id: ActionId, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    events = await run_in_threadpool(gov(request).events, identity, action_id)
+    return {"events": events}
+
+
+@router.post("/actions/{action_id}/approve", summary="Approve a pending action")
+async def approve_action(
+    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ReasonBody | None = None
+) -> dict[str, Any]:
+    reason = body.reason if body else None
+    return await run_in_threadpool(lambda: gov(request).approve(identity, action_id, reason=reason))
+
+
+@router.post("/actions/{action_id}/deny", summary="Deny a pending action")
+async def deny_action(
+    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ReasonBody | None = None
+) -> dict[str, Any]:
+    reason = body.reason if body else None
+    return await run_in_threadpool(lambda: gov(request).deny(identity, action_id, reason=reason))
+
+
+@router.post("/actions/{action_id}/approval", summary="Approve or deny with the approval token")
+async def approval(
+    action_id: ActionId, body: ApprovalBody, request: Request, identity: CurrentIdentity
+) -> dict[str, Any]:
+    g = gov(request)
+    decide = g.approve if body.approve else g.deny
+    return await run_in_threadpool(lambda: decide(identity, action_id, reason=body.reason, token=body.token))
+
+
+@router.post("/actions/{action_id}/result", summary="Report the outcome of an executed action")
+async def report_result(
+    action_id: ActionId, body: ResultBody, request: Request, identity: CurrentIdentity
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        lambda: gov(request).report_result(
+            identity, action_id, success=body.success, result=body.result, error=body.error
+        )
+    )
+
+
+def _sse(event: dict[str, Any], seq: int) -> bytes:
+    return b"id: " + str(seq).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+_REPLAY_TYPES = {"action.submitted": "action.created"}
+
+
+@router.get("/events", summary="Server-sent events for every state change")
+async def events(
+    request: Request,
+    identity: CurrentIdentity,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    g = gov(request)
+    after: int | None = None
+    if last_event_id:
+        try:
+            after = int(last_event_id)
+        except ValueError:
+            raise InvalidInput("Last-Event-ID must be an event id from this stream", field="Last-Event-ID") from None
+
+    def visible(action: dict[str, Any] | None, submitted_by: str | None) -> bool:
+        return identity.can_decide or submitted_by == identity.key_id
+
+    async def stream() -> Any:
+        with g.hub.subscribe(None) as sub:
+            last = after
+            if after is not None:
+                records = await run_in_threadpool(g.store.read, lambda c: audit.events_after(c, after, 5000))
+                for rec in records:
+                    last = rec.seq
+                    if rec.action_id is None:
+                        continue
+                    try:
+                        action = await run_in_threadpool(g.get, identity, rec.action_id)
+                    except Exception:
+                        continue
+                    yield _sse(
+                        {
+                            "type": _REPLAY_TYPES.get(rec.event, rec.event),
+                            "seq": rec.seq,
+                            "action_id": rec.action_id,
+                            "status": rec.data.get("status"),
+                            "action": action,
+                        },
+                        rec.seq,
+                    )
+            yield b": connected\n\n"
+            while not await request.is_disconnected():
+                event = await sub.get(timeout=15.0)
+                if sub.overflowed:
+                    return
+                if event is None:
+                    yield b": keep-alive\n\n"
+                    continue
+                if last is not None and event.seq <= last:
+                    continue
+                if not visible(event.action, event.data.get("submitted_by")):
+                    continue
+                yield _sse(
+                    {
+                        "type": event.type,
+                        "seq": event.seq,
+                        "action_id": event.action_id,
+                        "status": event.action["status"] if event.action else None,
+                        "action": _strip_token(event.action, identity),
+                    },
+                    event.seq,
+                )
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _strip_token(action: dict[str, Any] | None, identity: Identity) -> dict[str, Any] | None:
+    if action is None:
+        return None
+    if identity.can_decide and action.get("status") == Status.PENDING_APPROVAL.value:
+        return action
+    return {k: v for k, v in action.items() if k != "approval_token"}
+
+
+# -- dry runs ----------------------------------------------------------------------
+@router.post("/decide", summary="Evaluate an action against the policy without recording it")
+async def decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    g = gov(request)
+    decision, agent_id, rhash = await run_in_threadpool(g.evaluate, identity, _submission(body, None))
+    return {
+        "decision": decision.effect.value,
+        "reason": decision.reason,
+        "risk_level": decision.risk,
+        "rule_id": decision.rule_id,
+        "policy_hash": g.policy.hash,
+        "request_hash": rhash,
+        "agent_id": agent_id,
+    }
+
+
+_OUTCOMES = {Effect.ALLOW: "EXECUTE", Effect.REQUIRE_APPROVAL: "ABSTAIN", Effect.DENY: "HALT"}
+
+
+@router.post("/gate/decide", summary="Dry-run decision in the published faramesh-sdk's gate form")
+async def gate_decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    g = gov(request)
+    decision, agent_id, rhash = await run_in_threadpool(g.evaluate, identity, _submission(body, None))
+    return {
+        "outcome": _OUTCOMES[decision.effect],
+        "decision": decision.effect.value,
+        "reason": decision.reason,
+        "reason_code": decision.rule_id or "default",
+        "risk_level": decision.risk,
+        "rule_id": decision.rule_id,
+        "policy_hash": g.policy.hash,
+        "policy_version": g.policy.hash[:12],
+        "request_hash": rhash,
+        "agent_id": agent_id,
+    }
+
+
+# -- policy ------------------------------------------------------------------------
+def policy_summary(g: Governor) -> dict[str, Any]:
+    policy = g.policy
+    return {
+        "hash": policy.hash,
+        "source": policy.source,
+        "default": policy.default.value,
+        "loaded_at": g.policy_loaded_at,
+        "rules": [{"id": r.id, "effect": r.effect.value, "reason": r.reason, "risk": r.risk} for r in policy.rules],
+        "warnings": list(policy.warnings),
+        "text": policy.source_text,
+    }
+
+
+@router.get("/policy", summary="The active policy")
+async def get_policy(request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    if not identity.can_decide:
+        raise Forbidden("only approver and admin keys can read the policy")
+    return policy_summary(gov(request))
+
+
+@router.post("/policy/reload", summary="Reload the policy file (admin)")
+async def reload_policy(request: Request, identity: AdminIdentity) -> dict[str, Any]:
+    reloader = request.app.state.reload_policy
+    try:
+        await run_in_threadpool(reloader, identity.label)
+    except PolicyError as exc:
+        raise InvalidInput(
+            f"policy rejected; the previous policy stays in force: {exc}",
+            field="policy",
+            problems=[str(p) for p in exc.problems],
+        ) from None
+    return policy_summary(gov(request))
+
+
+# -- keys --------------------------------------------------------------------------
+@router.get("/keys", summary="List API keys (admin)")
+async def list_keys(request: Request, identity: AdminIdentity) -> dict[str, Any]:
+    infos = await run_in_threadpool(gov(request).store.read, keys.list_keys)
+    return {"keys": [k.to_dict() for k in infos]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key (admin); the secret is shown once")
+async def create_key(body: KeyCreateBody, request: Request, identity: AdminIdentity) -> JSONResponse:
+    g = gov(request)
+    info, secret = await run_in_threadpool(
+        g.store.write,
+        lambda conn: keys.create_key(
+            conn,
+            role=body.role,
+            name=body.name,
+            agent_id=body.agent_id,
+            groups=body.groups,
+            actor=identity.label,
+        ),
+    )
+    return JSONResponse(info.to_dict() | {"key": secret}, status_code=201)
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key (admin)")
+async def revoke_key(
+    key_id: Annotated[str, Field(max_length=32)], request: Request, identity: AdminIdentity
+) -> dict[str, Any]:
+    g = gov(request)
+    info = await run_in_threadpool(g.store.write, lambda conn: keys.revoke_key(conn, key_id, actor=identity.label))
+    return info.to_dict()

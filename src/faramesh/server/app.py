@@ -1,0 +1,123 @@
+"""Application factory: wires settings, storage, policy and the service into FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from faramesh import __version__
+from faramesh.config import Settings
+from faramesh.policy import Policy, load_starter_policy
+from faramesh.server import api, errors
+from faramesh.service import Governor
+from faramesh.storage import Store
+
+log = logging.getLogger("faramesh.server")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def load_policy(settings: Settings) -> Policy:
+    path = settings.policy_path()
+    if path is None:
+        return load_starter_policy()
+    return Policy.from_file(path)
+
+
+async def _sweeper(governor: Governor, interval: float) -> None:
+    """Deny pending actions whose approval window has passed, even if nobody looks."""
+    while True:
+        try:
+            await run_in_threadpool(governor.expire_due)
+            nxt = await run_in_threadpool(governor.next_expiry)
+        except Exception:  # keep sweeping; a transient database error must not stop expiry
+            log.exception("expiry sweep failed")
+            nxt = None
+        delay = interval
+        if nxt is not None:
+            delay = max(0.02, min(interval, nxt - governor.clock()))
+        await asyncio.sleep(delay)
+
+
+def create_app(settings: Settings | None = None, *, governor: Governor | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = governor is None
+        g = governor
+        if g is None:
+            store = Store(settings.database_url)
+            if settings.migrate:
+                await run_in_threadpool(store.upgrade)
+            elif not await run_in_threadpool(store.is_current):
+                raise RuntimeError("database schema is not current; run `faramesh db upgrade`")
+            policy = load_policy(settings)
+            g = Governor(store, policy, approval_timeout=settings.approval_timeout)
+        app.state.governor = g
+
+        def reload_policy(actor: str | None = None) -> Policy:
+            policy = load_policy(settings)  # raises PolicyError; the old policy stays
+            if policy.hash != g.policy.hash:
+                g.set_policy(policy, actor=actor)
+            return policy
+
+        app.state.reload_policy = reload_policy
+        sweeper = asyncio.create_task(_sweeper(g, settings.sweep_interval))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if own_store:
+                await run_in_threadpool(g.store.close)
+
+    app = FastAPI(
+        title="Faramesh",
+        version=__version__,
+        description="Execution governor for AI agents: submit actions, get decisions, approve, audit.",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(api.router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/health", tags=["ops"], summary="Liveness")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["ops"], summary="Readiness: the database answers")
+    async def ready(request: Request) -> JSONResponse:
+        g: Governor = request.app.state.governor
+        try:
+            await run_in_threadpool(g.store.read, lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        except Exception as exc:
+            return errors.error_response(503, f"database unavailable: {type(exc).__name__}", code="unavailable")
+        return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> PlainTextResponse:
+        return PlainTextResponse("Faramesh is running. API under /v1, docs at /docs.\n")
+
+    return app

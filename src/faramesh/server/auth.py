@@ -1,0 +1,44 @@
+"""Resolve the caller's identity from `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from faramesh import keys
+from faramesh.errors import Forbidden, Unauthorized
+from faramesh.model import Identity
+
+
+def bearer_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    return request.headers.get("x-api-key")
+
+
+async def current_identity(request: Request) -> Identity:
+    secret = bearer_key(request)
+    if not secret:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    store = request.app.state.governor.store
+    identity = await run_in_threadpool(store.read, lambda conn: keys.authenticate(conn, secret))
+    if identity is None:
+        raise Unauthorized("invalid or revoked API key")
+    request.state.identity = identity
+    return identity
+
+
+async def admin_identity(identity: Annotated[Identity, Depends(current_identity)]) -> Identity:
+    if not identity.is_admin:
+        raise Forbidden("this requires an admin key")
+    return identity
+
+
+CurrentIdentity = Annotated[Identity, Depends(current_identity)]
+AdminIdentity = Annotated[Identity, Depends(admin_identity)]

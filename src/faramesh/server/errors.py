@@ -1,0 +1,108 @@
+"""Every error leaves the server in one JSON shape:
+{"detail": "<message>", "error": {"code": ..., "message": ..., "field": ...}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from faramesh.errors import FarameshError
+
+log = logging.getLogger("faramesh.server")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "invalid_transition",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+    431: "headers_too_large",
+}
+
+
+def error_body(
+    status: int, message: str, *, code: str | None = None, field: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code or _HTTP_CODES.get(status, "error"), "message": message, "field": field}
+    err.update(extra)
+    return {"detail": message, "error": err}
+
+
+def error_response(status: int, message: str, *, headers: dict[str, str] | None = None, **kw: Any) -> JSONResponse:
+    return JSONResponse(error_body(status, message, **kw), status_code=status, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else None
+
+
+def _is_json(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FarameshError)
+    async def _faramesh_error(request: Request, exc: FarameshError) -> JSONResponse:
+        headers = None
+        if exc.status_code == 429 and "retry_after" in exc.extra:
+            headers = {"Retry-After": str(int(exc.extra["retry_after"]) or 1)}
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "invalid"}
+        kind = first.get("type", "")
+        loc = tuple(first.get("loc", ()))
+        if kind == "json_invalid":
+            ctx = first.get("ctx")
+            reason = ctx.get("error", "") if isinstance(ctx, dict) else ""
+            return error_response(
+                422, f"Request body is not valid JSON: {reason}".rstrip(": "), code="invalid_json", field="body"
+            )
+        if (
+            loc
+            and loc[0] == "body"
+            and request.method in ("POST", "PUT", "PATCH")
+            and request.headers.get("content-type")
+            and not _is_json(request)
+        ):
+            return error_response(415, "Content-Type must be application/json", field="content-type")
+        field = _field_of(loc)
+        if kind == "missing":
+            message = f"{field} is required" if field else "request body is required"
+        else:
+            message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+        return error_response(
+            422,
+            message,
+            field=field,
+            problems=[{"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg")} for e in errors[:20]],
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the request was not applied", code="internal")

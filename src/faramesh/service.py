@@ -1,0 +1,731 @@
+"""The action lifecycle. This is the only code that changes an action's state.
+
+Every transition is a compare-and-set on the stored row (UPDATE ... WHERE id = ? AND
+status = ?) and appends its audit record in the same transaction. A transition that
+finds the row in another status raises Conflict carrying the current status, so of
+two racing requests exactly one wins.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from faramesh import audit
+from faramesh.canonical import request_hash
+from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
+from faramesh.events import ChangeEvent, EventHub
+from faramesh.model import EXECUTABLE, Identity, Role, Status
+from faramesh.policy import Decision, Effect, Policy
+from faramesh.storage import Store
+from faramesh.storage.schema import actions, approvals, limit_usage
+from faramesh.validation import check_agent_id, check_json_object, normalize_name
+
+log = logging.getLogger("faramesh.service")
+
+# What the published faramesh-sdk sends when its user gave no agent id.
+PLACEHOLDER_AGENT_ID = "default-agent"
+MAX_REASON = 2000
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _status_of(row: Any) -> Status:
+    return Status(row.status)
+
+
+def _check_reason(reason: Any, field: str = "reason") -> str | None:
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput(f"{field} must be a string", field=field)
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"{field} must be at most {MAX_REASON} characters", field=field)
+    return reason.strip() or None
+
+
+def _humanize(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass
+class Submission:
+    tool: str
+    operation: str
+    params: dict[str, Any]
+    context: dict[str, Any]
+    agent_id: str | None = None  # top-level claim (published faramesh-sdk)
+    idempotency_key: str | None = None
+
+
+class Governor:
+    """Submit, decide, report. Thread-safe; every method runs its own transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        hub: EventHub | None = None,
+        approval_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._policy = policy
+        self._policy_loaded_at = clock()
+        self._policy_lock = threading.Lock()
+        self.hub = hub or EventHub()
+        self.approval_timeout = approval_timeout
+        self.clock = clock
+
+    # -- policy ---------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def policy_loaded_at(self) -> float:
+        return self._policy_loaded_at
+
+    def set_policy(self, policy: Policy, *, actor: str | None = None, source: str | None = None) -> None:
+        """Swap the active policy and record the reload in the audit log."""
+        now = self.clock()
+        with self._policy_lock:
+            old = self._policy
+            self.store.write(
+                lambda conn: audit.append(
+                    conn,
+                    event="policy.reloaded",
+                    ts=now,
+                    actor=actor,
+                    data={"old_hash": old.hash, "new_hash": policy.hash, "source": source or policy.source},
+                )
+            )
+            self._policy = policy
+            self._policy_loaded_at = now
+
+    # -- identity ---------------------------------------------------------------
+    @staticmethod
+    def _resolve_agent(identity: Identity, sub: Submission) -> str:
+        claims: list[tuple[str, str]] = []
+        ctx_claim = sub.context.get("agent_id")
+        if ctx_claim is not None:
+            claims.append(("context.agent_id", check_agent_id(ctx_claim, "context.agent_id")))
+        if sub.agent_id is not None:
+            top = check_agent_id(sub.agent_id)
+            if top != PLACEHOLDER_AGENT_ID or identity.agent_id == PLACEHOLDER_AGENT_ID:
+                claims.append(("agent_id", top))
+        if identity.agent_id is not None:
+            for field, claim in claims:
+                if claim != identity.agent_id:
+                    raise Forbidden(
+                        f"this key is bound to agent {identity.agent_id!r} and cannot act as {claim!r}",
+                        field=field,
+                    )
+            return identity.agent_id
+        distinct = {claim for _, claim in claims}
+        if len(distinct) > 1:
+            raise InvalidInput("agent_id and context.agent_id disagree", field="agent_id")
+        if distinct:
+            return distinct.pop()
+        if sub.agent_id is not None:
+            return sub.agent_id  # the placeholder, when nothing better was given
+        return identity.name or f"key:{identity.key_id}"
+
+    # -- submit -----------------------------------------------------------------
+    def evaluate(self, identity: Identity, sub: Submission) -> tuple[Decision, str, str]:
+        """Validate and evaluate without recording: (decision, agent_id, request_hash)."""
+        sub.tool = normalize_name(sub.tool, "tool")
+        sub.operation = normalize_name(sub.operation, "operation")
+        sub.params = check_json_object(sub.params, "params")
+        sub.context = check_json_object(sub.context, "context")
+        agent_id = self._resolve_agent(identity, sub)
+        agent = {"id": agent_id, "groups": list(identity.groups), "role": identity.role.value}
+        try:
+            decision = self._policy.evaluate(
+                tool=sub.tool,
+                operation=sub.operation,
+                params=sub.params,
+                context=sub.context,
+                agent=agent,
+                now=datetime.fromtimestamp(self.clock(), UTC),
+            )
+        except Exception:  # fail closed: an evaluation error never allows
+            log.exception("policy evaluation failed; denying")
+            decision = Decision(
+                effect=Effect.DENY,
+                reason="Policy evaluation failed; denied for safety",
+                risk="high",
+                rule_id=None,
+                approval=None,
+                limits=(),
+            )
+        rhash = request_hash(
+            agent_id=agent_id, tool=sub.tool, operation=sub.operation, params=sub.params, context=sub.context
+        )
+        return decision, agent_id, rhash
+
+    def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
+        decision, agent_id, rhash = self.evaluate(identity, sub)
+        policy = self._policy
+        now = self.clock()
+        action_id = str(uuid.uuid4())
+        agent = {"id": agent_id, "groups": list(identity.groups), "role": identity.role.value}
+
+        def txn(conn: Connection) -> tuple[Any, bool, int]:
+            if sub.idempotency_key is not None:
+                existing = conn.execute(
+                    select(actions).where(
+                        actions.c.submitted_by == identity.key_id,
+                        actions.c.idempotency_key == sub.idempotency_key,
+                    )
+                ).first()
+                if existing is not None:
+                    if existing.request_hash != rhash:
+                        raise Conflict(
+                            "Idempotency-Key was already used for a different request",
+                            field="Idempotency-Key",
+                            code="idempotency_mismatch",
+                        )
+                    return existing, False, 0
+            effect, reason, risk = decision.effect, decision.reason, decision.risk
+            if effect is not Effect.DENY and decision.limits:
+                tripped = self._reserve_limits(conn, decision, sub, agent, action_id, now)
+                if tripped is not None:
+                    effect, reason = Effect.DENY, tripped
+            status = {
+                Effect.ALLOW: Status.ALLOWED,
+                Effect.DENY: Status.DENIED,
+                Effect.REQUIRE_APPROVAL: Status.PENDING_APPROVAL,
+            }[effect]
+            values: dict[str, Any] = {
+                "id": action_id,
+                "status": status.value,
+                "decision": effect.value,
+                "reason": reason,
+                "risk_level": risk,
+                "rule_id": decision.rule_id,
+                "policy_hash": policy.hash,
+                "request_hash": rhash,
+                "tool": sub.tool,
+                "operation": sub.operation,
+                "params": orjson.dumps(sub.params).decode(),
+                "context": orjson.dumps(sub.context).decode(),
+                "agent_id": agent_id,
+                "submitted_by": identity.key_id,
+                "idempotency_key": sub.idempotency_key,
+                "approval_quorum": 1,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            if status is Status.PENDING_APPROVAL:
+                spec = decision.approval
+                timeout = spec.timeout_seconds if spec and spec.timeout_seconds else self.approval_timeout
+                values["approval_token"] = secrets.token_urlsafe(24)
+                values["approval_quorum"] = spec.quorum if spec else 1
+                values["approval_groups"] = (
+                    orjson.dumps(list(spec.approvers)).decode() if spec and spec.approvers else None
+                )
+                values["expires_at"] = now + timeout if timeout else None
+            conn.execute(actions.insert().values(**values))
+            seq = audit.append(
+                conn,
+                event="action.submitted",
+                ts=now,
+                action_id=action_id,
+                actor=identity.label,
+                data={
+                    "status": status.value,
+                    "decision": effect.value,
+                    "rule_id": decision.rule_id,
+                    "reason": reason,
+                    "risk": risk,
+                    "policy_hash": policy.hash,
+                    "request_hash": rhash,
+                    "tool": sub.tool,
+                    "operation": sub.operation,
+                    "agent_id": agent_id,
+                },
+            )
+            row = conn.execute(select(actions).where(actions.c.id == action_id)).one()
+            return row, True, seq
+
+        try:
+            row, created, seq = self.store.write(txn)
+        except IntegrityError:
+            # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
+            if sub.idempotency_key is None:
+                raise
+            row, created, seq = self.store.write(txn)
+        if created:
+            self._publish("action.created", row, seq)
+        return self.to_api(row, identity)
+
+    def _reserve_limits(
+        self,
+        conn: Connection,
+        decision: Decision,
+        sub: Submission,
+        agent: Mapping[str, Any],
+        action_id: str,
+        now: float,
+    ) -> str | None:
+        """Check and record stateful limits in the submit transaction; a reason if one trips."""
+        from faramesh.policy import BudgetSpec
+
+        for spec in decision.limits:
+            bucket = spec.key_value(params=sub.params, context=sub.context, agent=agent)
+            if bucket is None:
+                return f"Limit {spec.limit_id}: the key {spec.key} is missing, so the limit cannot be checked"
+            since = now - spec.per_seconds
+            used_q = select(func.count(), func.coalesce(func.sum(limit_usage.c.amount), 0.0)).where(
+                limit_usage.c.limit_id == spec.limit_id,
+                limit_usage.c.bucket == bucket,
+                limit_usage.c.at > since,
+            )
+            count, total = conn.execute(used_q).one()
+            if isinstance(spec, BudgetSpec):
+                amount = spec.amount(sub.params)
+                if amount is None:
+                    return f"Budget {spec.limit_id}: {spec.sum_field} is missing or not a number"
+                if float(total) + amount > spec.max:
+                    return (
+                        f"Budget exceeded: {float(total) + amount:g} of {spec.max:g} "
+                        f"per {_humanize(spec.per_seconds)} for {bucket}"
+                    )
+            else:
+                amount = 1.0
+                if int(count) + 1 > spec.max:
+                    return f"Rate limit exceeded: {spec.max} per {_humanize(spec.per_seconds)} for {bucket}"
+            conn.execute(
+                limit_usage.insert().values(
+                    limit_id=spec.limit_id, bucket=bucket, amount=amount, action_id=action_id, at=now
+                )
+            )
+        return None
+
+    # -- reads ------------------------------------------------------------------
+    def _load(self, conn: Connection, action_id: str) -> Any:
+        if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
+            raise NotFound("no such action", field="id")
+        return conn.execute(select(actions).where(actions.c.id == action_id)).first()
+
+    @staticmethod
+    def _visible(row: Any, identity: Identity) -> bool:
+        return identity.role is not Role.AGENT or row.submitted_by == identity.key_id
+
+    def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        row = self.store.read(lambda conn: self._load(conn, action_id))
+        if row is None or not self._visible(row, identity):
+            raise NotFound(f"no action with id {action_id!r}", field="id")
+        approvals_rows = self.store.read(lambda conn: self._approvals(conn, action_id))
+        return self.to_api(row, identity, approvals_rows)
+
+    def get_status(self, identity: Identity, action_id: str) -> Status:
+        row = self.store.read(lambda conn: self._load(conn, action_id))
+        if row is None or not self._visible(row, identity):
+            raise NotFound(f"no action with id {action_id!r}", field="id")
+        return _status_of(row)
+
+    @staticmethod
+    def _approvals(conn: Connection, action_id: str) -> list[Any]:
+        return list(
+            conn.execute(select(approvals).where(approvals.c.action_id == action_id).order_by(approvals.c.id)).all()
+        )
+
+    def list_actions(
+        self,
+        identity: Identity,
+        *,
+        status: str | None = None,
+        tool: str | None = None,
+        agent_id: str | None = None,
+        risk: str | None = None,
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        if not 1 <= limit <= 500:
+            raise InvalidInput("limit must be between 1 and 500", field="limit")
+        if offset < 0:
+            raise InvalidInput("offset must not be negative", field="offset")
+        if status is not None and status not in {s.value for s in Status}:
+            raise InvalidInput(f"status must be one of {', '.join(s.value for s in Status)}", field="status")
+        query = select(actions).order_by(actions.c.seq.desc()).limit(limit + 1)
+        if identity.role is Role.AGENT:
+            query = query.where(actions.c.submitted_by == identity.key_id)
+        if status:
+            query = query.where(actions.c.status == status)
+        if tool:
+            query = query.where(actions.c.tool == tool)
+        if agent_id:
+            query = query.where(actions.c.agent_id == agent_id)
+        if risk:
+            query = query.where(actions.c.risk_level == risk)
+        if id_prefix:
+            query = query.where(actions.c.id.startswith(id_prefix, autoescape=True))
+        if since is not None:
+            query = query.where(actions.c.created_at >= since)
+        if until is not None:
+            query = query.where(actions.c.created_at < until)
+        if cursor is not None:
+            query = query.where(actions.c.seq < cursor)
+        if offset:
+            query = query.offset(offset)
+        rows = self.store.read(lambda conn: conn.execute(query).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = int(rows[-1].seq) if more and rows else None
+        return [self.to_api(r, identity) for r in rows], next_cursor
+
+    def events(self, identity: Identity, action_id: str) -> list[dict[str, Any]]:
+        row = self.store.read(lambda conn: self._load(conn, action_id))
+        if row is None or not self._visible(row, identity):
+            raise NotFound(f"no action with id {action_id!r}", field="id")
+        records = self.store.read(lambda conn: audit.action_events(conn, action_id))
+        return [r.to_dict() | {"at": iso(r.ts)} for r in records]
+
+    # -- decisions --------------------------------------------------------------
+    def approve(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        return self._decide(identity, action_id, approve=True, reason=reason, token=token)
+
+    def deny(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        return self._decide(identity, action_id, approve=False, reason=reason, token=token)
+
+    def _decide(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        approve: bool,
+        reason: str | None,
+        token: str | None,
+    ) -> dict[str, Any]:
+        verb = "approve" if approve else "deny"
+        if not identity.can_decide:
+            raise Forbidden(f"only approver and admin keys can {verb} actions")
+        reason = _check_reason(reason)
+        now = self.clock()
+
+        def txn(conn: Connection) -> tuple[Any, str, int]:
+            row = self._load(conn, action_id)
+            if row is None:
+                raise NotFound(f"no action with id {action_id!r}", field="id")
+            current = _status_of(row)
+            if current is not Status.PENDING_APPROVAL:
+                raise Conflict(
+                    f"cannot {verb}: action is {current.value}, not pending_approval",
+                    status=current.value,
+                )
+            if row.submitted_by == identity.key_id or (
+                identity.agent_id is not None and identity.agent_id == row.agent_id
+            ):
+                raise Forbidden(f"you submitted this action, so you cannot {verb} it")
+            if token is not None and not (row.approval_token and hmac.compare_digest(str(token), row.approval_token)):
+                raise Forbidden("approval token does not match this action", field="token")
+            groups = orjson.loads(row.approval_groups) if row.approval_groups else []
+            if groups and not set(groups) & set(identity.groups):
+                raise Forbidden(f"only members of {', '.join(groups)} may decide this action", field="approvers")
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        approvals.insert().values(
+                            action_id=action_id,
+                            approver=identity.key_id,
+                            approver_label=identity.label,
+                            approve=approve,
+                            reason=reason,
+                            request_hash=row.request_hash,
+                            created_at=now,
+                        )
+                    )
+            except IntegrityError:
+                raise Conflict("you have already decided on this action", status=current.value) from None
+            if approve:
+                votes = conn.execute(
+                    select(func.count()).where(approvals.c.action_id == action_id, approvals.c.approve.is_(True))
+                ).scalar_one()
+                done = int(votes) >= int(row.approval_quorum)
+                new_status = Status.APPROVED if done else Status.PENDING_APPROVAL
+                event = "action.approved" if done else "action.approval_recorded"
+            else:
+                done = True
+                new_status = Status.DENIED
+                event = "action.denied"
+            values: dict[str, Any] = {
+                "status": new_status.value,
+                "version": row.version + 1,
+                "updated_at": now,
+            }
+            if done:
+                values["decided_by"] = identity.label
+                values["decision_reason"] = reason or (
+                    f"Approved by {identity.label}" if approve else f"Denied by {identity.label}"
+                )
+                values["approval_token"] = None  # single use
+            result = conn.execute(
+                update(actions)
+                .where(
+                    actions.c.id == action_id,
+                    actions.c.status == Status.PENDING_APPROVAL.value,
+                    actions.c.version == row.version,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                fresh = self._load(conn, action_id)
+                raise Conflict(
+                    f"cannot {verb}: the action changed meanwhile (now {fresh.status})",
+                    status=fresh.status,
+                )
+            seq = audit.append(
+                conn,
+                event=event,
+                ts=now,
+                action_id=action_id,
+                actor=identity.label,
+                data={
+                    "status": new_status.value,
+                    "approve": approve,
+                    "reason": reason,
+                    "request_hash": row.request_hash,
+                    "approvals": int(votes) if approve else None,
+                    "quorum": int(row.approval_quorum),
+                },
+            )
+            fresh = conn.execute(select(actions).where(actions.c.id == action_id)).one()
+            return fresh, event, seq
+
+        row, event, seq = self.store.write(txn)
+        self._publish(event, row, seq)
+        return self.get(identity, action_id)
+
+    def report_result(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        success: Any,
+        result: Any = None,
+        error: Any = None,
+    ) -> dict[str, Any]:
+        if not isinstance(success, bool):
+            raise InvalidInput("success must be true or false", field="success")
+        if error is not None and not isinstance(error, str):
+            raise InvalidInput("error must be a string", field="error")
+        if error is not None and len(error) > 100_000:
+            raise InvalidInput("error must be at most 100000 characters", field="error")
+        if result is not None:
+            check_json_object({"result": result}, "body")
+        now = self.clock()
+        new_status = Status.SUCCEEDED if success else Status.FAILED
+
+        def txn(conn: Connection) -> tuple[Any, int]:
+            row = self._load(conn, action_id)
+            if row is None or not self._visible(row, identity):
+                raise NotFound(f"no action with id {action_id!r}", field="id")
+            if row.submitted_by != identity.key_id:
+                raise Forbidden("only the agent that submitted an action can report its result")
+            current = _status_of(row)
+            if current not in EXECUTABLE:
+                raise Conflict(
+                    f"cannot report a result: action is {current.value}; results are accepted "
+                    "once, for allowed or approved actions",
+                    status=current.value,
+                )
+            changed = conn.execute(
+                update(actions)
+                .where(
+                    actions.c.id == action_id,
+                    actions.c.status.in_([s.value for s in EXECUTABLE]),
+                    actions.c.version == row.version,
+                )
+                .values(
+                    status=new_status.value,
+                    result=orjson.dumps(result).decode() if result is not None else None,
+                    error=error,
+                    version=row.version + 1,
+                    updated_at=now,
+                )
+            )
+            if changed.rowcount != 1:
+                fresh = self._load(conn, action_id)
+                raise Conflict(
+                    f"cannot report a result: the action changed meanwhile (now {fresh.status})",
+                    status=fresh.status,
+                )
+            seq = audit.append(
+                conn,
+                event="action.succeeded" if success else "action.failed",
+                ts=now,
+                action_id=action_id,
+                actor=identity.label,
+                data={"status": new_status.value, "success": success, "result": result, "error": error},
+            )
+            return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
+
+        row, seq = self.store.write(txn)
+        self._publish("action.succeeded" if success else "action.failed", row, seq)
+        return self.to_api(row, identity)
+
+    # -- expiry -----------------------------------------------------------------
+    def expire_due(self, now: float | None = None, batch: int = 500) -> int:
+        """Deny every pending action whose approval window has passed. Returns how many."""
+        now = self.clock() if now is None else now
+        due = self.store.read(
+            lambda conn: conn.execute(
+                select(actions.c.id)
+                .where(
+                    actions.c.status == Status.PENDING_APPROVAL.value,
+                    actions.c.expires_at.is_not(None),
+                    actions.c.expires_at <= now,
+                )
+                .limit(batch)
+            ).all()
+        )
+        expired = 0
+        for (action_id,) in due:
+            outcome = self.store.write(partial(self._expire_one, action_id=action_id, now=now))
+            if outcome is not None:
+                expired += 1
+                self._publish("action.expired", *outcome)
+        return expired
+
+    def _expire_one(self, conn: Connection, *, action_id: str, now: float) -> tuple[Any, int] | None:
+        row = self._load(conn, action_id)
+        if row is None or row.status != Status.PENDING_APPROVAL.value or row.expires_at is None:
+            return None
+        waited = _humanize(round(row.expires_at - row.created_at, 3))
+        reason = f"Approval expired: no decision within {waited}"
+        changed = conn.execute(
+            update(actions)
+            .where(
+                actions.c.id == action_id,
+                actions.c.status == Status.PENDING_APPROVAL.value,
+                actions.c.version == row.version,
+            )
+            .values(
+                status=Status.DENIED.value,
+                decided_by="system:expiry",
+                decision_reason=reason,
+                approval_token=None,
+                version=row.version + 1,
+                updated_at=now,
+            )
+        )
+        if changed.rowcount != 1:
+            return None
+        seq = audit.append(
+            conn,
+            event="action.expired",
+            ts=now,
+            action_id=action_id,
+            actor="system:expiry",
+            data={"status": Status.DENIED.value, "reason": reason},
+        )
+        return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
+
+    def next_expiry(self) -> float | None:
+        return self.store.read(
+            lambda conn: conn.execute(
+                select(func.min(actions.c.expires_at)).where(actions.c.status == Status.PENDING_APPROVAL.value)
+            ).scalar()
+        )
+
+    # -- output -----------------------------------------------------------------
+    def _publish(self, event_type: str, row: Any, seq: int) -> None:
+        self.hub.publish(
+            ChangeEvent(
+                seq=seq,
+                type=event_type,
+                action_id=row.id,
+                action=self.to_api(row, None),
+                data={"submitted_by": row.submitted_by},
+            )
+        )
+
+    @staticmethod
+    def to_api(row: Any, identity: Identity | None, approval_rows: list[Any] | None = None) -> dict[str, Any]:
+        status = _status_of(row)
+        human_denial = status is Status.DENIED and row.decision_reason
+        data: dict[str, Any] = {
+            "id": row.id,
+            "status": status.value,
+            "decision": row.decision,
+            "reason": row.decision_reason if human_denial else row.reason,
+            "policy_reason": row.reason,
+            "risk_level": row.risk_level,
+            "rule_id": row.rule_id,
+            "policy_hash": row.policy_hash,
+            "request_hash": row.request_hash,
+            "tool": row.tool,
+            "operation": row.operation,
+            "params": orjson.loads(row.params),
+            "context": orjson.loads(row.context),
+            "agent_id": row.agent_id,
+            "created_at": iso(row.created_at),
+            "updated_at": iso(row.updated_at),
+            "decided_by": row.decided_by,
+            "decision_reason": row.decision_reason,
+            "result": orjson.loads(row.result) if row.result is not None else None,
+            "error": row.error,
+            "version": row.version,
+        }
+        if row.decision == Effect.REQUIRE_APPROVAL.value:
+            data["approval"] = {
+                "quorum": row.approval_quorum,
+                "approvers": orjson.loads(row.approval_groups) if row.approval_groups else [],
+                "expires_at": iso(row.expires_at),
+            }
+        if approval_rows is not None:
+            data["approvals"] = [
+                {
+                    "approver": a.approver_label,
+                    "approve": bool(a.approve),
+                    "reason": a.reason,
+                    "at": iso(a.created_at),
+                }
+                for a in approval_rows
+            ]
+        if identity is not None and identity.can_decide and status is Status.PENDING_APPROVAL:
+            data["approval_token"] = row.approval_token
+        return data

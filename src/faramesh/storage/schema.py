@@ -1,0 +1,126 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create them; queries use them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BigInteger on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("status", String(32), nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("risk_level", String(16), nullable=False),
+    Column("rule_id", String(200)),
+    Column("policy_hash", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("operation", String(128), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("context", Text, nullable=False),
+    Column("agent_id", String(200), nullable=False),
+    Column("submitted_by", String(64), nullable=False),  # api key id of the submitter
+    Column("idempotency_key", String(200)),
+    Column("approval_token", String(64)),
+    Column("approval_quorum", Integer, nullable=False, default=1),
+    Column("approval_groups", Text),  # JSON list, null = any approver
+    Column("expires_at", Float),
+    Column("decided_by", Text),
+    Column("decision_reason", Text),
+    Column("result", Text),  # JSON
+    Column("error", Text),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("submitted_by", "idempotency_key", name="uq_actions_idempotency"),
+)
+Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
+Index("ix_actions_tool_seq", actions.c.tool, actions.c.seq)
+Index("ix_actions_agent_seq", actions.c.agent_id, actions.c.seq)
+Index("ix_actions_pending_expiry", actions.c.status, actions.c.expires_at)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("action_id", String(64), nullable=False),
+    Column("approver", String(64), nullable=False),  # api key id
+    Column("approver_label", Text, nullable=False),
+    Column("approve", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("request_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("action_id", "approver", name="uq_approvals_action_approver"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("role", String(16), nullable=False),
+    Column("agent_id", String(200)),
+    Column("groups", Text, nullable=False, default="[]"),  # JSON list
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("action_id", String(64)),
+    Column("actor", Text),
+    Column("data", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_action", audit_log.c.action_id, audit_log.c.seq)
+
+# One row (id = 1): the head of the audit chain. Appenders lock it, so the chain
+# stays a single line even with several server processes on one database.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", SeqType, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# Usage recorded for stateful policy limits (rate limits and budgets).
+limit_usage = Table(
+    "limit_usage",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("limit_id", String(250), nullable=False),
+    Column("bucket", String(250), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("action_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+)
+Index("ix_limit_usage_lookup", limit_usage.c.limit_id, limit_usage.c.bucket, limit_usage.c.at)
+
+GENESIS_HASH = "0" * 64

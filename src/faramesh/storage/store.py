@@ -1,0 +1,191 @@
+"""The database behind one small interface: `read(fn)` and `write(fn)`.
+
+SQLite (the embedded default) sends every write through one writer thread. The
+writer takes whatever writes are waiting, runs each in its own SAVEPOINT inside one
+transaction, commits once (one fsync, `synchronous=FULL`) and only then answers each
+caller: group commit. A caller is told "done" only after its change is on disk, so an
+acknowledged action survives `kill -9`.
+
+PostgreSQL runs each write in its own transaction from a connection pool; the row
+locks taken inside the transactions serialize what must be serialized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from faramesh.storage import migrate
+
+T = TypeVar("T")
+
+_STOP = object()
+_MAX_BATCH = 256
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and pick the psycopg 3 driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=16,
+        max_overflow=32,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) decide when transactions begin,
+        # so SAVEPOINT and BEGIN IMMEDIATE behave as written.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+    return engine
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+        self.fn = fn
+        self.future: Future[Any] = Future()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url)
+        elif self.dialect == "postgresql":
+            self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+        else:
+            raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+
+    # -- schema -------------------------------------------------------------
+    def upgrade(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def is_current(self) -> bool:
+        return migrate.current_revision(self.engine) == migrate.head_revision()
+
+    # -- reads --------------------------------------------------------------
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- writes -------------------------------------------------------------
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a transaction and return its result once it is durable."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        if self.dialect != "sqlite":
+            with self.engine.begin() as conn:
+                return fn(conn)
+        self._ensure_writer()
+        job = _Job(fn)
+        self._queue.put(job)
+        return job.future.result()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._writer_lock:
+            if self._writer is None:
+                thread = threading.Thread(target=self._write_loop, name="faramesh-writer", daemon=True)
+                thread.start()
+                self._writer = thread
+
+    def _write_loop(self) -> None:
+        conn = self.engine.connect()
+        conn.info["writer"] = True
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batch: list[_Job] = [item]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with conn.begin():
+                for job in batch:
+                    savepoint = conn.begin_nested()
+                    try:
+                        value = job.fn(conn)
+                    except BaseException as exc:
+                        savepoint.rollback()
+                        outcomes.append((False, exc))
+                    else:
+                        savepoint.commit()
+                        outcomes.append((True, value))
+        except BaseException as exc:  # the commit itself failed: nothing is durable
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
+        self.engine.dispose()
