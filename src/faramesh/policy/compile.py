@@ -77,9 +77,7 @@ class PolicyCompiler:
     def compile(self, tree: YNode | None) -> CompiledPolicy:
         out = CompiledPolicy()
         if tree is None:
-            self.r.error(
-                Loc(1, 1), "", "the policy is empty", "start with `default: deny` and a `rules:` list"
-            )
+            self.r.error(Loc(1, 1), "", "the policy is empty", "start with `default: deny` and a `rules:` list")
             return out
         if not isinstance(tree, YMap):
             self.r.error(
@@ -140,9 +138,7 @@ class PolicyCompiler:
             else:
                 any_tool.append(cr)
         # Per exact tool name: its own rules and the rules for any tool, in file order.
-        out.by_tool = {
-            name: tuple(sorted(own + any_tool, key=lambda c: c.index)) for name, own in exact.items()
-        }
+        out.by_tool = {name: tuple(sorted(own + any_tool, key=lambda c: c.index)) for name, own in exact.items()}
         out.any_tool = tuple(any_tool)
 
     def _reachability(self, out: CompiledPolicy) -> None:
@@ -161,23 +157,22 @@ class PolicyCompiler:
     def _rule(self, node: YNode, i: int, seen: dict[str, int]) -> tuple[Rule, CompiledRule] | None:
         key = f"rules[{i}]"
         if not isinstance(node, YMap):
-            self.r.error(
-                node.loc, key, "a rule must be a mapping", "e.g. - match: {tool: refund}\n    allow: true"
-            )
+            self.r.error(node.loc, key, "a rule must be a mapping", "e.g. - match: {tool: refund}\n    allow: true")
             return None
         before = len(self.r.problems)
+        misspelt_effect = False
         for name, loc, _ in node:
             if name in RULE_KEYS:
                 continue
             if name in NAME_KEYS or name in COMBINATORS or split_key(name):
-                self.r.error(
-                    loc, f"{key}.{name}", f"{name} is a condition, not a rule setting", "put it inside match:"
-                )
+                self.r.error(loc, f"{key}.{name}", f"{name} is a condition, not a rule setting", "put it inside match:")
             else:
-                self.r.error(loc, f"{key}.{name}", f"unknown rule key {name!r}", _suggest(name, RULE_KEYS))
+                hint = _suggest(name, RULE_KEYS)
+                misspelt_effect = misspelt_effect or any(hint == f"did you mean {e}?" for e in EFFECT_KEYS)
+                self.r.error(loc, f"{key}.{name}", f"unknown rule key {name!r}", hint)
 
         rule_id = self._rule_id(node, key, i, seen)
-        effect = self._effect(node, key)
+        effect = self._effect(node, key, report_missing=not misspelt_effect)
         compiled = None
         match = node.get("match")
         if match is not None:
@@ -287,7 +282,7 @@ class PolicyCompiler:
             seen[rule_id] = node.key_loc("id").line
         return rule_id
 
-    def _effect(self, node: YMap, key: str) -> Effect | None:
+    def _effect(self, node: YMap, key: str, *, report_missing: bool) -> Effect | None:
         found: list[Effect] = []
         valid = True
         for name in EFFECT_KEYS:
@@ -311,12 +306,10 @@ class PolicyCompiler:
                 valid = False
         if len(found) > 1:
             names = " and ".join(f"{e.value}: true" for e in found)
-            self.r.error(
-                node.loc, key, f"a rule has exactly one effect, this one has {names}", "keep only one of them"
-            )
+            self.r.error(node.loc, key, f"a rule has exactly one effect, this one has {names}", "keep only one of them")
             return None
         if not found:
-            if valid:
+            if valid and report_missing:
                 self.r.error(
                     node.loc,
                     key,
@@ -342,7 +335,7 @@ class PolicyCompiler:
         if isinstance(value, YScalar) and isinstance(value.value, str) and value.value.strip():
             return value.value
         child = f"{key}.{name}" if key else name
-        self.r.error(value.loc, child, f"{name} must be a non-empty string", f'e.g. {name}: "..."')
+        self.r.error(value.loc, child, f"{name} must be a non-empty string", f'quote it, e.g. {name}: "..."')
         return None
 
     def _risk(self, node: YMap, key: str) -> str | None:
@@ -352,11 +345,7 @@ class PolicyCompiler:
         risk = value.value if isinstance(value, YScalar) else None
         if isinstance(risk, str) and risk in RISK_LEVELS:
             return risk
-        hint = (
-            _suggest(risk, RISK_LEVELS)
-            if isinstance(risk, str)
-            else "expected one of " + ", ".join(RISK_LEVELS)
-        )
+        hint = _suggest(risk, RISK_LEVELS) if isinstance(risk, str) else "expected one of " + ", ".join(RISK_LEVELS)
         self.r.error(value.loc, f"{key}.risk", f"invalid risk {risk!r}", hint)
         return None
 
@@ -412,9 +401,7 @@ class PolicyCompiler:
     def _path(self, section: YMap, name: str, key: str, *, params_only: bool = False) -> FieldPath | None:
         """A limit's field path: ``key`` (default agent.id) or a budget's ``sum`` (a params field)."""
         value = section.get(name)
-        example = (
-            "e.g. amount or params.refund.amount" if params_only else "e.g. agent.id or params.customer_id"
-        )
+        example = "e.g. amount or params.refund.amount" if params_only else "e.g. agent.id or params.customer_id"
         text = DEFAULT_LIMIT_KEY
         if value is not None:
             raw = value.value if isinstance(value, YScalar) else None
@@ -485,9 +472,7 @@ class PolicyCompiler:
         path = self._path(section, "key", k)
         if maximum is None or per is None or path is None:
             return None
-        return RateLimitSpec(
-            max=maximum, per_seconds=per, key=path.text, limit_id=f"{rule_id}:rate", key_path=path
-        )
+        return RateLimitSpec(max=maximum, per_seconds=per, key=path.text, limit_id=f"{rule_id}:rate", key_path=path)
 
     def _budget(self, node: YMap, key: str, effect: Effect | None, rule_id: str) -> BudgetSpec | None:
         section = self._section(node, "budget", key, BUDGET_KEYS, "{sum: amount, max: 1000, per: 1d}")
@@ -513,9 +498,7 @@ class PolicyCompiler:
             maximum = float(max_node.value)
         else:
             shown = max_node.value if isinstance(max_node, YScalar) else "a collection"
-            self.r.error(
-                max_node.loc, f"{k}.max", f"max must be a positive number, got {shown!r}", "e.g. max: 1000"
-            )
+            self.r.error(max_node.loc, f"{k}.max", f"max must be a positive number, got {shown!r}", "e.g. max: 1000")
         per = self._duration(section, "per", k, required=True)
         path = self._path(section, "key", k)
         if sum_path is None or maximum is None or per is None or path is None:

@@ -163,9 +163,7 @@ class MatchCompiler:
 
     def compile(self, node: YNode, key: str, *, top: bool) -> Compiled | None:
         if not isinstance(node, YMap):
-            self.r.error(
-                node.loc, key, "must be a mapping of conditions", "e.g. match: {tool: refund, amount_gt: 100}"
-            )
+            self.r.error(node.loc, key, "must be a mapping of conditions", "e.g. match: {tool: refund, amount_gt: 100}")
             return None
         preds: list[Pred] = []
         specs: list[Any] = []
@@ -219,9 +217,7 @@ class MatchCompiler:
         if isinstance(node, YSeq):
             items = node.items
             if not items:
-                self.r.error(
-                    node.loc, key, "the list of names is empty", "give at least one name or remove the key"
-                )
+                self.r.error(node.loc, key, "the list of names is empty", "give at least one name or remove the key")
                 return None
         else:
             items = [node]
@@ -253,9 +249,7 @@ class MatchCompiler:
     def _combinator(self, name: str, node: YNode, key: str) -> tuple[Pred, Any] | None:
         if name == "not":
             if not isinstance(node, YMap):
-                self.r.error(
-                    node.loc, key, "not: takes a mapping of conditions", "e.g. not: {amount_gt: 100}"
-                )
+                self.r.error(node.loc, key, "not: takes a mapping of conditions", "e.g. not: {amount_gt: 100}")
                 return None
             inner = self.compile(node, key, top=False)
             if inner is None:
@@ -303,9 +297,7 @@ class MatchCompiler:
         field_text, op = split
         path = parse_path(field_text)
         if path is None:
-            self.r.error(
-                loc, key, f"invalid field path {field_text!r}", "use dotted names such as customer.tier"
-            )
+            self.r.error(loc, key, f"invalid field path {field_text!r}", "use dotted names such as customer.tier")
             return None
         first = field_text.split(".")[0]
         if first in NAME_KEYS:
@@ -330,6 +322,11 @@ class MatchCompiler:
                 f"move {name} out of match:, level with match:",
             )
             return
+        if "_" not in name:
+            close = difflib.get_close_matches(name, NAME_KEYS + COMBINATORS, n=1, cutoff=0.75)
+            if close:
+                self.r.error(loc, key, f"unknown condition {name!r}", f"did you mean {close[0]}?")
+                return
         if "_" not in name and parse_path(name) is not None and name not in ROOTS:
             self.r.error(
                 loc,
@@ -343,8 +340,7 @@ class MatchCompiler:
             f"did you mean {suggestion}?"
             if suggestion
             else (
-                "conditions are tool, operation, any, all, not or <field>_<op> with op one of "
-                + ", ".join(OPERATORS)
+                "conditions are tool, operation, any, all, not or <field>_<op> with op one of " + ", ".join(OPERATORS)
             )
         )
         self.r.error(loc, key, f"unknown condition {name!r}", hint)
@@ -386,9 +382,7 @@ class MatchCompiler:
             return None
         return _exists(get, value), value
 
-    def _membership(
-        self, op: str, get: Callable[[Env], Any], node: YNode, key: str
-    ) -> tuple[Pred, Any] | None:
+    def _membership(self, op: str, get: Callable[[Env], Any], node: YNode, key: str) -> tuple[Pred, Any] | None:
         if not isinstance(node, YSeq) or not node.items:
             if isinstance(node, YSeq):
                 self.r.error(
@@ -406,9 +400,7 @@ class MatchCompiler:
         for item in node.items:
             kind = value_kind(item.value) if isinstance(item, YScalar) else None
             if kind is None:
-                self._bad(
-                    item, key, "a string, number or boolean list item", "remove nested lists, maps and nulls"
-                )
+                self._bad(item, key, "a string, number or boolean list item", "remove nested lists, maps and nulls")
                 ok = False
                 continue
             assert isinstance(item, YScalar)

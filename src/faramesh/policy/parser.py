@@ -135,17 +135,13 @@ class _Builder:
             raise _TooBig
         loc = _loc(node.start_mark)
         if depth > MAX_DEPTH or id(node) in active:
-            self.problem(
-                loc, path, "the document nests too deeply or refers to itself", "remove the recursive alias"
-            )
+            self.problem(loc, path, "the document nests too deeply or refers to itself", "remove the recursive alias")
             return YScalar(None, loc)
         if isinstance(node, yaml.ScalarNode):
             try:
                 value = self.constructor.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
-                self.problem(
-                    loc, path, f"cannot read this value: {getattr(exc, 'problem', exc)}", "remove the tag"
-                )
+                self.problem(loc, path, f"cannot read this value: {getattr(exc, 'problem', exc)}", "remove the tag")
                 value = None
             return YScalar(value, loc)
         active = active | {id(node)}
@@ -154,9 +150,7 @@ class _Builder:
             return YSeq(items, loc)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc, depth, active, path)
-        self.problem(
-            loc, path, "unsupported YAML node"
-        )  # pragma: no cover - compose yields only the three kinds
+        self.problem(loc, path, "unsupported YAML node")  # pragma: no cover - compose yields only the three kinds
         return YScalar(None, loc)  # pragma: no cover
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int, active: set[int], path: str) -> YMap:

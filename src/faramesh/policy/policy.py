@@ -76,9 +76,7 @@ class Policy:
         "warnings",
     )
 
-    def __init__(
-        self, compiled: CompiledPolicy, *, source: str, source_text: str, warnings: list[str]
-    ) -> None:
+    def __init__(self, compiled: CompiledPolicy, *, source: str, source_text: str, warnings: list[str]) -> None:
         self.source: str = source
         self.source_text: str = source_text
         self.rules: tuple[Rule, ...] = tuple(compiled.rules)
@@ -105,11 +103,7 @@ class Policy:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise PolicyError(
-                    [
-                        PolicyProblem(
-                            source, 0, 0, "", f"the file is not UTF-8: {exc}", "save the policy as UTF-8"
-                        )
-                    ]
+                    [PolicyProblem(source, 0, 0, "", f"the file is not UTF-8: {exc}", "save the policy as UTF-8")]
                 ) from exc
         if not isinstance(text, str):
             raise TypeError(f"policy text must be str, not {type(text).__name__}")
@@ -178,9 +172,7 @@ class Policy:
                     continue
                 return cr.decision
         except Exception as exc:  # fail closed, whatever went wrong
-            return Decision(
-                Effect.DENY, f"Policy evaluation failed ({type(exc).__name__}); denied", "high", None
-            )
+            return Decision(Effect.DENY, f"Policy evaluation failed ({type(exc).__name__}); denied", "high", None)
         return self._default_decision
 
     def explain(
@@ -197,9 +189,7 @@ class Policy:
 
         Rules for other exact tool names are not candidates and do not appear in the trace.
         """
-        decision = self.evaluate(
-            tool=tool, operation=operation, params=params, context=context, agent=agent, now=now
-        )
+        decision = self.evaluate(tool=tool, operation=operation, params=params, context=context, agent=agent, now=now)
         if not isinstance(tool, str) or not isinstance(operation, str):
             return Explanation(decision, ())
         tool_n = normalize_name(tool)

@@ -21,9 +21,7 @@ _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "satu
 _DAY_GROUPS = {"weekdays": (0, 1, 2, 3, 4), "weekends": (5, 6), "weekend": (5, 6), "all": tuple(range(7))}
 _CLOCK = re.compile(r"([01]?\d|2[0-4]):([0-5]\d)")
 
-DURATION_HINT = (
-    "use a number of seconds or a number with a unit s, m, h, d or w, e.g. 30s, 15m, 2h, 1d, 1h30m"
-)
+DURATION_HINT = "use a number of seconds or a number with a unit s, m, h, d or w, e.g. 30s, 15m, 2h, 1d, 1h30m"
 
 
 class TimingError(ValueError):
