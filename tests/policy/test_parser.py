@@ -489,3 +489,15 @@ def test_from_file_errors_are_policy_errors(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         Policy.from_file(bad)
     assert "not UTF-8" in str(info.value)
+
+
+def test_exponent_numbers_without_a_dot_are_numbers() -> None:
+    # YAML 1.1 would read 1e6 as a string; policies accept it as YAML 1.2 does
+    policy = Policy.from_yaml("rules:\n  - {match: {amount_gt: 1e3, fee_lt: -2.5E-1}, allow: true}\n")
+    assert policy.evaluate(tool="t", operation="o", params={"amount": 1001, "fee": -1}, context={}).effect is (
+        Effect.ALLOW
+    )
+    assert policy.evaluate(tool="t", operation="o", params={"amount": 1000, "fee": -1}, context={}).effect is (
+        Effect.DENY
+    )
+    assert Policy.from_yaml("rules: []\nname: 1e3x\n").name == "1e3x"

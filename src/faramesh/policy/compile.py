@@ -262,7 +262,8 @@ class PolicyCompiler:
             value = id_node.value if isinstance(id_node, YScalar) else None
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
-            if not isinstance(value, str) or not RULE_ID.fullmatch(value):
+            # `rules[i]` is accepted at position i only: it is the id the rule would get anyway
+            if not isinstance(value, str) or not (RULE_ID.fullmatch(value) or value == rule_id):
                 self.r.error(
                     id_node.loc,
                     f"{key}.id",

@@ -10,6 +10,7 @@ self-referencing anchors.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,17 @@ class YMap:
 YNode = YScalar | YSeq | YMap
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e6`` as a float (YAML 1.2); YAML 1.1 wants ``1.0e+6``."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _loc(mark: Any) -> Loc:
     if mark is None:
         return Loc(0, 0)
@@ -82,7 +94,7 @@ def parse_yaml(text: str, source: str) -> tuple[YNode | None, list[PolicyProblem
     """Parse ``text``; return the located tree (None for an empty document) and any problems."""
     problems: list[PolicyProblem] = []
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = _loc(mark)
@@ -124,7 +136,7 @@ class _Builder:
         self.count = 0
         # Scalars are turned into Python values by PyYAML's own safe constructor,
         # so `yes`, `1_000`, `.inf`, `~` and quoted strings mean what YAML says they mean.
-        self.constructor = yaml.SafeLoader("")
+        self.constructor = _Loader("")
 
     def problem(self, loc: Loc, path: str, message: str, hint: str = "") -> None:
         self.problems.append(PolicyProblem(self.source, loc.line, loc.column, path, message, hint))
