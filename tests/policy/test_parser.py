@@ -149,6 +149,11 @@ def test_invalid_yaml_reports_the_line(text: str, line: int) -> None:
     assert p.source == "p.yaml"
 
 
+def test_tab_indentation_gets_a_hint() -> None:
+    p = one_problem("rules:\n\t- allow: true\n")
+    assert p.line == 2 and "tabs" in p.hint
+
+
 def test_duplicate_keys_are_errors_and_other_problems_are_still_reported() -> None:
     found = problems(
         """\

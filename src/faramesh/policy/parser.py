@@ -69,7 +69,11 @@ class YMap:
 YNode = YScalar | YSeq | YMap
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (much faster on large policies), else the pure-Python one.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     """PyYAML's safe loader, also reading ``1e6`` as a float (YAML 1.2); YAML 1.1 wants ``1.0e+6``."""
 
 
@@ -101,9 +105,11 @@ def parse_yaml(text: str, source: str) -> tuple[YNode | None, list[PolicyProblem
         message = exc.problem or "invalid YAML"
         if exc.context:
             message = f"{exc.context}, {message}"
-        problems.append(
-            PolicyProblem(source, loc.line, loc.column, "", f"invalid YAML: {message}", "fix the YAML syntax")
-        )
+        hint = "fix the YAML syntax"
+        lines = text.splitlines()
+        if 0 < loc.line <= len(lines) and "\t" in lines[loc.line - 1]:
+            hint = "YAML does not allow tabs for indentation; indent with spaces"
+        problems.append(PolicyProblem(source, loc.line, loc.column, "", f"invalid YAML: {message}", hint))
         return None, problems
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for syntax
         problems.append(PolicyProblem(source, 0, 0, "", f"invalid YAML: {exc}", "fix the YAML syntax"))
