@@ -308,7 +308,7 @@ def test_integer_ids_are_accepted_and_duplicate_ids_rejected() -> None:
         ("amount: 5", "amount", "a field needs an operator", "e.g. amount_eq, amount_gt"),
         ("allow: true", "allow", "allow is a rule setting, not a condition", "move allow out of match:"),
         ("reason: x", "reason", "reason is a rule setting", "move reason out of match:"),
-        ("amount_gt: '100'", "amount_gt", "expected a number, got '100'", "unquoted"),
+        ("amount_gt: '100'", "amount_gt", "expected a number, got '100'", "without quotes"),
         ("amount_gt: true", "amount_gt", "expected a number, got True", ""),
         ("amount_lte: .nan", "amount_lte", "expected a number", ""),
         ("amount_lt: .inf", "amount_lt", "expected a number", ""),

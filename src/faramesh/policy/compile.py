@@ -10,6 +10,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .conditions import (
     COMBINATORS,
@@ -201,7 +202,7 @@ class PolicyCompiler:
                 node.loc,
                 key,
                 f"rule {rule_id} requires approval but sets no approval.timeout; "
-                "a pending action waits until someone decides",
+                "the server's default approval timeout, if any, applies",
             )
         spec: dict[str, Any] = {
             "id": rule_id,
@@ -525,29 +526,25 @@ class PolicyCompiler:
             return None
         days: frozenset[int] | None = frozenset(range(7))
         hours: tuple[int, int] | None = (0, 24 * 60)
+        tz: ZoneInfo | None = ZoneInfo("UTC")
         tz_name = "UTC"
-        tz = None
-        try:
-            days_node = section.get("days")
-            if days_node is not None:
-                days = parse_days(_plain(days_node))
-        except TimingError as exc:
-            self.r.error(section.key_loc("days"), f"{k}.days", exc.message, exc.hint)
-            days = None
-        try:
-            hours_node = section.get("hours")
-            if hours_node is not None:
-                hours = parse_hours(_plain(hours_node))
-        except TimingError as exc:
-            self.r.error(section.key_loc("hours"), f"{k}.hours", exc.message, exc.hint)
-            hours = None
-        try:
-            tz_node = section.get("tz")
-            tz_value = _plain(tz_node) if tz_node is not None else "UTC"
-            tz = parse_tz(tz_value)
-            tz_name = str(tz_value)
-        except TimingError as exc:
-            self.r.error(section.key_loc("tz"), f"{k}.tz", exc.message, exc.hint)
+        for name, _, node_value in section:
+            try:
+                if name == "days":
+                    days = parse_days(_plain(node_value))
+                elif name == "hours":
+                    hours = parse_hours(_plain(node_value))
+                elif name == "tz":
+                    tz = parse_tz(_plain(node_value))
+                    tz_name = str(tz.key)
+            except TimingError as exc:
+                self.r.error(node_value.loc, f"{k}.{name}", exc.message, exc.hint)
+                if name == "days":
+                    days = None
+                elif name == "hours":
+                    hours = None
+                else:
+                    tz = None
         if days is None or hours is None or tz is None:
             return None
         return Window(days=days, start=hours[0], end=hours[1], tz=tz, tz_name=tz_name)

@@ -350,7 +350,7 @@ class MatchCompiler:
         value = node.value if isinstance(node, YScalar) else None
         if op in _COMPARE:
             if not isinstance(node, YScalar) or not is_number(value):
-                self._bad(node, key, "a number", f"e.g. {key.rsplit('.', 1)[-1]}: 100 (unquoted)")
+                self._bad(node, key, "a number", f"write it without quotes, e.g. {key.rsplit('.', 1)[-1]}: 100")
                 return None
             return _compare(get, _COMPARE[op], value), canonical_scalar(value)
         if op in ("eq", "ne", "contains"):
