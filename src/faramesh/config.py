@@ -33,6 +33,19 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds (or 30s/15m/2h) before a pending action is denied as expired, when its rule sets none",
     ),
     Setting("max_body_bytes", "FARAMESH_MAX_BODY_BYTES", 1024 * 1024, "largest request body accepted", int),
+    Setting(
+        "max_header_bytes",
+        "FARAMESH_MAX_HEADER_BYTES",
+        64 * 1024,
+        "largest request line plus headers accepted (larger is refused with 400 before the app)",
+        int,
+    ),
+    Setting(
+        "rate_limit",
+        "FARAMESH_RATE_LIMIT",
+        "1000/s",
+        "requests per API key, e.g. 50/s, 600/m or off; over it the answer is 429 with Retry-After",
+    ),
     Setting("secret_key", "FARAMESH_SECRET_KEY", None, "key that signs dashboard sessions (random if unset)"),
     Setting("log_format", "FARAMESH_LOG_FORMAT", "text", "text or json"),
 )
@@ -66,6 +79,8 @@ class Settings:
     policy: str | None = None
     approval_timeout: float | None = None
     max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    rate_limit: str | None = "1000/s"
     secret_key: str | None = None
     log_format: str = "text"
     migrate: bool = True
@@ -85,6 +100,8 @@ class Settings:
             values["port"] = int(values["port"])
         if "max_body_bytes" in values:
             values["max_body_bytes"] = int(values["max_body_bytes"])
+        if "max_header_bytes" in values:
+            values["max_header_bytes"] = int(values["max_header_bytes"])
         if "approval_timeout" in values:
             values["approval_timeout"] = parse_duration(values["approval_timeout"])
         known = {f.name for f in fields(cls)}

@@ -29,6 +29,21 @@ from faramesh.model import Role
     help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout.",
 )
 @click.option("--max-body-bytes", envvar="FARAMESH_MAX_BODY_BYTES", default=1024 * 1024, show_default=True, type=int)
+@click.option(
+    "--max-header-bytes",
+    envvar="FARAMESH_MAX_HEADER_BYTES",
+    default=64 * 1024,
+    show_default=True,
+    type=int,
+    help="Largest request line plus headers; larger requests are refused before they reach the app.",
+)
+@click.option(
+    "--rate-limit",
+    envvar="FARAMESH_RATE_LIMIT",
+    default="1000/s",
+    show_default=True,
+    help="Requests per API key (e.g. 50/s, 600/m, or off); over it the answer is 429 with Retry-After.",
+)
 @click.option("--no-migrate", is_flag=True, help="Refuse to start unless the schema is current, instead of migrating.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def serve(
@@ -38,6 +53,8 @@ def serve(
     database_url: str,
     approval_timeout: str | None,
     max_body_bytes: int,
+    max_header_bytes: int,
+    rate_limit: str,
     no_migrate: bool,
     log_format: str,
 ) -> None:
@@ -46,12 +63,17 @@ def serve(
 
     from faramesh.policy import PolicyError
     from faramesh.server.app import create_app, load_policy
+    from faramesh.server.ratelimit import parse_rate
     from faramesh.storage import Store
 
     try:
         timeout = parse_duration(approval_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--approval-timeout") from None
+    try:
+        parse_rate(rate_limit)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
     settings = Settings(
         host=host,
         port=port,
@@ -59,6 +81,8 @@ def serve(
         policy=policy,
         approval_timeout=timeout,
         max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+        rate_limit=rate_limit,
         migrate=not no_migrate,
         log_format=log_format,
     )
@@ -96,4 +120,14 @@ def serve(
     sys.stdout.flush()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    # h11 rather than httptools: h11 bounds the request line and headers
+    # (httptools buffers them without limit), so oversized headers get a 400.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http="h11",
+        h11_max_incomplete_event_size=max_header_bytes,
+    )

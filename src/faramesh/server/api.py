@@ -22,6 +22,8 @@ from faramesh.service import Governor, Submission
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
 ActionId = Annotated[str, Field(min_length=1, max_length=64)]
+# Sequence numbers are stored as 64-bit integers; larger cursors cannot exist.
+MAX_SEQ = 2**63 - 1
 
 
 class SubmitBody(BaseModel):
@@ -102,7 +104,7 @@ async def list_actions(
     risk: Annotated[str | None, Query(max_length=16)] = None,
     id_prefix: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     g = gov(request)
@@ -211,6 +213,8 @@ async def events(
     if last_event_id:
         try:
             after = int(last_event_id)
+            if not 0 <= after <= MAX_SEQ:
+                raise ValueError(last_event_id)
         except ValueError:
             raise InvalidInput("Last-Event-ID must be an event id from this stream", field="Last-Event-ID") from None
 

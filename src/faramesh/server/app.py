@@ -16,6 +16,8 @@ from faramesh import __version__
 from faramesh.config import Settings
 from faramesh.policy import Policy, load_starter_policy
 from faramesh.server import api, errors
+from faramesh.server.bodylimit import GuardedFastAPI
+from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.service import Governor
 from faramesh.storage import Store
 
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             if own_store:
                 await run_in_threadpool(g.store.close)
 
-    app = FastAPI(
+    app = GuardedFastAPI(
         title="Faramesh",
         version=__version__,
         description="Execution governor for AI agents: submit actions, get decisions, approve, audit.",
@@ -93,6 +95,10 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.guard_headers = SECURITY_HEADERS
+    app.max_header_bytes = settings.max_header_bytes
+    rate = parse_rate(settings.rate_limit)
+    app.state.rate_limiter = RateLimiter(rate) if rate is not None else None
     errors.install(app)
     app.include_router(api.router)
 

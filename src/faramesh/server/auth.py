@@ -8,8 +8,9 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import keys
-from faramesh.errors import Forbidden, Unauthorized
+from faramesh.errors import Forbidden, RateLimited, Unauthorized
 from faramesh.model import Identity
+from faramesh.server.ratelimit import RateLimiter, retry_after_header
 
 
 def bearer_key(request: Request) -> str | None:
@@ -30,6 +31,16 @@ async def current_identity(request: Request) -> Identity:
     identity = await run_in_threadpool(store.read, lambda conn: keys.authenticate(conn, secret))
     if identity is None:
         raise Unauthorized("invalid or revoked API key")
+    # Limited per key, after the key is known: floods without a valid key hold no state.
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        wait = limiter.check(identity.key_id)
+        if wait is not None:
+            seconds = int(retry_after_header(wait))
+            raise RateLimited(
+                f"too many requests for this API key (limit {limiter.rate}); retry in {seconds}s",
+                retry_after=seconds,
+            )
     request.state.identity = identity
     return identity
 

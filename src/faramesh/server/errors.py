@@ -75,14 +75,18 @@ def install(app: FastAPI) -> None:
             return error_response(
                 422, f"Request body is not valid JSON: {reason}".rstrip(": "), code="invalid_json", field="body"
             )
+        # A body that was not parsed as JSON arrives as bytes: its Content-Type was
+        # missing or not JSON.
+        unparsed = isinstance(getattr(exc, "body", None), (bytes, bytearray))
         if (
             loc
             and loc[0] == "body"
             and request.method in ("POST", "PUT", "PATCH")
-            and request.headers.get("content-type")
-            and not _is_json(request)
+            and (unparsed or (request.headers.get("content-type") and not _is_json(request)))
         ):
             return error_response(415, "Content-Type must be application/json", field="content-type")
+        if loc == ("body",) and kind in ("model_attributes_type", "dict_type", "model_type"):
+            return error_response(422, "request body must be a JSON object", field="body")
         field = _field_of(loc)
         if kind == "missing":
             message = f"{field} is required" if field else "request body is required"
@@ -100,6 +104,10 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
+        if exc.status_code == 413:
+            limit = getattr(request.app, "max_body_size", None)
+            message = f"request body is over the limit of {limit} bytes" if limit else "request body is too large"
+            return error_response(413, message, field="body", headers=getattr(exc, "headers", None))
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
