@@ -1,9 +1,17 @@
-"""Shared fixtures: a real server process on a free port with a real SQLite file."""
+"""Shared fixtures: a real server process on a free port with a real database.
+
+Tests in the directories named in BOTH_BACKENDS (and modules marked
+`@pytest.mark.backends(...)`) run their `server` / `start_server` fixtures on SQLite
+and on PostgreSQL; everything else uses a SQLite file. Each PostgreSQL database is
+created for the test run and dropped afterwards.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,6 +28,90 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_POLICY = FIXTURES / "seed_policy.yaml"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# The maintenance database used to create and drop one database per server fixture.
+PG_ADMIN_URL = os.environ.get("FARAMESH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("sqlite", "postgresql")
+BOTH_BACKENDS = ("api", "sdk", "storage")  # test directories whose servers run on both backends
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run this module's server fixtures on these databases")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None:
+        names = tuple(marker.args)
+    elif Path(str(metafunc.definition.path)).parent.name in BOTH_BACKENDS:
+        names = BACKENDS
+    else:
+        return
+    metafunc.parametrize("backend", names, indirect=True, scope="module", ids=list(names))
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the server fixtures use: "sqlite" unless parametrized."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def require_postgres() -> None:
+    """Skip (or, under CI, fail) when the test PostgreSQL server cannot be reached."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+
+
+def create_pg_database() -> str:
+    """A new, empty PostgreSQL database; returns its URL."""
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    require_postgres()
+    name = "faramesh_t_" + secrets.token_hex(6)
+    with _pg_admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    assert name and name.startswith("faramesh_t_"), name
+    with _pg_admin() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, directory: Path, name: str = "faramesh") -> Iterator[str]:
+    """A new empty database of the given backend, removed afterwards; yields its URL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / f'{name}.db'}"
+        return
+    if backend != "postgresql":
+        raise ValueError(f"unknown backend {backend!r}")
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 def free_port() -> int:
@@ -125,33 +217,49 @@ class ServerProcess:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (skipped, or failed under CI, without a server)."""
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, backend: str) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
+    with contextlib.ExitStack() as databases:
 
-    def _start(
-        *,
-        policy: Path | None = SEED_POLICY,
-        database_url: str | None = None,
-        extra_args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-    ) -> ServerProcess:
-        db = database_url or f"sqlite:///{tmp_path / f'faramesh{len(servers)}.db'}"
-        server = ServerProcess(db, policy, extra_args, env or {}, cwd=tmp_path).start()
-        servers.append(server)
-        return server
+        def _start(
+            *,
+            policy: Path | None = SEED_POLICY,
+            database_url: str | None = None,
+            extra_args: tuple[str, ...] = (),
+            env: dict[str, str] | None = None,
+        ) -> ServerProcess:
+            db = database_url or databases.enter_context(fresh_database(backend, tmp_path, f"faramesh{len(servers)}"))
+            server = ServerProcess(db, policy, extra_args, env or {}, cwd=tmp_path)
+            servers.append(server)
+            return server.start()
 
-    yield _start
-    for server in servers:
-        server.stop()
+        try:
+            yield _start
+        finally:
+            for server in servers:
+                server.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[ServerProcess]:
     """One server for a whole test module (cheaper); tests create their own keys."""
     tmp = tmp_path_factory.mktemp("server")
-    srv = ServerProcess(f"sqlite:///{tmp / 'faramesh.db'}", SEED_POLICY, cwd=tmp).start()
-    yield srv
-    srv.stop()
+    with fresh_database(backend, tmp) as url:
+        srv = ServerProcess(url, SEED_POLICY, cwd=tmp).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
 
 def auth(key: str) -> dict[str, str]:
