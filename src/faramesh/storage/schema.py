@@ -37,6 +37,7 @@ actions = Table(
     Column("operation", String(128), nullable=False),
     Column("params", Text, nullable=False),
     Column("context", Text, nullable=False),
+    Column("original_params", Text),  # JSON; set when an approver approved edited params
     Column("agent_id", String(200), nullable=False),
     Column("submitted_by", String(64), nullable=False),  # api key id of the submitter
     Column("idempotency_key", String(200)),
@@ -69,7 +70,8 @@ approvals = Table(
     Column("reason", Text),
     Column("request_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
-    UniqueConstraint("action_id", "approver", name="uq_approvals_action_approver"),
+    # One vote per approver for each exact set of arguments (see approve-with-changes).
+    UniqueConstraint("action_id", "approver", "request_hash", name="uq_approvals_action_approver_hash"),
 )
 
 api_keys = Table(
@@ -122,5 +124,40 @@ limit_usage = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_limit_usage_lookup", limit_usage.c.limit_id, limit_usage.c.bucket, limit_usage.c.at)
+
+# Outgoing webhooks added through the admin API (file-configured ones live in memory).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),  # kept in clear: it signs every delivery
+    Column("events", Text, nullable=False),  # JSON list of event types, or ["*"]
+    Column("format", String(16), nullable=False),  # json | slack
+    Column("description", Text, nullable=False, default=""),
+    Column("created_by", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+# One row per (event, webhook): the delivery log and the retry queue.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),  # the audit record's seq
+    Column("action_id", String(64)),
+    Column("payload", Text, nullable=False),  # the exact body sent on every attempt
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)
 
 GENESIS_HASH = "0" * 64
