@@ -577,6 +577,35 @@ def test_only_rules_for_the_tool_and_glob_rules_are_candidates() -> None:
     assert [(t.rule_id, t.outcome) for t in trace] == [("any-tool", "operation")]
 
 
+def test_glob_rules_are_candidates_only_for_names_they_match() -> None:
+    policy = load(
+        """
+        rules:
+          - {id: stripe, match: {tool: "stripe.*", amount_gt: 1}, require_approval: true}
+          - {id: github, match: {tool: ["github.*", gh], amount_gt: 1}, allow: true}
+          - {id: refund, match: {tool: refund, amount_gt: 1}, allow: true}
+          - {id: every, match: {operation: x}, allow: true}
+        """
+    )
+
+    def candidates(tool: str) -> list[str]:
+        return [t.rule_id for t in policy.explain(tool=tool, operation="x", params={}, context={}).trace]
+
+    assert candidates("refund") == ["refund", "every"]
+    assert candidates("stripe.charges") == ["stripe", "every"]
+    assert candidates("GitHub.issues") == ["github", "every"]
+    assert candidates("gh") == ["github", "every"]
+    assert candidates("other") == ["every"]
+    # many distinct unknown names: the per-policy memo stays bounded and answers stay right
+    for i in range(5000):
+        d = policy.evaluate(tool=f"stripe.t{i}", operation="x", params={"amount": 2}, context={})
+        assert d.rule_id == "stripe"
+        assert policy.evaluate(tool=f"x{i}", operation="x", params={"amount": 2}, context={}).rule_id == "every"
+    assert len(policy._glob_memo) <= 4096
+    d = policy.evaluate(tool="stripe.t4999", operation="x", params={"amount": 2}, context={})
+    assert d.rule_id == "stripe"
+
+
 def test_glob_rules_keep_their_place_in_file_order() -> None:
     policy = load(
         """

@@ -41,7 +41,12 @@ DEFAULT_LIMIT_KEY = "agent.id"
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule ready to evaluate. ``tool`` is None when the index already guarantees the tool matches."""
+    """A rule ready to evaluate.
+
+    ``tool`` is the rule's tool matcher (None: any tool). It is used to decide which
+    candidate lists the rule belongs to; evaluation never calls it, because a rule
+    is only ever a candidate for tools it matches.
+    """
 
     index: int
     decision: Decision
@@ -59,7 +64,9 @@ class CompiledPolicy:
     name: str | None = None
     version: str | int | None = None
     description: str | None = None
+    # exact (normalised) tool name -> the rules that can match it, in file order
     by_tool: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    # rules with a glob tool pattern or no tool condition, in file order
     any_tool: tuple[CompiledRule, ...] = ()
 
 
@@ -138,8 +145,11 @@ class PolicyCompiler:
                     exact.setdefault(pattern, []).append(cr)
             else:
                 any_tool.append(cr)
-        # Per exact tool name: its own rules and the rules for any tool, in file order.
-        out.by_tool = {name: tuple(sorted(own + any_tool, key=lambda c: c.index)) for name, own in exact.items()}
+        # Per exact tool name: its own rules and the glob/any-tool rules that match the name, in file order.
+        out.by_tool = {
+            name: tuple(sorted(own + [g for g in any_tool if g.tool is None or g.tool(name)], key=lambda c: c.index))
+            for name, own in exact.items()
+        }
         out.any_tool = tuple(any_tool)
 
     def _reachability(self, out: CompiledPolicy) -> None:
@@ -244,13 +254,11 @@ class PolicyCompiler:
             limits=tuple(limits),
             spec=spec,
         )
-        tool_patterns = compiled.tool_patterns if compiled else []
-        indexed = bool(tool_patterns) and not any(is_glob(p) for p in tool_patterns)
         compiled_rule = CompiledRule(
             index=i,
             decision=rule.decision,
             operation=compiled.operation if compiled else None,
-            tool=None if indexed or compiled is None else compiled.tool,
+            tool=compiled.tool if compiled else None,
             window=window,
             cond=compiled.pred if compiled else None,
         )

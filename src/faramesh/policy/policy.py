@@ -24,6 +24,9 @@ from .names import normalize_name
 from .parser import parse_yaml
 
 _DEFAULT_RISK = "medium"
+# Candidate lists remembered per policy for tool names that no rule names exactly.
+_GLOB_MEMO_SIZE = 4096
+_GLOB_MEMO_NAME_LENGTH = 256
 _INVALID_NAMES = Decision(Effect.DENY, "tool and operation must be strings", "high", None)
 
 
@@ -41,7 +44,7 @@ def _default_decision(effect: Effect) -> Decision:
 class RuleTrace:
     """How one candidate rule fared in :meth:`Policy.explain`.
 
-    ``outcome`` is ``"matched"``, ``"operation"`` / ``"tool"`` (the name did not match),
+    ``outcome`` is ``"matched"``, ``"operation"`` (the operation name did not match),
     ``"during"`` (outside its time window or no time given), ``"false"`` or ``"unknown"``
     (conditions false, or not decidable because data was missing or of the wrong type).
     """
@@ -64,6 +67,7 @@ class Policy:
         "_any_tool",
         "_by_tool",
         "_default_decision",
+        "_glob_memo",
         "_rules_by_index",
         "default",
         "description",
@@ -88,6 +92,7 @@ class Policy:
         self.hash: str = _policy_hash(self.rules, self.default)
         self._by_tool: dict[str, tuple[CompiledRule, ...]] = compiled.by_tool
         self._any_tool: tuple[CompiledRule, ...] = compiled.any_tool
+        self._glob_memo: dict[str, tuple[CompiledRule, ...]] = {}
         self._default_decision: Decision = _default_decision(compiled.default)
         self._rules_by_index: dict[int, Rule] = {
             cr.index: rule for cr, rule in zip(compiled.compiled, compiled.rules, strict=True)
@@ -161,10 +166,11 @@ class Policy:
         op_n = normalize_name(operation)
         env = (params, context, agent, tool_n, op_n)
         try:
-            for cr in self._by_tool.get(tool_n, self._any_tool):
+            candidates = self._by_tool.get(tool_n)
+            if candidates is None:
+                candidates = self._glob_candidates(tool_n)
+            for cr in candidates:
                 if cr.operation is not None and not cr.operation(op_n):
-                    continue
-                if cr.tool is not None and not cr.tool(tool_n):
                     continue
                 if cr.window is not None and (now is None or not cr.window.contains(now)):
                     continue
@@ -174,6 +180,19 @@ class Policy:
         except Exception as exc:  # fail closed, whatever went wrong
             return Decision(Effect.DENY, f"Policy evaluation failed ({type(exc).__name__}); denied", "high", None)
         return self._default_decision
+
+    def _glob_candidates(self, tool_n: str) -> tuple[CompiledRule, ...]:
+        """The glob and any-tool rules that match a tool no rule names exactly, remembered per name.
+
+        The memo only caches a pure function of the (immutable) rules, so evaluation
+        stays deterministic; it is bounded, and long names are not remembered.
+        """
+        found = self._glob_memo.get(tool_n)
+        if found is None:
+            found = tuple(cr for cr in self._any_tool if cr.tool is None or cr.tool(tool_n))
+            if len(self._glob_memo) < _GLOB_MEMO_SIZE and len(tool_n) <= _GLOB_MEMO_NAME_LENGTH:
+                self._glob_memo[tool_n] = found
+        return found
 
     def explain(
         self,
@@ -187,7 +206,8 @@ class Policy:
     ) -> Explanation:
         """Like :meth:`evaluate`, and also say what happened to each candidate rule (for `policy explain`).
 
-        Rules for other exact tool names are not candidates and do not appear in the trace.
+        Only candidate rules appear in the trace: rules whose tool condition matches the tool
+        (or that have none).
         """
         decision = self.evaluate(tool=tool, operation=operation, params=params, context=context, agent=agent, now=now)
         if not isinstance(tool, str) or not isinstance(operation, str):
@@ -196,14 +216,15 @@ class Policy:
         op_n = normalize_name(operation)
         env = (params, context, agent, tool_n, op_n)
         trace: list[RuleTrace] = []
-        for cr in self._by_tool.get(tool_n, self._any_tool):
+        candidates = self._by_tool.get(tool_n)
+        if candidates is None:
+            candidates = self._glob_candidates(tool_n)
+        for cr in candidates:
             rule = self._rules_by_index[cr.index]
             outcome = "matched"
             try:
                 if cr.operation is not None and not cr.operation(op_n):
                     outcome = "operation"
-                elif cr.tool is not None and not cr.tool(tool_n):
-                    outcome = "tool"
                 elif cr.window is not None and (now is None or not cr.window.contains(now)):
                     outcome = "during"
                 elif cr.cond is not None:
