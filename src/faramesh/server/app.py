@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import __version__
 from faramesh.config import Settings
 from faramesh.policy import Policy, load_starter_policy
-from faramesh.server import api, errors
+from faramesh.server import api, errors, web
 from faramesh.server.bodylimit import GuardedFastAPI
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.service import Governor
@@ -122,8 +122,6 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             return errors.error_response(503, f"database unavailable: {type(exc).__name__}", code="unavailable")
         return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> PlainTextResponse:
-        return PlainTextResponse("Faramesh is running. API under /v1, docs at /docs.\n")
+    web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP
 
     return app

@@ -1,0 +1,280 @@
+"""Dashboard pages: login, the pending queue, action detail and decisions, history.
+
+Every read and every decision goes through the Governor, exactly as the /v1 API does;
+these handlers only turn forms into service calls and results into HTML.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from faramesh import audit, keys
+from faramesh.errors import Conflict, FarameshError, NotFound
+from faramesh.model import Identity, Status
+from faramesh.server.web.guard import (
+    LoginRequired,
+    WebRoute,
+    codec,
+    read_form,
+    redirect,
+    require_user,
+    safe_next,
+    session_of,
+)
+from faramesh.server.web.render import RISKS, render
+from faramesh.server.web.session import Session, logged_in
+from faramesh.service import Governor
+from faramesh.storage.schema import actions, approvals
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+QUEUE_LIMIT = 200
+HISTORY_PAGE = 50
+MAX_KEY_LENGTH = 512
+
+
+def gov(request: Request) -> Governor:
+    governor: Governor = request.app.state.governor
+    return governor
+
+
+async def page_user(request: Request, *, admin: bool = False) -> Identity:
+    """The signed-in user, plus the pending count every page shows in its navigation."""
+    user = await require_user(request, admin=admin)
+    request.state.pending_count = await run_in_threadpool(gov(request).store.read, _pending_count)
+    return user
+
+
+def _pending_count(conn: Any) -> int:
+    query = select(func.count()).select_from(actions).where(actions.c.status == Status.PENDING_APPROVAL.value)
+    return int(conn.execute(query).scalar_one())
+
+
+def _audit_head(conn: Any) -> int:
+    return audit.head(conn)[0]
+
+
+# -- login -------------------------------------------------------------------------
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    try:
+        await require_user(request)
+    except LoginRequired:
+        return render(request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
+    return redirect("/")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await read_form(request)
+    secret = form.get("key")
+    nxt = safe_next(form.get("next"))
+    identity = None
+    if isinstance(secret, str) and 0 < len(secret.strip()) <= MAX_KEY_LENGTH:
+        key = secret.strip()
+        identity = await run_in_threadpool(gov(request).store.read, lambda conn: keys.authenticate(conn, key))
+    if identity is None:
+        error = "That key is not valid or has been revoked."
+        return render(request, "login.html", {"next": nxt, "error": error}, status=401)
+    if not identity.can_decide:
+        error = "Agent keys cannot log in to the dashboard. Use an approver or admin key."
+        return render(request, "login.html", {"next": nxt, "error": error}, status=403)
+    request.state.web_session = logged_in(identity)
+    return redirect(nxt)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await read_form(request)
+    old = session_of(request)
+    codec(request).end(old)
+    fresh = Session(expires=old.expires, dirty=True)
+    fresh.set_flash("ok", "You have logged out.")
+    request.state.web_session = fresh
+    return redirect("/login")
+
+
+# -- queue -------------------------------------------------------------------------
+def _approval_counts(conn: Any, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {}
+    query = (
+        select(approvals.c.action_id, func.count())
+        .where(approvals.c.action_id.in_(ids), approvals.c.approve.is_(True))
+        .group_by(approvals.c.action_id)
+    )
+    return {row[0]: int(row[1]) for row in conn.execute(query).all()}
+
+
+@router.get("/")
+async def queue(request: Request) -> Response:
+    user = await page_user(request)
+    g = gov(request)
+    # Read the event position first: the page's live stream replays anything after it,
+    # so nothing that happens between this read and the browser connecting is lost.
+    after = await run_in_threadpool(g.store.read, _audit_head)
+    items, more = await run_in_threadpool(
+        lambda: g.list_actions(user, status=Status.PENDING_APPROVAL.value, limit=QUEUE_LIMIT)
+    )
+    multi = [a["id"] for a in items if (a.get("approval") or {}).get("quorum", 1) > 1]
+    counts = await run_in_threadpool(g.store.read, lambda conn: _approval_counts(conn, multi))
+    for a in items:
+        a["approvals_given"] = counts.get(a["id"], 0)
+    return render(
+        request,
+        "queue.html",
+        {"items": items, "more": more is not None, "events_url": f"/ui/events?after={after}", "limit": QUEUE_LIMIT},
+    )
+
+
+# -- action detail and decisions -----------------------------------------------------
+@router.get("/actions/{action_id}")
+async def action_detail(action_id: str, request: Request) -> Response:
+    user = await page_user(request)
+    g = gov(request)
+    after = await run_in_threadpool(g.store.read, _audit_head)
+    action = await run_in_threadpool(g.get, user, action_id)
+    timeline = await run_in_threadpool(g.events, user, action_id)
+    return render(
+        request,
+        "action.html",
+        {
+            "a": action,
+            "timeline": timeline,
+            "active_policy_hash": g.policy.hash,
+            "events_url": "/ui/events?" + urlencode({"after": after, "action": action["id"]}),
+        },
+    )
+
+
+def _conflict_message(action: dict[str, Any] | None, exc: Conflict, verb: str) -> str:
+    """Say plainly who got there first instead of showing an error page."""
+    if action is None:
+        return exc.message
+    status = action["status"]
+    if status == Status.PENDING_APPROVAL.value:
+        # Still pending: this person already voted and the quorum is not reached.
+        return f"You have already decided on this action; it is still waiting for other approvers. ({exc.message})"
+    who = action.get("decided_by")
+    if status in (Status.APPROVED.value, Status.DENIED.value) and who == "system:expiry":
+        return f"Too late to {verb}: {action.get('decision_reason') or 'the approval window expired'}."
+    label = {"approved": "approved", "denied": "denied"}.get(status, status.replace("_", " "))
+    if who:
+        return f"Already {label} by {who}."
+    return f"Already {label}; this action is no longer waiting for a decision."
+
+
+@router.post("/actions/{action_id}/decide")
+async def decide(action_id: str, request: Request) -> Response:
+    user = await require_user(request)
+    form = await read_form(request)
+    g = gov(request)
+    session = session_of(request)
+    back = f"/actions/{action_id}"
+    choice = form.get("decision")
+    raw_reason = form.get("reason")
+    reason = raw_reason.strip() if isinstance(raw_reason, str) else ""
+    if choice not in ("approve", "deny"):
+        session.set_flash("error", "Choose Approve or Deny.")
+        return redirect(back)
+    if choice == "deny" and not reason:
+        session.set_flash("error", "A reason is required to deny. Say why, then press Deny again.")
+        return redirect(back)
+    decide_fn = g.approve if choice == "approve" else g.deny
+    try:
+        result = await run_in_threadpool(lambda: decide_fn(user, action_id, reason=reason or None))
+    except NotFound:
+        raise
+    except Conflict as exc:
+        try:
+            current: dict[str, Any] | None = await run_in_threadpool(g.get, user, action_id)
+        except FarameshError:
+            current = None
+        session.set_flash("error", _conflict_message(current, exc, choice))
+        return redirect(back)
+    except FarameshError as exc:  # not allowed to decide this one (own action, group), bad reason
+        session.set_flash("error", exc.message)
+        return redirect(back)
+    if result["status"] == Status.PENDING_APPROVAL.value:
+        quorum = (result.get("approval") or {}).get("quorum", 1)
+        given = sum(1 for a in result.get("approvals") or () if a.get("approve"))
+        session.set_flash("ok", f"Your approval was recorded: {given} of {quorum} needed.")
+    else:
+        session.set_flash("ok", "Approved." if choice == "approve" else "Denied.")
+    return redirect(back)
+
+
+# -- history -----------------------------------------------------------------------
+def _parse_time(value: str | None) -> float | None:
+    """A datetime-local or date value, read as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+HISTORY_FILTERS = ("q", "status", "tool", "agent", "risk", "since", "until")
+
+
+@router.get("/history")
+async def history(request: Request) -> Response:
+    user = await page_user(request)
+    g = gov(request)
+    qp = request.query_params
+    filters = {name: (qp.get(name) or "").strip()[:200] for name in HISTORY_FILTERS}
+    problems = []
+    if filters["status"] and filters["status"] not in {s.value for s in Status}:
+        problems.append(f"Unknown status {filters['status']!r}.")
+        filters["status"] = ""
+    if filters["risk"] and filters["risk"] not in RISKS:
+        problems.append(f"Unknown risk {filters['risk']!r}.")
+        filters["risk"] = ""
+    since, until = _parse_time(filters["since"]), _parse_time(filters["until"])
+    for name, parsed in (("since", since), ("until", until)):
+        if filters[name] and parsed is None:
+            problems.append(f"Could not read the time {filters[name]!r}.")
+            filters[name] = ""
+    cursor_raw = qp.get("cursor")
+    cursor = int(cursor_raw) if cursor_raw and cursor_raw.isdigit() and len(cursor_raw) < 19 else None
+    items, next_cursor = await run_in_threadpool(
+        lambda: g.list_actions(
+            user,
+            status=filters["status"] or None,
+            tool=filters["tool"] or None,
+            agent_id=filters["agent"] or None,
+            risk=filters["risk"] or None,
+            id_prefix=filters["q"][:64] or None,
+            since=since,
+            until=until,
+            limit=HISTORY_PAGE,
+            cursor=cursor,
+        )
+    )
+    kept = {k: v for k, v in filters.items() if v}
+    older = "/history?" + urlencode({**kept, "cursor": next_cursor}) if next_cursor is not None else None
+    newest = "/history" + ("?" + urlencode(kept) if kept else "") if cursor is not None else None
+    return render(
+        request,
+        "history.html",
+        {
+            "items": items,
+            "filters": filters,
+            "problems": problems,
+            "older_url": older,
+            "newest_url": newest,
+            "statuses": [s.value for s in Status],
+        },
+    )
