@@ -2,6 +2,7 @@
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient, ExecutionGovernorClient
 from faramesh.sdk.errors import (
+    ActionDenied,
     ApprovalTimeout,
     AuthenticationError,
     ConflictError,
@@ -16,6 +17,7 @@ from faramesh.sdk.errors import (
 )
 
 __all__ = [
+    "ActionDenied",
     "ApprovalTimeout",
     "AsyncExecutionGovernorClient",
     "AuthenticationError",

@@ -11,14 +11,18 @@ FarameshConnectionError. Nothing here ever reports an action as allowed on its o
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from faramesh import __version__
 from faramesh.config import client_key, client_url
 from faramesh.sdk.errors import FarameshConnectionError, RateLimitError, error_for
+
+if TYPE_CHECKING:
+    from faramesh.sdk.govern import GovernedAction
 
 PENDING = "pending_approval"
 # Longest single long-poll; the wait endpoint answers at this point with the pending action.
@@ -61,6 +65,15 @@ def _submit_body(
     }
     if agent_id is not None:
         body["agent_id"] = agent_id
+    return body
+
+
+def _approve_body(reason: str | None, params: dict[str, Any] | None, request_hash: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"reason": reason}
+    if params is not None:
+        body["params"] = params
+    if request_hash is not None:
+        body["request_hash"] = request_hash
     return body
 
 
@@ -165,8 +178,20 @@ class ExecutionGovernorClient:
             if not cursor:
                 return
 
-    def approve_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
-        return self._request("POST", f"/v1/actions/{action_id}/approve", json={"reason": reason})
+    def approve_action(
+        self,
+        action_id: str,
+        reason: str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        request_hash: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve; with `params`, approve these edited arguments instead (the policy re-checks them).
+
+        `request_hash` refuses the approval (409) if the action's arguments changed since you read it.
+        """
+        body = _approve_body(reason, params, request_hash)
+        return self._request("POST", f"/v1/actions/{action_id}/approve", json=body)
 
     def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         return self._request("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
@@ -193,6 +218,24 @@ class ExecutionGovernorClient:
             )
             if action.get("status") != PENDING or left <= 0:
                 return action
+
+    def govern(
+        self,
+        tool: str,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = 300.0,
+        agent_id: str | None = None,
+    ) -> AbstractContextManager[GovernedAction]:
+        """`with client.govern(tool=..., operation=..., params=...) as action:` runs the block
+        only when the action is allowed or approved (ActionDenied / ApprovalTimeout otherwise),
+        and reports success (with `action.result`) or the exception when the block ends.
+        Use `action.params`: an approver may have changed them."""
+        from faramesh.sdk.govern import governed_action
+
+        return governed_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
 
     def decide(
         self,
@@ -319,8 +362,17 @@ class AsyncExecutionGovernorClient:
             if not cursor:
                 return
 
-    async def approve_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
-        return await self._request("POST", f"/v1/actions/{action_id}/approve", json={"reason": reason})
+    async def approve_action(
+        self,
+        action_id: str,
+        reason: str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        request_hash: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._request(
+            "POST", f"/v1/actions/{action_id}/approve", json=_approve_body(reason, params, request_hash)
+        )
 
     async def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         return await self._request("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
@@ -342,6 +394,21 @@ class AsyncExecutionGovernorClient:
             )
             if action.get("status") != PENDING or left <= 0:
                 return action
+
+    def govern(
+        self,
+        tool: str,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = 300.0,
+        agent_id: str | None = None,
+    ) -> AbstractAsyncContextManager[GovernedAction]:
+        """`async with client.govern(...) as action:`; see ExecutionGovernorClient.govern."""
+        from faramesh.sdk.govern import agoverned_action
+
+        return agoverned_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
 
     async def decide(
         self,

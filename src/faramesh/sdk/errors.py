@@ -14,7 +14,26 @@ class FarameshConnectionError(FarameshClientError, ConnectionError):
 
 
 class ApprovalTimeout(FarameshClientError, TimeoutError):
-    """No decision arrived in time."""
+    """No decision arrived in time. The action stays pending on the server; nothing ran."""
+
+    def __init__(self, message: str, *, action: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.action = action
+        self.action_id: str | None = action.get("id") if action else None
+
+
+class ActionDenied(FarameshClientError, PermissionError):
+    """The action was denied (by policy, by a person, or because its approval expired).
+
+    Raised by `govern` before the governed code runs; the code never runs.
+    """
+
+    def __init__(self, message: str, *, action: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.action = action
+        self.action_id: str | None = action.get("id") if action else None
+        self.status: str | None = action.get("status") if action else None
+        self.reason: str | None = action.get("reason") if action else None
 
 
 class FarameshAPIError(FarameshClientError):
