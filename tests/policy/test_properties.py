@@ -318,3 +318,14 @@ def test_evaluate_never_raises(tool: str, operation: str, params: Any, context: 
     )
     d = policy.evaluate(tool=tool, operation=operation, params=params, context=context, agent=agent)
     assert d.effect in (Effect.ALLOW, Effect.DENY, Effect.REQUIRE_APPROVAL)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab.*?", min_size=1, max_size=6),
+    name=st.text(alphabet="abAB.c", max_size=8),
+)
+def test_name_globs_agree_with_fnmatch(pattern: str, name: str) -> None:
+    policy = Policy.from_yaml(f"rules:\n  - match: {{tool: '{pattern}'}}\n    allow: true\n")
+    matched = policy.evaluate(tool=name, operation="o", params={}, context={}).effect is Effect.ALLOW
+    assert matched == fnmatch.fnmatchcase(name.lower(), pattern)

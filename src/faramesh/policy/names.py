@@ -52,6 +52,13 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def _literal_ends(pattern: str) -> tuple[str, str]:
+    """The literal text before the first and after the last glob character."""
+    first = min(pattern.index(ch) for ch in GLOB_CHARS if ch in pattern)
+    last = max(pattern.rindex(ch) for ch in GLOB_CHARS if ch in pattern)
+    return pattern[:first], pattern[last + 1 :]
+
+
 class NameMatcher:
     """Matches a normalised name against a set of exact names and globs."""
 
@@ -61,15 +68,19 @@ class NameMatcher:
         normalized = [normalize_name(p) for p in patterns]
         self.patterns: tuple[str, ...] = tuple(sorted(set(normalized)))
         self.exact: frozenset[str] = frozenset(p for p in normalized if not is_glob(p))
-        globs: list[re.Pattern[str]] = []
-        seen: set[str] = set()
-        for p in normalized:
-            if is_glob(p) and p not in seen:
-                seen.add(p)
-                globs.append(glob_regex(p))
-        self.globs: tuple[re.Pattern[str], ...] = tuple(globs)
+        # (literal prefix, literal suffix, regex): the cheap string checks reject most names first
+        self.globs: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+            (*_literal_ends(p), glob_regex(p)) for p in sorted({p for p in normalized if is_glob(p)})
+        )
 
     def __call__(self, normalized_name: str) -> bool:
         if normalized_name in self.exact:
             return True
-        return any(g.fullmatch(normalized_name) for g in self.globs)
+        for prefix, suffix, regex in self.globs:
+            if (
+                normalized_name.startswith(prefix)
+                and normalized_name.endswith(suffix)
+                and regex.fullmatch(normalized_name)
+            ):
+                return True
+        return False
