@@ -156,6 +156,8 @@ webhook_deliveries = Table(
     Column("next_attempt_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("delivered_at", Float),
+    # One delivery per event and receiver, however many server processes saw the event.
+    UniqueConstraint("webhook_id", "event_seq", name="uq_webhook_deliveries_event"),
 )
 Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
 Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)

@@ -56,6 +56,8 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.Float, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("delivered_at", sa.Float),
+        # One delivery per event and receiver, however many server processes saw the event.
+        sa.UniqueConstraint("webhook_id", "event_seq", name="uq_webhook_deliveries_event"),
     )
     op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["status", "next_attempt_at"])
     op.create_index("ix_webhook_deliveries_webhook", "webhook_deliveries", ["webhook_id", "id"])
