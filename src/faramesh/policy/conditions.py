@@ -19,7 +19,7 @@ import json
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import PolicyProblem
@@ -129,7 +129,6 @@ class Compiled:
     spec: dict[str, Any]
     tool: NameMatcher | None = None  # only for the rule's top-level match
     operation: NameMatcher | None = None
-    tool_patterns: list[str] = field(default_factory=list)
 
 
 def _getter(path: FieldPath) -> Callable[[Env], Any]:
@@ -186,10 +185,8 @@ class MatchCompiler:
                     continue
                 slot = "tool" if name == "tool" else "operation"
                 out.spec[slot] = list(matcher.patterns)
-                if top:
+                if top:  # the rule's own tool/operation: the index and the rule loop use them directly
                     setattr(out, slot, matcher)
-                    if slot == "tool":
-                        out.tool_patterns = list(matcher.patterns)
                 else:
                     preds.append(_name_pred(matcher, TOOL_INDEX if slot == "tool" else OPERATION_INDEX))
                 continue
