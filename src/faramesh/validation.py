@@ -12,6 +12,12 @@ from faramesh.errors import InvalidInput
 NAME_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 MAX_DEPTH = 32
 MAX_AGENT_ID = 200
+SHOWN = 60  # characters of a bad value or key echoed back in an error message
+
+
+def shown(text: str) -> str:
+    """A value as quoted in an error: cut short, so a huge input is not echoed back whole."""
+    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "…")
 
 
 def normalize_name(value: Any, field: str) -> str:
@@ -27,7 +33,7 @@ def normalize_name(value: Any, field: str) -> str:
     if not NAME_RE.fullmatch(normalized):
         if not normalized:
             raise InvalidInput(f"{field} must not be empty", field=field)
-        raise InvalidInput(f"{field} must be 1-128 characters from A-Z a-z 0-9 _ . : / - (got {value!r})", field=field)
+        raise InvalidInput(f"{field} must be 1-128 characters from A-Z a-z 0-9 _ . : / - (got {shown(value)})", field=field)
     return normalized
 
 
@@ -55,7 +61,7 @@ def _check_value(value: Any, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{path} has a non-string key", field=path)
-            _check_value(item, f"{path}.{key}", depth + 1)
+            _check_value(item, f"{path}.{key if len(key) <= SHOWN else key[:SHOWN] + '…'}", depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_value(item, f"{path}[{i}]", depth + 1)
