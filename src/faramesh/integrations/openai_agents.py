@@ -1,0 +1,89 @@
+"""Govern OpenAI Agents SDK function tools (`pip install "faramesh[openai-agents]"`).
+
+    from agents import Agent, function_tool
+    from faramesh.integrations.openai_agents import govern_function_tool
+
+    @function_tool
+    def refund(amount: float, customer_id: str) -> str: ...
+
+    agent = Agent(name="billing", tools=[govern_function_tool(refund, operation="process")])
+
+The governed tool keeps the name, description and JSON schema. Each call is submitted
+with the model's arguments as `params`; the tool runs only when allowed or approved
+(with the approved arguments) and its output or exception is reported. A denial or an
+approval timeout is returned to the model as the tool's output, so the run goes on. An
+unreachable server raises: nothing runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agents import FunctionTool
+from agents.tool_context import ToolContext
+
+from faramesh.sdk.errors import ActionDenied, ApprovalTimeout
+from faramesh.sdk.govern import DEFAULT_TIMEOUT, AnyClient, Gate
+
+__all__ = ["govern_function_tool", "govern_function_tools"]
+
+
+def _refusal(message: str) -> str:
+    return f"Not permitted by Faramesh: {message}. The tool was not run."
+
+
+def govern_function_tool(
+    tool: FunctionTool,
+    *,
+    tool_name: str | None = None,
+    operation: str = "invoke",
+    client: AnyClient | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    context: Mapping[str, Any] | None = None,
+    agent_id: str | None = None,
+) -> FunctionTool:
+    """A copy of `tool` whose every call is governed by Faramesh.
+
+    tool_name: the Faramesh tool name (default: the function tool's name).
+    client: an ExecutionGovernorClient or AsyncExecutionGovernorClient (default: from
+    FARAMESH_URL / FARAMESH_API_KEY). timeout: seconds to wait for a person (None: no limit).
+    """
+    if not isinstance(tool, FunctionTool):
+        raise TypeError(f"govern_function_tool takes a FunctionTool, not {type(tool).__name__}")
+    gate = Gate(
+        tool_name or tool.name,
+        operation,
+        client=client,
+        timeout=timeout,
+        context=context,
+        agent_id=agent_id,
+    )
+    invoke = tool.on_invoke_tool
+
+    async def governed(ctx: ToolContext[Any], arguments: str) -> Any:
+        try:
+            params = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return _refusal("the arguments are not valid JSON")
+        if not isinstance(params, dict):
+            return _refusal("the arguments are not a JSON object")
+
+        async def call(decided: dict[str, Any], edited: bool) -> Any:
+            return await invoke(ctx, json.dumps(decided) if edited else arguments)
+
+        try:
+            return await gate.arun(params, call)
+        except (ActionDenied, ApprovalTimeout) as exc:
+            return _refusal(str(exc))
+
+    wrapped = copy.copy(tool)
+    wrapped.on_invoke_tool = governed
+    return wrapped
+
+
+def govern_function_tools(tools: Iterable[FunctionTool], **options: Any) -> list[FunctionTool]:
+    """`govern_function_tool` for each tool, with the same options."""
+    return [govern_function_tool(t, **options) for t in tools]
