@@ -560,6 +560,17 @@ def test_an_exception_inside_evaluation_denies_even_with_default_allow() -> None
     assert "RuntimeError" in d.reason
 
 
+class UnhashableName(str):
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+
+def test_a_name_that_breaks_normalisation_is_denied() -> None:
+    policy = load("default: allow\nrules: []\n")
+    d = policy.evaluate(tool=UnhashableName("refund"), operation="process", params={}, context={})
+    assert d.effect is Effect.DENY and "RuntimeError" in d.reason
+
+
 # -- the index --------------------------------------------------------------------------------------------------
 
 

@@ -162,10 +162,10 @@ class Policy:
         """
         if not isinstance(tool, str) or not isinstance(operation, str):
             return _INVALID_NAMES
-        tool_n = normalize_name(tool)
-        op_n = normalize_name(operation)
-        env = (params, context, agent, tool_n, op_n)
         try:
+            tool_n = normalize_name(tool)
+            op_n = normalize_name(operation)
+            env = (params, context, agent, tool_n, op_n)
             candidates = self._by_tool.get(tool_n)
             if candidates is None:
                 candidates = self._glob_candidates(tool_n)
