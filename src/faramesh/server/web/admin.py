@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from fastapi import APIRouter
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import YamlLexer
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +23,7 @@ from faramesh.policy import Policy
 from faramesh.server.web.guard import WebRoute, read_form, redirect, session_of
 from faramesh.server.web.pages import gov, page_user
 from faramesh.server.web.render import render
+from faramesh.storage.schema import webhook_deliveries, webhooks
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -136,17 +139,42 @@ async def revoke_key(key_id: str, request: Request) -> Response:
 
 
 # -- webhooks ----------------------------------------------------------------------
-def _webhooks(request: Request) -> list[Mapping[str, Any]] | None:
-    """Configured webhooks, when the server has a webhook sender; None when it has none."""
-    source = getattr(request.app.state, "webhooks", None)
-    lister = getattr(source, "list_webhooks", None)
-    if not callable(lister):
-        return None
-    return list(lister())
+RECENT_DELIVERIES = 20
+
+
+def _webhook_overview(conn: Any) -> dict[str, Any]:
+    """Stored webhooks with their latest delivery, and the most recent deliveries overall."""
+    hooks = []
+    for row in conn.execute(select(webhooks).order_by(webhooks.c.created_at)).all():
+        last = conn.execute(
+            select(webhook_deliveries)
+            .where(webhook_deliveries.c.webhook_id == row.id)
+            .order_by(webhook_deliveries.c.id.desc())
+            .limit(1)
+        ).first()
+        hooks.append(
+            {
+                "id": row.id,
+                "url": row.url,
+                "events": orjson.loads(row.events or "[]"),
+                "format": row.format,
+                "description": row.description,
+                "created_by": row.created_by,
+                "created_at": row.created_at,
+                "last": last,
+            }
+        )
+    recent = conn.execute(
+        select(webhook_deliveries).order_by(webhook_deliveries.c.id.desc()).limit(RECENT_DELIVERIES)
+    ).all()
+    waiting = conn.execute(
+        select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == "pending")
+    ).scalar_one()
+    return {"webhooks": hooks, "recent": recent, "waiting": int(waiting)}
 
 
 @router.get("/admin/webhooks")
 async def webhooks_page(request: Request) -> Response:
     await page_user(request, admin=True)
-    hooks = await run_in_threadpool(_webhooks, request)
-    return render(request, "webhooks.html", {"webhooks": hooks})
+    overview = await run_in_threadpool(gov(request).store.read, _webhook_overview)
+    return render(request, "webhooks.html", overview)
