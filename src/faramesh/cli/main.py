@@ -18,6 +18,7 @@ from faramesh.cli.common import (
     open_store,
     url_option,
 )
+from faramesh.cli.mcp_cmd import mcp_group
 from faramesh.cli.serve import serve
 from faramesh.model import Role
 
@@ -29,6 +30,7 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(mcp_group)
 
 
 # -- keys --------------------------------------------------------------------------
