@@ -30,7 +30,7 @@ class Approver:
     """Decides the next pending action for a tool, as a person would from the dashboard.
 
     Before deciding it calls `before` (the test records what had run by then); the
-    decision it made is kept in `decided`.
+    decision it made is kept in `decided`. With `params` it approves changed arguments.
     """
 
     client: ExecutionGovernorClient
@@ -45,6 +45,7 @@ class Approver:
         approve: bool = True,
         agent_id: str | None = None,
         reason: str | None = None,
+        params: dict[str, Any] | None = None,
         before: Callable[[dict[str, Any]], None] | None = None,
         timeout: float = 30.0,
     ) -> None:
@@ -57,8 +58,12 @@ class Approver:
                         action = page["actions"][0]
                         if before is not None:
                             before(action)
-                        decide = self.client.approve_action if approve else self.client.deny_action
-                        self.decided.append(decide(action["id"], reason=reason))
+                        if params is not None:  # approve with changed arguments
+                            self.decided.append(self.client.approve_action(action["id"], reason, params=params))
+                        elif approve:
+                            self.decided.append(self.client.approve_action(action["id"], reason=reason))
+                        else:
+                            self.decided.append(self.client.deny_action(action["id"], reason=reason))
                         return
                     time.sleep(0.05)
                 raise AssertionError(f"no pending {tool} action appeared")
@@ -96,3 +101,20 @@ def admin(gov_server: ServerProcess) -> Iterator[ExecutionGovernorClient]:
     assert gov_server.admin_key
     with ExecutionGovernorClient(gov_server.url, gov_server.admin_key) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def edited_approvals(gov_server: ServerProcess) -> None:
+    """Skip unless the server under test can approve changed arguments."""
+    from faramesh.sdk.errors import ValidationError
+
+    with (
+        ExecutionGovernorClient(gov_server.url, gov_server.create_key("agent")) as agent,
+        ExecutionGovernorClient(gov_server.url, gov_server.create_key("approver")) as person,
+    ):
+        pending = agent.submit_action("refund", "process", {"amount": 500}, {"agent_id": "probe"})
+        try:
+            person.approve_action(pending["id"], "probe", params={"amount": 90})
+        except (ValidationError, TypeError) as exc:
+            person.deny_action(pending["id"], reason="probe")
+            pytest.skip(f"this server cannot approve changed params yet: {exc}")

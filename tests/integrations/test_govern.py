@@ -301,3 +301,54 @@ def test_async_context_manager(gov_server: ServerProcess, agent_key: str, bot: s
     action_id = asyncio.run(scenario())
     with ExecutionGovernorClient(gov_server.url, agent_key) as client:
         assert client.get_action(action_id)["result"] == "done"
+
+
+# -- approved with changes -------------------------------------------------------------------
+@pytest.mark.usefixtures("edited_approvals")
+def test_function_runs_with_the_params_the_approver_settled_on(
+    client: ExecutionGovernorClient, approver: Approver, bot: str
+) -> None:
+    calls: list[tuple[float, str]] = []
+
+    @govern(tool="refund", operation="process", client=client, agent_id=bot, timeout=30)
+    def refund_customer(amount: float, customer_id: str, note: tuple[str, ...] = ()) -> dict[str, Any]:
+        calls.append((amount, customer_id))
+        return {"refunded": amount}
+
+    approver.decide_next("refund", agent_id=bot, params={"amount": 80, "customer_id": "c7", "note": ["partial"]})
+    assert refund_customer(500, "c7") == {"refunded": 80}
+    approver.join()
+    assert calls == [(80, "c7")]
+    action = last_action(client, bot)
+    assert action["params"]["amount"] == 80 and action["original_params"]["amount"] == 500
+    assert action["status"] == "succeeded" and action["result"] == {"refunded": 80}
+
+
+@pytest.mark.usefixtures("edited_approvals")
+def test_changed_params_that_do_not_fit_the_function_never_run(
+    client: ExecutionGovernorClient, approver: Approver, bot: str
+) -> None:
+    calls: list[float] = []
+
+    @govern(tool="refund", operation="process", client=client, agent_id=bot, timeout=30)
+    def refund_customer(amount: float) -> None:
+        calls.append(amount)
+
+    approver.decide_next("refund", agent_id=bot, params={"amount": 50, "surprise": True})
+    with pytest.raises(TypeError, match="surprise"):
+        refund_customer(500)
+    approver.join()
+    assert calls == []
+    assert last_action(client, bot)["status"] == "failed"
+
+
+@pytest.mark.usefixtures("edited_approvals")
+def test_context_manager_gives_the_approved_params(
+    client: ExecutionGovernorClient, approver: Approver, bot: str
+) -> None:
+    approver.decide_next("refund", agent_id=bot, params={"amount": 60})
+    with client.govern("refund", "process", {"amount": 600}, agent_id=bot, timeout=30) as action:
+        assert action.params == {"amount": 60} and action.edited
+        action.result = action.params["amount"]
+    approver.join()
+    assert client.get_action(action.id)["result"] == 60

@@ -163,3 +163,18 @@ def test_unreachable_faramesh_fails_closed(demo_log: Path) -> None:
     result = through(proxy(f"http://127.0.0.1:{free_port()}", "fm_x", demo_log), call)
     assert result.is_error and "could not decide" in text(result)
     assert reached(demo_log) == []
+
+
+@pytest.mark.usefixtures("edited_approvals")
+def test_held_call_is_forwarded_with_the_approved_arguments(
+    gov_server: ServerProcess, agent_key: str, approver: Approver, demo_log: Path, bot: str
+) -> None:
+    approver.decide_next("demo.send_email", agent_id=bot, params={"to": "team@example.com", "subject": "hi"})
+
+    async def call(session: ClientSession) -> Any:
+        return await session.call_tool("send_email", {"to": "everyone@example.com", "subject": "hi"})
+
+    result = through(proxy(gov_server.url, agent_key, demo_log, "--agent-id", bot, "--timeout", "30"), call)
+    approver.join()
+    assert text(result) == "sent 'hi' to team@example.com"
+    assert reached(demo_log) == [{"tool": "send_email", "args": {"to": "team@example.com", "subject": "hi"}}]
