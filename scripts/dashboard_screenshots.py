@@ -51,18 +51,25 @@ def main() -> None:
             ops = server.create_key("agent", name="ops-bot")
             approver = server.create_key("approver", name="alice")
             submit(server, agent, "refund", "process", {"amount": 40, "customer_id": "cus_101"}, {})
-            submit(server, ops, "payout", "send", {"amount": 12500, "iban": "DE89 3704 0044 0532 0130 00"},
-                   {"agent_id": "treasury-bot", "ticket": "FIN-2291"})
-            detail = submit(
-                server,
-                agent,
-                "refund",
-                "process",
-                {"amount": 180, "customer_id": "cus_456", "order": {"id": "ord_9812", "items": 3}},
-                {"agent_id": "billing-bot", "conversation": "c_77a1", "note": "<img src=x onerror=alert(1)>"},
-            )
             submit(server, agent, "refund", "process", {"amount": 640, "customer_id": "cus_789"},
                    {"agent_id": "billing-bot"})
+            detail = submit(
+                server,
+                ops,
+                "payout",
+                "send",
+                {"amount": 12500, "currency": "EUR", "iban": "DE89 3704 0044 0532 0130 00", "invoice": "INV-2291"},
+                {"agent_id": "treasury-bot", "ticket": "FIN-2291", "note": "<img src=x onerror=alert(1)>"},
+            )
+            submit(server, agent, "refund", "process", {"amount": 180, "customer_id": "cus_456"},
+                   {"agent_id": "billing-bot"})
+            bob = server.create_key("approver", name="bob")
+            httpx.post(
+                server.url + f"/v1/actions/{detail['id']}/approve",
+                json={"reason": "Invoice INV-2291 matches the contract"},
+                headers=auth(bob),
+                timeout=10,
+            ).raise_for_status()
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})
@@ -70,7 +77,9 @@ def main() -> None:
                 page.get_by_label("API key").fill(approver)
                 page.get_by_role("button", name="Log in").click()
                 page.wait_for_selector("#queue-rows tr")
+                page.set_viewport_size({"width": args.width, "height": 360})  # full_page grows it to fit
                 page.screenshot(path=str(args.out / f"dashboard-queue{args.suffix}.png"), full_page=True)
+                page.set_viewport_size({"width": args.width, "height": args.height})
                 page.goto(server.url + f"/actions/{detail['id']}")
                 page.screenshot(path=str(args.out / f"dashboard-detail{args.suffix}.png"), full_page=True)
                 browser.close()

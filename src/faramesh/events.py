@@ -1,16 +1,34 @@
-"""In-process notification of state changes.
+"""Notification of state changes, within one process and across processes.
 
 The service publishes after each commit; waiters (the long-poll wait endpoint, SSE
 streams) are asyncio queues living on the server's event loop. Publishing is
 thread-safe because the service runs in worker threads.
+
+When several server processes share a PostgreSQL database, `RemoteRelay` turns the
+change notices of the other processes (LISTEN/NOTIFY, `faramesh.storage.notify`) into
+events on the local hub, so a waiter on one replica wakes when another one decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from faramesh.storage import Store
+    from faramesh.storage.notify import Listener
+
+
+# How often a waiter re-reads the database when no event came. Within one process
+# every change is published, so this is only a safety net; across processes a lost
+# notice (listener reconnecting) costs at most REMOTE_RECHECK_SECONDS.
+LOCAL_RECHECK_SECONDS = 5.0
+REMOTE_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,10 +71,15 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, recheck_interval: float = LOCAL_RECHECK_SECONDS) -> None:
         self._lock = threading.Lock()
         self._by_action: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
+        self.recheck_interval = recheck_interval
+        # Sequence numbers this process published itself, so a catch-up from the
+        # audit log after a lost connection does not announce them twice.
+        self._recent: deque[int] = deque(maxlen=20_000)
+        self._recent_set: set[int] = set()
 
     def subscribe(self, action_id: str | None = None) -> Subscription:
         """Subscribe to one action's changes, or to every change when action_id is None."""
@@ -79,8 +102,21 @@ class EventHub:
                     if not subs:
                         del self._by_action[sub.action_id]
 
+    def has_subscribers(self, action_id: str | None) -> bool:
+        with self._lock:
+            return bool(self._all) or (action_id is not None and action_id in self._by_action)
+
+    def published(self, seq: int) -> bool:
+        """Whether this hub already published the event with this sequence number."""
+        with self._lock:
+            return seq in self._recent_set
+
     def publish(self, event: ChangeEvent) -> None:
         with self._lock:
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(event.seq)
+            self._recent_set.add(event.seq)
             targets = list(self._all)
             if event.action_id is not None:
                 targets.extend(self._by_action.get(event.action_id, ()))
@@ -89,3 +125,83 @@ class EventHub:
                 sub.loop.call_soon_threadsafe(sub._deliver, event)
             except RuntimeError:  # the subscriber's loop is gone
                 self._remove(sub)
+
+
+class ActionSource(Protocol):
+    """What the relay needs from the service (the Governor provides it)."""
+
+    store: Store
+    hub: EventHub
+
+    def snapshot(self, action_id: str) -> tuple[dict[str, Any], str] | None:
+        """The action as the API shows it (no token) and the key id that submitted it."""
+        ...
+
+
+# Audit event names that differ from the event names published to subscribers.
+_EVENT_TYPES = {"action.submitted": "action.created"}
+
+
+class RemoteRelay:
+    """Publishes on the local hub what other processes changed in the shared database."""
+
+    def __init__(self, source: ActionSource) -> None:
+        self.source = source
+        self.hub = source.hub
+        self.last_seq: int | None = None  # highest audit seq seen in a notice (own ones too)
+        self._lock = threading.Lock()
+
+    def on_notice(self, notice: Mapping[str, Any], own: bool) -> None:
+        seq, action_id, event_type = notice.get("seq"), notice.get("action_id"), notice.get("type")
+        if not isinstance(seq, int) or not isinstance(action_id, str) or not isinstance(event_type, str):
+            return
+        with self._lock:
+            self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
+        if not own:
+            self._publish(seq, event_type, action_id)
+
+    def on_connect(self, first: bool) -> None:
+        from faramesh import audit
+
+        store = self.source.store
+        if first or self.last_seq is None:
+            # Listening now; anything committed after the current head arrives as a notice.
+            head_seq, _ = store.read(audit.head)
+            with self._lock:
+                self.last_seq = max(self.last_seq or 0, head_seq)
+            return
+        # Reconnected: notices sent meanwhile are lost, but the audit log has them all.
+        after = self.last_seq
+        while True:
+            records = store.read(partial(audit.events_after, seq=after, limit=1000))
+            for rec in records:
+                if rec.action_id is not None:
+                    self._publish(rec.seq, _EVENT_TYPES.get(rec.event, rec.event), rec.action_id)
+                after = rec.seq
+            with self._lock:
+                self.last_seq = max(self.last_seq or 0, after)
+            if len(records) < 1000:
+                break
+
+    def _publish(self, seq: int, event_type: str, action_id: str) -> None:
+        if self.hub.published(seq) or not self.hub.has_subscribers(action_id):
+            return  # already announced, or nobody here is waiting: skip the read
+        snap = self.source.snapshot(action_id)
+        if snap is None:
+            return
+        action, submitted_by = snap
+        self.hub.publish(
+            ChangeEvent(seq=seq, type=event_type, action_id=action_id, action=action, data={"submitted_by": submitted_by})
+        )
+
+
+def start_remote_relay(source: ActionSource) -> Listener | None:
+    """Wake this process's waiters on other processes' changes; None when the database is not shared."""
+    if not source.store.shared:
+        return None
+    relay = RemoteRelay(source)
+    source.hub.recheck_interval = min(source.hub.recheck_interval, REMOTE_RECHECK_SECONDS)
+    listener = source.store.listener(relay.on_notice, relay.on_connect).start()
+    # Serve only once listening (or after a bounded wait: waiters re-read meanwhile).
+    listener.connected.wait(5.0)
+    return listener

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +30,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from faramesh.events import ChangeEvent, EventHub
 from faramesh.model import EXECUTABLE, Identity, Role, Status
+from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Effect, Policy
 from faramesh.storage import Store
 from faramesh.storage.schema import actions, approvals, limit_usage
@@ -90,6 +91,7 @@ class Governor:
         hub: EventHub | None = None,
         approval_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self._policy = policy
@@ -98,6 +100,7 @@ class Governor:
         self.hub = hub or EventHub()
         self.approval_timeout = approval_timeout
         self.clock = clock
+        self.telemetry = telemetry or Telemetry()
 
     # -- policy ---------------------------------------------------------------
     @property
@@ -124,6 +127,7 @@ class Governor:
             )
             self._policy = policy
             self._policy_loaded_at = now
+        self.telemetry.metrics.policy_reload(applied=True)
 
     # -- identity ---------------------------------------------------------------
     @staticmethod
@@ -187,6 +191,7 @@ class Governor:
         return decision, agent_id, rhash
 
     def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
+        started_ns = time.time_ns()
         decision, agent_id, rhash = self.evaluate(identity, sub)
         policy = self._policy
         now = self.clock()
@@ -269,6 +274,7 @@ class Governor:
                     "agent_id": agent_id,
                 },
             )
+            self.store.notify(conn, type="action.created", action_id=action_id, seq=seq)
             row = conn.execute(select(actions).where(actions.c.id == action_id)).one()
             return row, True, seq
 
@@ -281,6 +287,7 @@ class Governor:
             row, created, seq = self.store.write(txn)
         if created:
             self._publish("action.created", row, seq)
+            self._observe(self.telemetry.submitted, row, started_ns)
         return self.to_api(row, identity)
 
     def _reserve_limits(
@@ -295,6 +302,16 @@ class Governor:
         """Check and record stateful limits in the submit transaction; a reason if one trips."""
         from faramesh.policy import BudgetSpec
 
+        if conn.dialect.name == "postgresql":
+            # Replicas count and record usage one at a time per bucket, so together they
+            # cannot overshoot; locks are taken in one order, so they cannot deadlock.
+            buckets = {
+                f"{spec.limit_id}:{bucket}"
+                for spec in decision.limits
+                if (bucket := spec.key_value(params=sub.params, context=sub.context, agent=agent)) is not None
+            }
+            for lock_key in sorted(buckets):
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
         for spec in decision.limits:
             bucket = spec.key_value(params=sub.params, context=sub.context, agent=agent)
             if bucket is None:
@@ -532,6 +549,7 @@ class Governor:
                     "quorum": int(row.approval_quorum),
                 },
             )
+            self.store.notify(conn, type=event, action_id=action_id, seq=seq)
             fresh = conn.execute(select(actions).where(actions.c.id == action_id)).one()
             return fresh, event, seq
 
@@ -601,6 +619,9 @@ class Governor:
                 actor=identity.label,
                 data={"status": new_status.value, "success": success, "result": result, "error": error},
             )
+            self.store.notify(
+                conn, type="action.succeeded" if success else "action.failed", action_id=action_id, seq=seq
+            )
             return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
 
         row, seq = self.store.write(txn)
@@ -611,6 +632,8 @@ class Governor:
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:
         """Deny every pending action whose approval window has passed. Returns how many."""
         now = self.clock() if now is None else now
+        if self.store.shared:
+            return self._expire_due_shared(now, batch)
         due = self.store.read(
             lambda conn: conn.execute(
                 select(actions.c.id)
@@ -629,6 +652,34 @@ class Governor:
                 expired += 1
                 self._publish("action.expired", *outcome)
         return expired
+
+    def _expire_due_shared(self, now: float, batch: int) -> int:
+        """Expiry when several replicas sweep one database: each transaction locks the
+        row it takes and skips rows another replica holds, so the replicas split the work."""
+        expired = 0
+        for _ in range(batch):
+            outcome = self.store.write(partial(self._expire_next, now=now))
+            if outcome is None:
+                break
+            expired += 1
+            self._publish("action.expired", *outcome)
+        return expired
+
+    def _expire_next(self, conn: Connection, *, now: float) -> tuple[Any, int] | None:
+        picked = conn.execute(
+            select(actions.c.id)
+            .where(
+                actions.c.status == Status.PENDING_APPROVAL.value,
+                actions.c.expires_at.is_not(None),
+                actions.c.expires_at <= now,
+            )
+            .order_by(actions.c.expires_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if picked is None:
+            return None
+        return self._expire_one(conn, action_id=picked.id, now=now)
 
     def _expire_one(self, conn: Connection, *, action_id: str, now: float) -> tuple[Any, int] | None:
         row = self._load(conn, action_id)
@@ -662,6 +713,7 @@ class Governor:
             actor="system:expiry",
             data={"status": Status.DENIED.value, "reason": reason},
         )
+        self.store.notify(conn, type="action.expired", action_id=action_id, seq=seq)
         return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
 
     def next_expiry(self) -> float | None:
@@ -682,6 +734,22 @@ class Governor:
                 data={"submitted_by": row.submitted_by},
             )
         )
+        self._observe(self.telemetry.changed, event_type, row)
+
+    @staticmethod
+    def _observe(record: Callable[..., None], *args: Any) -> None:
+        # The change is committed: a failure to record metrics must not fail the request.
+        try:
+            record(*args)
+        except Exception:
+            log.exception("recording telemetry failed")
+
+    def snapshot(self, action_id: str) -> tuple[dict[str, Any], str] | None:
+        """The action as events carry it (no approval token) and its submitter's key id."""
+        row = self.store.read(lambda conn: self._load(conn, action_id))
+        if row is None:
+            return None
+        return self.to_api(row, None), row.submitted_by
 
     @staticmethod
     def to_api(row: Any, identity: Identity | None, approval_rows: list[Any] | None = None) -> dict[str, Any]:

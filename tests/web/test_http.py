@@ -203,6 +203,8 @@ def test_history_filters_and_id_prefix_search(web_server: ServerProcess, admin: 
     assert _rows(admin.get("/history", params={"agent": tag, "tool": "payout"}).text) == [payout["id"]]
     assert _rows(admin.get("/history", params={"agent": tag, "risk": "high"}).text) == [pending["id"]]
     assert _rows(admin.get("/history", params={"q": pending["id"][:13]}).text) == [pending["id"]]
+    jump = admin.get("/history", params={"q": payout["id"]})
+    assert jump.status_code == 303 and jump.headers["location"] == f"/actions/{payout['id']}"
     future = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3600))
     assert _rows(admin.get("/history", params={"agent": tag, "since": future}).text) == []
     assert len(_rows(admin.get("/history", params={"agent": tag, "until": future}).text)) == 4

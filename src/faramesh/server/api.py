@@ -144,7 +144,7 @@ async def wait_action(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            event = await sub.get(timeout=min(left, 5.0))
+            event = await sub.get(timeout=min(left, g.hub.recheck_interval))
             if event is None:
                 # Belt and braces: re-read in case a change happened in another process.
                 status = await run_in_threadpool(g.get_status, identity, action_id)

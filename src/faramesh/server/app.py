@@ -10,16 +10,23 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import __version__
 from faramesh.config import Settings
-from faramesh.policy import Policy, load_starter_policy
+from faramesh.events import start_remote_relay
+from faramesh.model import Status
+from faramesh.observability import Telemetry, tracing
+from faramesh.observability.logging import ActionLogContext
+from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from faramesh.policy import Policy, PolicyError, load_starter_policy
 from faramesh.server import api, errors, web
 from faramesh.server.bodylimit import GuardedFastAPI
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.service import Governor
 from faramesh.storage import Store
+from faramesh.storage.schema import actions
 
 log = logging.getLogger("faramesh.server")
 
@@ -53,8 +60,14 @@ async def _sweeper(governor: Governor, interval: float) -> None:
         await asyncio.sleep(delay)
 
 
+def _count_pending(g: Governor) -> int:
+    query = select(func.count()).select_from(actions).where(actions.c.status == Status.PENDING_APPROVAL.value)
+    return int(g.store.read(lambda conn: conn.execute(query).scalar_one()))
+
+
 def create_app(settings: Settings | None = None, *, governor: Governor | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    traces = tracing.setup()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,11 +80,19 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             elif not await run_in_threadpool(store.is_current):
                 raise RuntimeError("database schema is not current; run `faramesh db upgrade`")
             policy = load_policy(settings)
-            g = Governor(store, policy, approval_timeout=settings.approval_timeout)
+            g = Governor(store, policy, approval_timeout=settings.approval_timeout, telemetry=Telemetry())
         app.state.governor = g
+        g.telemetry.tracing = g.telemetry.tracing or traces
+        g.telemetry.metrics.count_pending_with(lambda: _count_pending(g))
+        # Other replicas on the same PostgreSQL database wake this one's waiters.
+        listener = await run_in_threadpool(start_remote_relay, g)
 
         def reload_policy(actor: str | None = None) -> Policy:
-            policy = load_policy(settings)  # raises PolicyError; the old policy stays
+            try:
+                policy = load_policy(settings)  # raises PolicyError; the old policy stays
+            except PolicyError:
+                g.telemetry.metrics.policy_reload(applied=False)
+                raise
             if policy.hash != g.policy.hash:
                 g.set_policy(policy, actor=actor)
             return policy
@@ -84,6 +105,10 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
+            if traces is not None:
+                await run_in_threadpool(traces.shutdown)
             if own_store:
                 await run_in_threadpool(g.store.close)
 
@@ -113,6 +138,12 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        g: Governor = request.app.state.governor
+        body = await run_in_threadpool(g.telemetry.metrics.render)  # the pending gauge reads the database
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
     @app.get("/ready", tags=["ops"], summary="Readiness: the database answers")
     async def ready(request: Request) -> JSONResponse:
         g: Governor = request.app.state.governor
@@ -123,5 +154,9 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})
 
     web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP
+    if settings.log_format == "json":
+        app.add_middleware(ActionLogContext)  # log lines of /v1/actions/{id}/… carry the action id
+    if traces is not None:
+        app.add_middleware(tracing.TracingMiddleware, tracing=traces)  # outermost: spans cover everything
 
     return app

@@ -7,13 +7,16 @@ caller: group commit. A caller is told "done" only after its change is on disk, 
 acknowledged action survives `kill -9`.
 
 PostgreSQL runs each write in its own transaction from a connection pool; the row
-locks taken inside the transactions serialize what must be serialized.
+locks taken inside the transactions serialize what must be serialized, so several
+server processes can share one database. They tell each other about changes with
+LISTEN/NOTIFY (see `faramesh.storage.notify`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -24,6 +27,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from faramesh.storage import migrate
+from faramesh.storage.notify import Listener, send_notice
 
 T = TypeVar("T")
 
@@ -79,13 +83,17 @@ class _Job:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
+        # Tells this store's own change notices apart from other processes' ones.
+        self.instance_id = secrets.token_hex(8)
         self.dialect = make_url(self.url).get_backend_name()
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
         elif self.dialect == "postgresql":
-            self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+            )
         else:
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -99,6 +107,11 @@ class Store:
 
     def is_current(self) -> bool:
         return migrate.current_revision(self.engine) == migrate.head_revision()
+
+    @property
+    def shared(self) -> bool:
+        """True when other server processes may write to the same database."""
+        return self.dialect == "postgresql"
 
     # -- reads --------------------------------------------------------------
     def read(self, fn: Callable[[Connection], T]) -> T:
@@ -180,6 +193,23 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+    # -- change notices (PostgreSQL) -------------------------------------------
+    def notify(self, conn: Connection, *, type: str, action_id: str | None, seq: int) -> None:
+        """Inside a write: tell the other server processes about a change once it commits."""
+        if self.dialect == "postgresql":
+            send_notice(conn, {"type": type, "action_id": action_id, "seq": seq, "origin": self.instance_id})
+
+    def listener(
+        self,
+        on_notice: Callable[[dict[str, Any], bool], None],
+        on_connect: Callable[[bool], None] | None = None,
+    ) -> Listener:
+        """A (not yet started) listener for change notices; PostgreSQL only."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("change notices need PostgreSQL")
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return Listener(dsn, origin=self.instance_id, on_notice=on_notice, on_connect=on_connect)
 
     def close(self) -> None:
         if self._closed:

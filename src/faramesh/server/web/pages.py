@@ -227,6 +227,7 @@ def _parse_time(value: str | None) -> float | None:
 
 
 HISTORY_FILTERS = ("q", "status", "tool", "agent", "risk", "since", "until")
+FULL_ID_LENGTH = 36  # a UUID in its usual text form
 
 
 @router.get("/history")
@@ -247,6 +248,14 @@ async def history(request: Request) -> Response:
         if filters[name] and parsed is None:
             problems.append(f"Could not read the time {filters[name]!r}.")
             filters[name] = ""
+    if filters["q"] and len(filters["q"]) == FULL_ID_LENGTH and not any(filters[k] for k in HISTORY_FILTERS[1:]):
+        # A whole id pasted into the search box: go straight to that action.
+        try:
+            found = await run_in_threadpool(g.get, user, filters["q"])
+        except NotFound:
+            found = None
+        if found is not None:
+            return redirect(f"/actions/{found['id']}")
     cursor_raw = qp.get("cursor")
     cursor = int(cursor_raw) if cursor_raw and cursor_raw.isdigit() and len(cursor_raw) < 19 else None
     items, next_cursor = await run_in_threadpool(
