@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from faramesh import __version__, keys
+from faramesh.cli.audit_cmd import audit_group
 from faramesh.cli.common import (
     api_errors,
     client,
@@ -31,6 +32,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(mcp_group)
+main.add_command(audit_group)
 
 
 # -- keys --------------------------------------------------------------------------
@@ -156,13 +158,24 @@ def actions_watch(url: str, api_key: str | None) -> None:
 @main.command("approve")
 @click.argument("action_id")
 @click.option("--reason", default=None, help="Why (recorded in the audit log).")
+@click.option(
+    "--params",
+    "params_json",
+    default=None,
+    metavar="JSON",
+    help='Approve these edited params instead, e.g. \'{"amount": 80}\' (the policy re-checks them).',
+)
 @url_option
 @key_option
-def approve(action_id: str, reason: str | None, url: str, api_key: str | None) -> None:
+def approve(action_id: str, reason: str | None, params_json: str | None, url: str, api_key: str | None) -> None:
     """Approve a pending action."""
+    params = _json_arg(params_json, "--params")
+    if params is not None and not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
     with api_errors(), client(url, api_key) as c:
-        action = c.approve_action(action_id, reason=reason)
-    click.echo(f"{action['id']} is now {action['status']}.")
+        action = c.approve_action(action_id, reason=reason, params=params)
+    edited = " with edited params" if action.get("original_params") is not None and params is not None else ""
+    click.echo(f"{action['id']} is now {action['status']}{edited}.")
 
 
 @main.command("deny")

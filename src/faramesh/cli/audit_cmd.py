@@ -1,0 +1,213 @@
+"""`faramesh audit`: verify the hash chain, export it, and note checkpoints.
+
+These commands read the database directly (FARAMESH_DATABASE_URL) and never write
+to it, so they can run beside a live server or against a copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from faramesh import audit
+from faramesh.cli.common import database_option, echo_json
+from faramesh.storage import Store, normalize_url
+from faramesh.storage.migrate import current_revision
+
+EXIT_BROKEN = 1
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@contextlib.contextmanager
+def _read_store(database_url: str) -> Iterator[Store]:
+    """Open an existing database without migrating or creating anything."""
+    url = make_url(normalize_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path in ("", ":memory:") or not Path(path).expanduser().exists():
+            _fail(f"no database file at {path or database_url!r} (set FARAMESH_DATABASE_URL)")
+    try:
+        store = Store(database_url)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        try:
+            revision = current_revision(store.engine)
+        except SQLAlchemyError as exc:
+            _fail(f"cannot read the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
+        if revision is None:
+            _fail(f"{database_url} holds no Faramesh schema (start the server or run `faramesh db upgrade` first)")
+        yield store
+    finally:
+        store.close()
+
+
+def _checkpoint_arg(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[audit.Checkpoint]:
+    try:
+        return [audit.Checkpoint.parse(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _since_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | float | None:
+    """SEQ (a number: records after it) or TIME (ISO 8601: records at or after it) -> int or float."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a sequence number nor an ISO 8601 time (e.g. 2025-01-31T12:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Verify, export and checkpoint the tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@click.option(
+    "--file",
+    "file",
+    type=click.File("rb"),
+    default=None,
+    help="Verify an exported JSON Lines file (- for stdin) instead of the database.",
+)
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="The file is a slice (exported with --since or --action): check it from its first record's prev_hash "
+    "and allow gaps between records.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    callback=_checkpoint_arg,
+    metavar="SEQ:HASH",
+    help="A head noted earlier (faramesh audit checkpoint); the log must still contain it. Repeatable.",
+)
+@click.option("--max-problems", default=100, show_default=True, type=click.IntRange(1), help="Problems to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@database_option
+def verify(
+    file: IO[bytes] | None,
+    partial: bool,
+    checkpoints: list[audit.Checkpoint],
+    max_problems: int,
+    as_json: bool,
+    database_url: str,
+) -> None:
+    """Recompute the chain and check every action and key against its records.
+
+    Exit 0 when the log is intact; exit 1 naming each record (seq, action) that was
+    altered, deleted or reordered; exit 2 when the log cannot be read.
+    """
+    if partial and file is None:
+        raise click.UsageError("--partial applies to --file")
+    if file is not None:
+        report = audit.verify_lines(file, partial=partial, checkpoints=checkpoints, max_problems=max_problems)
+    else:
+        with _read_store(database_url) as store, store.connect() as conn:
+            try:
+                report = audit.verify_database(conn, checkpoints=checkpoints, max_problems=max_problems)
+            except SQLAlchemyError as exc:
+                _fail(f"cannot read the audit log: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
+    if as_json:
+        echo_json(report.to_dict())
+        sys.exit(0 if report.ok else EXIT_BROKEN)
+    _print_report(report, source="file" if file is not None else "database")
+    sys.exit(0 if report.ok else EXIT_BROKEN)
+
+
+def _print_report(report: audit.VerifyReport, *, source: str) -> None:
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(problem.line())
+        if report.omitted:
+            click.echo(f"… and {report.omitted} more problem(s)")
+        click.echo(report.summary())
+        return
+    click.echo(report.summary())
+    if not report.anchored and report.records:
+        click.echo(
+            f"partial export: seq {report.first_seq}..{report.last_seq} checked from the prev_hash of its first "
+            "record, not from the genesis hash"
+        )
+    if source == "database":
+        click.echo(f"{report.actions} action(s) and {report.keys} key(s) match their records")
+    for cp in report.checkpoints:
+        click.echo(f"checkpoint {cp.seq}:{cp.hash[:16]}… is in the log")
+
+
+@audit_group.command("export")
+@click.option(
+    "--since",
+    callback=_since_arg,
+    metavar="SEQ|TIME",
+    default=None,
+    help="Only records after sequence number SEQ, or at or after TIME (ISO 8601, UTC if no offset).",
+)
+@click.option("--action", "action_id", default=None, metavar="ID", help="Only the records of this action.")
+@click.option(
+    "--output", "-o", type=click.File("wb"), default="-", show_default=True, help="Write to this file (- is stdout)."
+)
+@database_option
+def export(since: int | float | None, action_id: str | None, output: IO[bytes], database_url: str) -> None:
+    """Write records as JSON Lines, one per line, with their hashes.
+
+    The output can be shipped elsewhere and checked there with
+    `faramesh audit verify --file` (add --partial for --since or --action slices).
+    """
+    since_seq = since if isinstance(since, int) else None
+    since_ts = since if isinstance(since, float) else None
+    with _read_store(database_url) as store, store.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            for line in audit.export(conn, since_seq=since_seq, since_ts=since_ts, action_id=action_id):
+                output.write(line)
+        except SQLAlchemyError as exc:
+            _fail(f"cannot read the audit log: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
+    output.flush()
+
+
+@audit_group.command("checkpoint")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@database_option
+def checkpoint(as_json: bool, database_url: str) -> None:
+    """Print the current head (sequence, hash, time) to keep somewhere else.
+
+    Later, `faramesh audit verify --checkpoint SEQ:HASH` proves that the log still
+    contains exactly that prefix.
+    """
+    with _read_store(database_url) as store, store.connect() as conn:
+        cp = audit.checkpoint(conn)
+    if as_json:
+        echo_json(cp.to_dict())
+        return
+    info: dict[str, Any] = cp.to_dict()
+    click.echo(f"seq:  {cp.seq}")
+    click.echo(f"hash: {cp.hash}")
+    click.echo(f"time: {info['time'] or '-'}")
+    click.echo(f"checkpoint: {cp}")
