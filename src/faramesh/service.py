@@ -41,6 +41,8 @@ log = logging.getLogger("faramesh.service")
 # What the published faramesh-sdk sends when its user gave no agent id.
 PLACEHOLDER_AGENT_ID = "default-agent"
 MAX_REASON = 2000
+# How the published faramesh-sdk names a decision (as /v1/gate/decide answers).
+GATE_OUTCOMES = {"allow": "EXECUTE", "require_approval": "ABSTAIN", "deny": "HALT"}
 
 
 def iso(ts: float | None) -> str | None:
@@ -761,6 +763,9 @@ class Governor:
             "decision": row.decision,
             "reason": row.decision_reason if human_denial else row.reason,
             "policy_reason": row.reason,
+            # Read by the published faramesh-sdk, which compares them with /v1/gate/decide.
+            "outcome": GATE_OUTCOMES.get(row.decision),
+            "reason_code": row.rule_id or "default",
             "risk_level": row.risk_level,
             "rule_id": row.rule_id,
             "policy_hash": row.policy_hash,
