@@ -33,7 +33,7 @@ from faramesh.model import EXECUTABLE, Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Effect, Policy
 from faramesh.storage import Store
-from faramesh.storage.schema import actions, approvals, limit_usage
+from faramesh.storage.schema import actions, api_keys, approvals, limit_usage
 from faramesh.validation import check_agent_id, check_json_object, normalize_name
 
 log = logging.getLogger("faramesh.service")
@@ -437,8 +437,23 @@ class Governor:
         *,
         reason: str | None = None,
         token: str | None = None,
+        params: Any = None,
+        expected_hash: str | None = None,
     ) -> dict[str, Any]:
-        return self._decide(identity, action_id, approve=True, reason=reason, token=token)
+        """Approve; with `params`, approve edited arguments (re-evaluated by the policy).
+
+        `expected_hash` binds the vote to the arguments the approver saw: when the
+        action's request_hash differs (someone edited it), the vote is refused.
+        """
+        return self._decide(
+            identity,
+            action_id,
+            approve=True,
+            reason=reason,
+            token=token,
+            params=params,
+            expected_hash=expected_hash,
+        )
 
     def deny(
         self,
@@ -447,8 +462,11 @@ class Governor:
         *,
         reason: str | None = None,
         token: str | None = None,
+        expected_hash: str | None = None,
     ) -> dict[str, Any]:
-        return self._decide(identity, action_id, approve=False, reason=reason, token=token)
+        return self._decide(
+            identity, action_id, approve=False, reason=reason, token=token, expected_hash=expected_hash
+        )
 
     def _decide(
         self,
@@ -458,15 +476,22 @@ class Governor:
         approve: bool,
         reason: str | None,
         token: str | None,
+        params: Any = None,
+        expected_hash: str | None = None,
     ) -> dict[str, Any]:
         verb = "approve" if approve else "deny"
         if not identity.can_decide:
             raise Forbidden(f"only approver and admin keys can {verb} actions")
         reason = _check_reason(reason)
+        if params is not None:
+            params = check_json_object(params, "params")
         now = self.clock()
 
         def txn(conn: Connection) -> tuple[Any, str, int]:
-            row = self._load(conn, action_id)
+            if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
+                raise NotFound("no such action", field="id")
+            # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
+            row = conn.execute(select(actions).where(actions.c.id == action_id).with_for_update()).first()
             if row is None:
                 raise NotFound(f"no action with id {action_id!r}", field="id")
             current = _status_of(row)
@@ -484,6 +509,16 @@ class Governor:
             groups = orjson.loads(row.approval_groups) if row.approval_groups else []
             if groups and not set(groups) & set(identity.groups):
                 raise Forbidden(f"only members of {', '.join(groups)} may decide this action", field="approvers")
+            if expected_hash is not None and not hmac.compare_digest(str(expected_hash), row.request_hash):
+                raise Conflict(
+                    f"cannot {verb}: the action's arguments changed since you looked (request_hash is now "
+                    f"{row.request_hash})",
+                    field="request_hash",
+                    code="request_hash_mismatch",
+                    status=current.value,
+                )
+            edit = self._edit_params(conn, row, params, now) if params is not None else None
+            vote_hash = edit["request_hash"] if edit else row.request_hash
             try:
                 with conn.begin_nested():
                     conn.execute(
@@ -493,15 +528,20 @@ class Governor:
                             approver_label=identity.label,
                             approve=approve,
                             reason=reason,
-                            request_hash=row.request_hash,
+                            request_hash=vote_hash,
                             created_at=now,
                         )
                     )
             except IntegrityError:
                 raise Conflict("you have already decided on this action", status=current.value) from None
             if approve:
+                # Only votes for exactly these arguments count (an edit resets the others).
                 votes = conn.execute(
-                    select(func.count()).where(approvals.c.action_id == action_id, approvals.c.approve.is_(True))
+                    select(func.count()).where(
+                        approvals.c.action_id == action_id,
+                        approvals.c.approve.is_(True),
+                        approvals.c.request_hash == vote_hash,
+                    )
                 ).scalar_one()
                 done = int(votes) >= int(row.approval_quorum)
                 new_status = Status.APPROVED if done else Status.PENDING_APPROVAL
@@ -521,6 +561,12 @@ class Governor:
                     f"Approved by {identity.label}" if approve else f"Denied by {identity.label}"
                 )
                 values["approval_token"] = None  # single use
+            if edit:
+                values["params"] = edit["params_json"]
+                values["request_hash"] = vote_hash
+                values["original_params"] = row.original_params or row.params
+                if not done:  # a token fetched for the old arguments must not approve the new ones
+                    values["approval_token"] = secrets.token_urlsafe(24)
             result = conn.execute(
                 update(actions)
                 .where(
@@ -546,10 +592,11 @@ class Governor:
                     "status": new_status.value,
                     "approve": approve,
                     "reason": reason,
-                    "request_hash": row.request_hash,
+                    "request_hash": vote_hash,
                     "approvals": int(votes) if approve else None,
                     "quorum": int(row.approval_quorum),
-                },
+                }
+                | (edit["audit"] if edit else {}),
             )
             self.store.notify(conn, type=event, action_id=action_id, seq=seq)
             fresh = conn.execute(select(actions).where(actions.c.id == action_id)).one()
@@ -558,6 +605,68 @@ class Governor:
         row, event, seq = self.store.write(txn)
         self._publish(event, row, seq)
         return self.get(identity, action_id)
+
+    def _edit_params(self, conn: Connection, row: Any, params: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """Re-evaluate an approver's edited params inside the approve transaction.
+
+        Refuses (422, field `params`) when the active policy would deny them, when a
+        different approval rule would hold them, or when a limit would trip; else returns
+        the new params and request_hash plus what the audit record keeps of both versions.
+        """
+        context = orjson.loads(row.context)
+        new_hash = request_hash(
+            agent_id=row.agent_id, tool=row.tool, operation=row.operation, params=params, context=context
+        )
+        if new_hash == row.request_hash:
+            return None  # the same arguments: a plain approval
+        current = orjson.loads(row.params)
+        key = conn.execute(select(api_keys.c.role, api_keys.c.groups).where(api_keys.c.id == row.submitted_by)).first()
+        agent = {
+            "id": row.agent_id,
+            "groups": orjson.loads(key.groups) if key is not None and key.groups else [],
+            "role": key.role if key is not None else Role.AGENT.value,
+        }
+        try:
+            decision = self._policy.evaluate(
+                tool=row.tool,
+                operation=row.operation,
+                params=params,
+                context=context,
+                agent=agent,
+                now=datetime.fromtimestamp(now, UTC),
+            )
+        except Exception:  # fail closed
+            log.exception("policy evaluation of edited params failed")
+            raise InvalidInput("the policy could not evaluate the edited params", field="params") from None
+        if decision.effect is Effect.DENY:
+            raise InvalidInput(f"the policy denies the edited params: {decision.reason}", field="params")
+        if decision.effect is Effect.REQUIRE_APPROVAL and decision.rule_id != row.rule_id:
+            raise InvalidInput(
+                f"the edited params fall under rule {decision.rule_id} ({decision.reason}), which sets its own "
+                "approval; deny this action and let the agent submit the new request",
+                field="params",
+            )
+        if decision.limits:
+            # Re-reserve the action's usage (e.g. its budget amount) for the edited params.
+            conn.execute(limit_usage.delete().where(limit_usage.c.action_id == row.id))
+            sub = Submission(tool=row.tool, operation=row.operation, params=params, context=context)
+            tripped = self._reserve_limits(conn, decision, sub, agent, row.id, now)
+            if tripped is not None:
+                raise InvalidInput(f"the edited params exceed a limit: {tripped}", field="params")
+        return {
+            "params_json": orjson.dumps(params).decode(),
+            "request_hash": new_hash,
+            "audit": {
+                "params": params,
+                "original_params": current,
+                "original_request_hash": row.request_hash,
+                "reevaluation": {
+                    "decision": decision.effect.value,
+                    "rule_id": decision.rule_id,
+                    "reason": decision.reason,
+                },
+            },
+        }
 
     def report_result(
         self,
@@ -773,6 +882,7 @@ class Governor:
             "tool": row.tool,
             "operation": row.operation,
             "params": orjson.loads(row.params),
+            "original_params": orjson.loads(row.original_params) if row.original_params else None,
             "context": orjson.loads(row.context),
             "agent_id": row.agent_id,
             "created_at": iso(row.created_at),
@@ -796,6 +906,9 @@ class Governor:
                     "approve": bool(a.approve),
                     "reason": a.reason,
                     "at": iso(a.created_at),
+                    "request_hash": a.request_hash,
+                    # Does this vote count now? Only votes for the current arguments do.
+                    "counts": bool(a.approve) and a.request_hash == row.request_hash,
                 }
                 for a in approval_rows
             ]

@@ -40,6 +40,17 @@ class ReasonBody(BaseModel):
     reason: StrictStr | None = Field(default=None, max_length=2000)
 
 
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: StrictStr | None = Field(default=None, max_length=2000)
+    params: dict[str, Any] | None = Field(
+        default=None, description="approve these edited params instead (re-evaluated by the policy)"
+    )
+    request_hash: StrictStr | None = Field(
+        default=None, max_length=64, description="refuse unless the action still has this request_hash"
+    )
+
+
 class ApprovalBody(BaseModel):
     """The published faramesh-sdk's form: approve or deny with the action's approval token."""
 
@@ -161,10 +172,14 @@ async def action_events(action_id: ActionId, request: Request, identity: Current
 
 @router.post("/actions/{action_id}/approve", summary="Approve a pending action")
 async def approve_action(
-    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ReasonBody | None = None
+    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ApproveBody | None = None
 ) -> dict[str, Any]:
-    reason = body.reason if body else None
-    return await run_in_threadpool(lambda: gov(request).approve(identity, action_id, reason=reason))
+    body = body or ApproveBody()
+    return await run_in_threadpool(
+        lambda: gov(request).approve(
+            identity, action_id, reason=body.reason, params=body.params, expected_hash=body.request_hash
+        )
+    )
 
 
 @router.post("/actions/{action_id}/deny", summary="Deny a pending action")
