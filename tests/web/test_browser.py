@@ -33,7 +33,7 @@ def record_dialogs(page: Page) -> list[str]:
     return seen
 
 
-def test_live_queue_approve_and_sdk_sees_approved(page: Page, start_server: Any) -> None:
+def test_live_queue_approve_and_sdk_sees_approved(start_server: Any, page: Page) -> None:
     server: ServerProcess = start_server(policy=WEB_POLICY)
     agent = ExecutionGovernorClient(base_url=server.url, api_key=server.create_key("agent", name="billing-bot"))
     login(page, server, server.create_key("approver", name="alice"))

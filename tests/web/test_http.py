@@ -312,3 +312,39 @@ def test_secret_key_keeps_sessions_across_restarts(start_server: Any) -> None:
 
     assert session_after_restart({"FARAMESH_SECRET_KEY": "a-long-random-secret-for-tests"}) == 200
     assert session_after_restart({"FARAMESH_SECRET_KEY": ""}) == 303  # a random secret per start: sessions end on restart
+
+
+def test_webhooks_page_lists_webhooks_and_their_deliveries(start_server: Any) -> None:
+    from sqlalchemy import create_engine
+
+    from faramesh.storage.schema import webhook_deliveries, webhooks
+
+    server: ServerProcess = start_server(policy=WEB_POLICY)
+    admin = http_login(server, server.admin_key or "")
+    assert "No webhooks are configured on this server." in admin.get("/admin/webhooks").text
+
+    # A stored webhook (as the webhooks API would add it) and one failed delivery; it
+    # only wants expiry events, so nothing in this test sends it anything.
+    engine = create_engine(server.database_url)
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(
+            webhooks.insert().values(
+                id="wh_test1", url="http://127.0.0.1:9/hook", secret="s3cret-not-shown", events='["action.expired"]',
+                format="json", description="<b>ops</b> channel", created_by="key:admin", created_at=now,
+            )
+        )
+        conn.execute(
+            webhook_deliveries.insert().values(
+                webhook_id="wh_test1", event="action.expired", event_seq=1, action_id=None, payload="{}",
+                status="failed", attempts=10, last_status=502, last_error="bad gateway", next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    engine.dispose()
+    page = admin.get("/admin/webhooks").text
+    assert "http://127.0.0.1:9/hook" in page
+    assert "&lt;b&gt;ops&lt;/b&gt; channel" in page
+    assert "failed (HTTP 502)" in page
+    assert "bad gateway" in page
+    assert "s3cret-not-shown" not in page

@@ -22,7 +22,7 @@ from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, PolicyError, load_starter_policy
 from faramesh.server import api, errors, web
-from faramesh.server.bodylimit import GuardedFastAPI
+from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.service import Governor
 from faramesh.storage import Store

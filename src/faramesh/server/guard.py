@@ -1,5 +1,5 @@
-"""Refuse requests that announce a body over the limit, before reading it, and
-requests whose headers are over the limit.
+"""Checks on a request's head, made before anything reads its body: headers over
+the limit, ambiguous body framing, and a declared body over the limit.
 
 FastAPI's own `max_body_size` counts the bytes of streamed (chunked) bodies and
 stops reading once they pass the limit; that 413 goes through our error handlers.
@@ -31,7 +31,23 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
-class DeclaredLengthGuard:
+def framing_problem(scope: Scope) -> str | None:
+    """Why the body's framing is ambiguous, or None.
+
+    A request with both Content-Length and Transfer-Encoding (or two lengths) can be
+    read one way by a proxy and another way here, which lets a second request hide
+    inside the first one's body. Such requests are refused and the connection closed.
+    """
+    names = [name for name, _ in scope.get("headers", ())]
+    lengths = names.count(b"content-length")
+    if lengths > 1:
+        return "more than one Content-Length header"
+    if lengths and b"transfer-encoding" in names:
+        return "both Content-Length and Transfer-Encoding; send one"
+    return None
+
+
+class RequestGuard:
     def __init__(
         self,
         app: ASGIApp,
@@ -57,6 +73,17 @@ class DeclaredLengthGuard:
                 )
                 await response(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            problem = framing_problem(scope)
+            if problem is not None:
+                response = error_response(
+                    400,
+                    f"ambiguous request body: {problem}",
+                    field="headers",
+                    headers={**self.headers, "Connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
         if scope["type"] == "http" and self.max_body_size is not None:
             length = declared_length(scope)
             if length is not None and length > self.max_body_size:
@@ -73,12 +100,12 @@ class DeclaredLengthGuard:
 
 
 class GuardedFastAPI(FastAPI):
-    """FastAPI with the declared-length guard outside every other middleware."""
+    """FastAPI with the request guard outside every other middleware."""
 
     guard_headers: Mapping[str, str] = {}
     max_header_bytes: int | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        return DeclaredLengthGuard(
+        return RequestGuard(
             super().build_middleware_stack(), self.max_body_size, self.guard_headers, self.max_header_bytes
         )

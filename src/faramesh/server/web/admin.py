@@ -142,39 +142,57 @@ async def revoke_key(key_id: str, request: Request) -> Response:
 RECENT_DELIVERIES = 20
 
 
-def _webhook_overview(conn: Any) -> dict[str, Any]:
-    """Stored webhooks with their latest delivery, and the most recent deliveries overall."""
-    hooks = []
-    for row in conn.execute(select(webhooks).order_by(webhooks.c.created_at)).all():
-        last = conn.execute(
+async def _configured_webhooks(request: Request) -> list[dict[str, Any]] | None:
+    """Every webhook the running sender knows (file and stored), when the server has one."""
+    sender = getattr(request.app.state, "webhooks", None)
+    hooks = getattr(sender, "hooks", None)
+    if not callable(hooks):
+        return None
+    refresh = getattr(sender, "invalidate", None)
+    if callable(refresh):
+        refresh()
+    return [h.to_dict() for h in await hooks()]
+
+
+def _stored_webhooks(conn: Any) -> list[dict[str, Any]]:
+    rows = conn.execute(select(webhooks).order_by(webhooks.c.created_at)).all()
+    return [
+        {
+            "id": row.id,
+            "url": row.url,
+            "events": orjson.loads(row.events or "[]"),
+            "format": row.format,
+            "description": row.description,
+            "source": "api",
+            "created_by": row.created_by,
+            "created_at": row.created_at,
+        }
+        for row in rows
+    ]
+
+
+def _webhook_overview(conn: Any, hooks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Webhooks with their latest delivery, and the most recent deliveries overall."""
+    listed = hooks if hooks is not None else _stored_webhooks(conn)
+    for hook in listed:
+        hook["last"] = conn.execute(
             select(webhook_deliveries)
-            .where(webhook_deliveries.c.webhook_id == row.id)
+            .where(webhook_deliveries.c.webhook_id == hook["id"])
             .order_by(webhook_deliveries.c.id.desc())
             .limit(1)
         ).first()
-        hooks.append(
-            {
-                "id": row.id,
-                "url": row.url,
-                "events": orjson.loads(row.events or "[]"),
-                "format": row.format,
-                "description": row.description,
-                "created_by": row.created_by,
-                "created_at": row.created_at,
-                "last": last,
-            }
-        )
     recent = conn.execute(
         select(webhook_deliveries).order_by(webhook_deliveries.c.id.desc()).limit(RECENT_DELIVERIES)
     ).all()
     waiting = conn.execute(
         select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == "pending")
     ).scalar_one()
-    return {"webhooks": hooks, "recent": recent, "waiting": int(waiting)}
+    return {"webhooks": listed, "recent": recent, "waiting": int(waiting)}
 
 
 @router.get("/admin/webhooks")
 async def webhooks_page(request: Request) -> Response:
     await page_user(request, admin=True)
-    overview = await run_in_threadpool(gov(request).store.read, _webhook_overview)
+    hooks = await _configured_webhooks(request)
+    overview = await run_in_threadpool(gov(request).store.read, lambda conn: _webhook_overview(conn, hooks))
     return render(request, "webhooks.html", overview)
