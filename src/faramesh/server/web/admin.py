@@ -41,15 +41,6 @@ def highlighted_source(policy: Policy) -> Markup:
     return cached
 
 
-def _shadow_divergences(request: Request) -> list[Mapping[str, Any]] | None:
-    """Divergences reported by a shadow policy, when the server runs one."""
-    source = getattr(request.app.state, "shadow", None)
-    report = getattr(source, "divergences", None)
-    if not callable(report):
-        return None
-    return list(report())
-
-
 @router.get("/policy")
 async def policy_page(request: Request) -> Response:
     await page_user(request)
@@ -62,7 +53,6 @@ async def policy_page(request: Request) -> Response:
             "policy": policy,
             "loaded_at": g.policy_loaded_at,
             "source_html": highlighted_source(policy),
-            "shadow": await run_in_threadpool(_shadow_divergences, request),
         },
     )
 
