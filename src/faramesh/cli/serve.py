@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -45,7 +44,14 @@ from faramesh.model import Role
     help="Requests per API key (e.g. 50/s, 600/m, or off); over it the answer is 429 with Retry-After.",
 )
 @click.option("--no-migrate", is_flag=True, help="Refuse to start unless the schema is current, instead of migrating.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--log-format",
+    envvar="FARAMESH_LOG_FORMAT",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line, with the action id.",
+)
 def serve(
     host: str,
     port: int,
@@ -119,7 +125,9 @@ def serve(
         click.echo("Log in with an approver or admin key (create one: faramesh keys create --role approver).")
     sys.stdout.flush()
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from faramesh.observability.logging import configure_logging
+
+    configure_logging(log_format)
     # h11 rather than httptools: h11 bounds the request line and headers
     # (httptools buffers them without limit), so oversized headers get a 400.
     uvicorn.run(
@@ -128,6 +136,10 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's records go through the root handler, in the chosen format
+        # Open event streams would otherwise hold a stopping replica forever; their
+        # clients reconnect (Last-Event-ID) to another one.
+        timeout_graceful_shutdown=5,
         http="h11",
         h11_max_incomplete_event_size=max_header_bytes,
     )
