@@ -67,7 +67,8 @@ def _count_pending(g: Governor) -> int:
 
 def create_app(settings: Settings | None = None, *, governor: Governor | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    traces = tracing.setup()
+    # A governor handed in may bring its own tracer (embedding, tests); else OTEL_* decides.
+    traces = (governor.telemetry.tracing if governor is not None else None) or tracing.setup()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,77 @@
+"""/metrics on a real server, read with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from faramesh import __version__
+from tests.conftest import SEED_POLICY, ServerProcess, auth
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+
+def scrape(server: ServerProcess) -> dict[str, Any]:
+    r = httpx.get(server.url + "/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(r.text)}
+
+
+def value(families: dict[str, Any], family: str, sample: str, **labels: str) -> float:
+    for s in families[family].samples:
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    raise AssertionError(f"no sample {sample}{labels} in {families[family].samples}")
+
+
+def test_metrics_count_decisions_latencies_pending_and_reloads(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SEED_POLICY.read_text())
+    server = start_server(policy=policy)
+    agent, approver = server.create_key("agent"), server.create_key("approver")
+
+    def submit(amount: float, tool: str = "refund", operation: str = "process") -> dict[str, Any]:
+        body = {"tool": tool, "operation": operation, "params": {"amount": amount}, "context": {}}
+        r = httpx.post(server.url + "/v1/actions", json=body, headers=auth(agent))
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    before = scrape(server)
+    assert value(before, "faramesh_build_info", "faramesh_build_info", version=__version__) == 1
+    assert value(before, "faramesh_pending_actions", "faramesh_pending_actions") == 0
+    assert value(before, "faramesh_webhook_deliveries", "faramesh_webhook_deliveries_total", outcome="failed") == 0
+
+    for amount in (10, 20, 30):
+        assert submit(amount)["status"] == "allowed"
+    held = [submit(500) for _ in range(3)]
+    assert submit(1, "user_management", "delete")["status"] == "denied"
+    assert submit(1, "unknown_tool")["status"] == "denied"
+    httpx.post(f"{server.url}/v1/actions/{held[0]['id']}/approve", json={}, headers=auth(approver)).raise_for_status()
+    httpx.post(f"{server.url}/v1/actions/{held[1]['id']}/deny", json={}, headers=auth(approver)).raise_for_status()
+
+    policy.write_text(SEED_POLICY.read_text() + "\n  - match: {tool: search}\n    allow: true\n")
+    assert httpx.post(server.url + "/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 200
+    policy.write_text("rules: [oops")
+    assert httpx.post(server.url + "/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 422
+
+    m = scrape(server)
+    decisions = "faramesh_decisions_total"
+    assert value(m, "faramesh_decisions", decisions, effect="allow", tool="refund", rule="rules[1]") == 3
+    assert value(m, "faramesh_decisions", decisions, effect="require_approval", tool="refund", rule="rules[0]") == 3
+    assert value(m, "faramesh_decisions", decisions, effect="deny", tool="user_management", rule="rules[2]") == 1
+    assert value(m, "faramesh_decisions", decisions, effect="deny", tool="unknown_tool", rule="default") == 1
+    assert value(m, "faramesh_submit_seconds", "faramesh_submit_seconds_count") == 8
+    assert value(m, "faramesh_submit_seconds", "faramesh_submit_seconds_bucket", le="+Inf") == 8
+    assert value(m, "faramesh_pending_actions", "faramesh_pending_actions") == 1
+    assert value(m, "faramesh_approval_seconds", "faramesh_approval_seconds_count", outcome="approved") == 1
+    assert value(m, "faramesh_approval_seconds", "faramesh_approval_seconds_count", outcome="denied") == 1
+    assert value(m, "faramesh_policy_reloads", "faramesh_policy_reloads_total", outcome="applied") == 1
+    assert value(m, "faramesh_policy_reloads", "faramesh_policy_reloads_total", outcome="rejected") == 1
