@@ -48,6 +48,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("secret_key", "FARAMESH_SECRET_KEY", None, "key that signs dashboard sessions (random if unset)"),
     Setting("log_format", "FARAMESH_LOG_FORMAT", "text", "text or json"),
+    Setting("webhooks", "FARAMESH_WEBHOOKS", None, "YAML file of outgoing webhooks (url, secret, events, format)"),
+    Setting(
+        "slack_config",
+        "FARAMESH_SLACK_CONFIG",
+        None,
+        "YAML file with the Slack signing secret and a map of Slack user ids to approver key ids",
+    ),
+    Setting(
+        "webhook_retry_base",
+        "FARAMESH_WEBHOOK_RETRY_BASE",
+        2.0,
+        "seconds before the first webhook retry; the delay doubles after each failure",
+        float,
+    ),
+    Setting("webhook_timeout", "FARAMESH_WEBHOOK_TIMEOUT", 10.0, "seconds one webhook delivery may take", float),
 )
 
 
@@ -83,6 +98,10 @@ class Settings:
     rate_limit: str | None = "1000/s"
     secret_key: str | None = None
     log_format: str = "text"
+    webhooks: str | None = None
+    slack_config: str | None = None
+    webhook_retry_base: float = 2.0
+    webhook_timeout: float = 10.0
     migrate: bool = True
     sweep_interval: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,6 +123,9 @@ class Settings:
             values["max_header_bytes"] = int(values["max_header_bytes"])
         if "approval_timeout" in values:
             values["approval_timeout"] = parse_duration(values["approval_timeout"])
+        for name in ("webhook_retry_base", "webhook_timeout"):
+            if name in values:
+                values[name] = float(values[name])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

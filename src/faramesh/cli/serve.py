@@ -52,6 +52,37 @@ from faramesh.model import Role
     show_default=True,
     help="json: one JSON object per log line, with the action id.",
 )
+@click.option(
+    "--webhooks",
+    "webhooks_file",
+    envvar="FARAMESH_WEBHOOKS",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML file of outgoing webhooks (url, secret, events, format: json|slack); read-only in the API.",
+)
+@click.option(
+    "--slack-config",
+    envvar="FARAMESH_SLACK_CONFIG",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML file: Slack signing_secret and users (Slack user id -> approver key id) for the buttons.",
+)
+@click.option(
+    "--webhook-retry-base",
+    envvar="FARAMESH_WEBHOOK_RETRY_BASE",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds before the first webhook retry; the delay doubles after each failure.",
+)
+@click.option(
+    "--webhook-timeout",
+    envvar="FARAMESH_WEBHOOK_TIMEOUT",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds one webhook delivery may take before it counts as failed.",
+)
 def serve(
     host: str,
     port: int,
@@ -63,6 +94,10 @@ def serve(
     rate_limit: str,
     no_migrate: bool,
     log_format: str,
+    webhooks_file: str | None,
+    slack_config: str | None,
+    webhook_retry_base: float,
+    webhook_timeout: float,
 ) -> None:
     """Run the Faramesh server (API, dashboard, expiry sweeper)."""
     import uvicorn
@@ -91,7 +126,12 @@ def serve(
         rate_limit=rate_limit,
         migrate=not no_migrate,
         log_format=log_format,
+        webhooks=webhooks_file,
+        slack_config=slack_config,
+        webhook_retry_base=webhook_retry_base,
+        webhook_timeout=webhook_timeout,
     )
+    _check_notification_files(settings)
     try:
         active = load_policy(settings)
     except (PolicyError, OSError) as exc:
@@ -143,3 +183,24 @@ def serve(
         http="h11",
         h11_max_incomplete_event_size=max_header_bytes,
     )
+
+
+def _check_notification_files(settings: Settings) -> None:
+    """Refuse to start on a broken webhooks or Slack file, naming the problem."""
+    from faramesh.errors import FarameshError
+    from faramesh.notify import load_slack_config, load_webhook_file
+
+    for option, path, load in (
+        ("--webhooks", settings.webhooks, load_webhook_file),
+        ("--slack-config", settings.slack_config, load_slack_config),
+    ):
+        if not path:
+            continue
+        try:
+            load(path)
+        except FarameshError as exc:
+            click.echo(f"Cannot use {option} {path}: {exc.message}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            click.echo(f"Cannot read {option} {path}: {exc.strerror}", err=True)
+            sys.exit(2)

@@ -13,10 +13,11 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from faramesh import __version__
+from faramesh import __version__, notify
 from faramesh.config import Settings
 from faramesh.events import start_remote_relay
 from faramesh.model import Status
+from faramesh.notify import routes as notify_routes
 from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -100,12 +101,15 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
 
         app.state.reload_policy = reload_policy
         sweeper = asyncio.create_task(_sweeper(g, settings.sweep_interval))
+        # Webhooks are delivered by background tasks, never inside a decision.
+        notifier = await notify.start(app, g, settings)
         try:
             yield
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await notifier.stop()
             if listener is not None:
                 await run_in_threadpool(listener.stop)
             if traces is not None:
@@ -127,6 +131,8 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.state.rate_limiter = RateLimiter(rate) if rate is not None else None
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(notify_routes.router)
+    app.include_router(notify_routes.slack_router)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:

@@ -1,0 +1,251 @@
+"""Outgoing webhooks against a real local HTTP receiver: signatures, retries with
+backoff, the delivery log, the admin API, and a decision path that never waits for a
+receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from faramesh.notify.webhooks import signature_header, verify_signature
+from faramesh.sdk.client import ExecutionGovernorClient
+from tests.approvals.support import POLICY, Receiver, decide, eventually, get, receiving, submit
+from tests.conftest import ServerProcess, auth, faramesh_cmd
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+SECRET = "whsec_test_0123456789"
+FAST_RETRY = ("--webhook-retry-base", "0.2")
+
+
+def hooks_file(tmp_path: Path, *hooks: dict[str, Any]) -> Path:
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(json.dumps({"webhooks": list(hooks)}))  # JSON is YAML too
+    return path
+
+
+def deliveries(server: ServerProcess, hook_id: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{server.url}/v1/webhooks/{hook_id}/deliveries", headers=auth(server.admin_key or ""), timeout=10)
+    assert r.status_code == 200, r.text
+    rows: list[dict[str, Any]] = r.json()["deliveries"]
+    return rows
+
+
+def only_hook(server: ServerProcess) -> dict[str, Any]:
+    r = httpx.get(server.url + "/v1/webhooks", headers=auth(server.admin_key or ""), timeout=10)
+    [hook] = r.json()["webhooks"]
+    return dict(hook)
+
+
+def test_signed_delivery_is_retried_after_the_receiver_fails_once(start_server: Any, tmp_path: Path) -> None:
+    with receiving(statuses=[500]) as receiver:
+        config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["action.created"]})
+        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config), *FAST_RETRY))
+        agent = server.create_key("agent")
+        action = submit(server, agent, "refund", "process", amount=500, customer_id="c-9")
+
+        eventually(lambda: len(receiver.of_type("action.created")) >= 2)
+        first, second = receiver.of_type("action.created")[:2]
+        for attempt in (first, second):
+            header = attempt.headers["X-Faramesh-Signature"]
+            assert verify_signature(SECRET, header, attempt.body)
+            assert not verify_signature("another secret", header, attempt.body)
+            assert not verify_signature(SECRET, header, attempt.body.replace(b"500", b"5"))
+            assert attempt.headers["Content-Type"] == "application/json"
+        assert first.body == second.body  # a retry sends the same event
+        assert first.headers["X-Faramesh-Delivery"] == second.headers["X-Faramesh-Delivery"]
+        event = second.json()
+        assert event["type"] == "action.created" and event["action_id"] == action["id"]
+        assert event["status"] == "pending_approval"
+        assert event["action"]["params"] == {"amount": 500, "customer_id": "c-9"}
+        assert "approval_token" not in event["action"]
+        assert event["id"] == str(event["seq"])
+
+        hook = only_hook(server)
+        assert hook["source"] == "file" and hook["read_only"] and "secret" not in hook
+        log = eventually(lambda: [d for d in deliveries(server, hook["id"]) if d["status"] == "delivered"])
+        assert log[0]["attempts"] == 2 and log[0]["last_status"] == 200 and log[0]["event"] == "action.created"
+        # Events the webhook did not ask for are not sent: the allowed small refund is
+        # an action.created too, but approvals are not.
+        approver = server.create_key("approver")
+        assert decide(server, approver, action["id"]).status_code == 200
+        small = submit(server, agent, "refund", "process", amount=5)
+        eventually(lambda: any(r.json()["action_id"] == small["id"] for r in receiver.of_type("action.created")))
+        assert receiver.of_type("action.approved") == []
+
+
+def test_delivery_gives_up_after_the_attempts_and_logs_the_error(start_server: Any, tmp_path: Path) -> None:
+    with receiving(statuses=[503] * 50) as receiver:
+        config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["*"]})
+        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config), *FAST_RETRY))
+        submit(server, server.create_key("agent"), "refund", "process", amount=5)
+        hook = only_hook(server)
+        eventually(lambda: len(receiver.requests) >= 3)
+        [row] = deliveries(server, hook["id"])
+        assert row["status"] == "pending" and row["attempts"] >= 2
+        assert row["last_status"] == 503 and "503" in row["last_error"]
+        # Backoff: the gaps between attempts grow.
+        times = [r.at for r in receiver.requests[:3]]
+        assert times[2] - times[1] > times[1] - times[0]
+
+
+def test_admin_api_adds_lists_and_removes_webhooks(start_server: Any, tmp_path: Path) -> None:
+    with receiving() as file_receiver, receiving() as api_receiver:
+        config = hooks_file(tmp_path, {"url": file_receiver.url, "secret": SECRET, "events": ["action.denied"]})
+        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config)))
+        admin = auth(server.admin_key or "")
+        r = httpx.post(
+            server.url + "/v1/webhooks",
+            json={"url": api_receiver.url, "events": ["action.approved"], "description": "ops channel"},
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        created = r.json()
+        secret = created["secret"]
+        assert secret.startswith("whsec_") and created["source"] == "api" and not created["read_only"]
+
+        listed = httpx.get(server.url + "/v1/webhooks", headers=admin).json()["webhooks"]
+        assert {h["source"] for h in listed} == {"file", "api"}
+        assert all("secret" not in h for h in listed)
+        file_hook = next(h for h in listed if h["source"] == "file")
+
+        agent, approver = server.create_key("agent"), server.create_key("approver")
+        action = submit(server, agent, "refund", "process", amount=300)
+        assert decide(server, approver, action["id"], reason="fine").status_code == 200
+        [got] = eventually(lambda: api_receiver.of_type("action.approved"))
+        assert verify_signature(secret, got.headers["X-Faramesh-Signature"], got.body)
+        assert got.json()["action"]["decision_reason"] == "fine"
+        assert api_receiver.of_type("action.created") == []  # not subscribed
+
+        # File webhooks are read-only; stored ones can be removed, and then receive nothing.
+        r = httpx.delete(f"{server.url}/v1/webhooks/{file_hook['id']}", headers=admin)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "read_only"
+        assert httpx.delete(f"{server.url}/v1/webhooks/{created['id']}", headers=admin).status_code == 200
+        assert httpx.delete(f"{server.url}/v1/webhooks/{created['id']}", headers=admin).status_code == 404
+        assert [h["id"] for h in httpx.get(server.url + "/v1/webhooks", headers=admin).json()["webhooks"]] == [
+            file_hook["id"]
+        ]
+        later = submit(server, agent, "refund", "process", amount=301)
+        assert decide(server, approver, later["id"]).status_code == 200
+        denied = submit(server, agent, "refund", "process", amount=302)
+        assert decide(server, approver, denied["id"], "deny", reason="no").status_code == 200
+        eventually(lambda: file_receiver.of_type("action.denied"))
+        assert len(api_receiver.of_type("action.approved")) == 1
+
+        # Changes to webhooks are in the audit log.
+        exported = subprocess.run(
+            faramesh_cmd("audit", "export", "--database-url", server.database_url),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        records = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+        changes = [(r["event"], r["data"]["webhook_id"]) for r in records if r["event"].startswith("webhook.")]
+        assert changes == [("webhook.created", created["id"]), ("webhook.deleted", created["id"])]
+        assert all(secret not in line for line in exported.stdout.splitlines())
+
+
+def test_webhook_api_refuses_bad_input_and_non_admins(srv: ServerProcess) -> None:
+    admin = auth(srv.admin_key or "")
+    cases = [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": "https://example.com/x", "events": ["action.exploded"]}, "events"),
+        ({"url": "https://example.com/x", "events": []}, "events"),
+        ({"url": "https://example.com/x", "format": "xml"}, "format"),
+        ({"url": "https://example.com/x", "colour": "red"}, "colour"),
+    ]
+    for body, field in cases:
+        r = httpx.post(srv.url + "/v1/webhooks", json=body, headers=admin)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error"]["field"] == field and r.json()["detail"]
+    approver = auth(srv.create_key("approver"))
+    assert httpx.get(srv.url + "/v1/webhooks", headers=approver).status_code == 403
+    assert httpx.post(srv.url + "/v1/webhooks", json={"url": "https://e.com"}, headers=approver).status_code == 403
+    assert httpx.get(srv.url + "/v1/webhooks/nope/deliveries", headers=admin).status_code == 404
+
+
+def test_decisions_and_wake_ups_do_not_wait_for_a_hanging_receiver(start_server: Any, tmp_path: Path) -> None:
+    receiver = Receiver().start(hang=True)
+    try:
+        config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["*"]})
+        server: ServerProcess = start_server(
+            policy=POLICY, extra_args=("--webhooks", str(config), "--webhook-timeout", "60")
+        )
+        agent = ExecutionGovernorClient(server.url, server.create_key("agent"), timeout=5)
+        approver = server.create_key("approver")
+        results: list[dict[str, Any]] = []
+        for i in range(3):
+            action = agent.submit_action("refund", "process", {"amount": 400 + i})
+            eventually(lambda: receiver.hanging >= 1)  # the receiver holds a delivery open
+            waiter = threading.Thread(target=lambda a=action: results.append(agent.wait_for_decision(a["id"], 30)))
+            waiter.start()
+            time.sleep(0.2)
+            # Both calls have a 5 s budget while the receiver hangs for up to 60 s.
+            r = decide(server, approver, action["id"], reason="go", timeout=5)
+            assert r.status_code == 200 and r.json()["status"] == "approved"
+            waiter.join(10)
+            assert not waiter.is_alive()
+        assert [a["status"] for a in results] == ["approved"] * 3
+        assert receiver.hanging >= 1 and not receiver.release.is_set()
+        # Once it answers again, everything queued meanwhile is delivered.
+        receiver.release.set()
+        eventually(lambda: len(receiver.of_type("action.approved")) == 3, timeout=30)
+    finally:
+        receiver.stop()
+
+
+def test_signature_helper_follows_the_documented_scheme() -> None:
+    body = b'{"type":"action.created"}'
+    now = 1_700_000_000
+    header = signature_header("k", body, timestamp=now)
+    expected = hmac.new(b"k", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    assert header == f"t={now},v1={expected}"
+    assert verify_signature("k", header, body, now=now + 299)
+    assert not verify_signature("k", header, body, now=now + 301)  # replayed too late
+    assert not verify_signature("k", header, body, now=now - 301)
+    assert not verify_signature("k", "t=abc,v1=00", body, now=now)
+    assert not verify_signature("k", None, body, now=now)
+    assert verify_signature("k", f"t={now},v1=deadbeef,v1={expected}", body, now=now)  # rotated secrets
+
+
+def test_broken_webhooks_file_stops_the_server_with_a_message(tmp_path: Path) -> None:
+    bad = tmp_path / "hooks.yaml"
+    bad.write_text("- url: https://example.com/x\n  events: [action.exploded]\n  secret: s\n")
+    out = subprocess.run(
+        faramesh_cmd("serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--webhooks", str(bad)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "webhooks" in out.stderr and "action.exploded" in out.stderr
+
+
+def test_pending_approval_filter_selects_only_held_actions(srv: ServerProcess) -> None:
+    with receiving() as receiver:
+        admin = auth(srv.admin_key or "")
+        r = httpx.post(
+            srv.url + "/v1/webhooks",
+            json={"url": receiver.url, "secret": SECRET, "events": ["action.pending_approval"]},
+            headers=admin,
+        )
+        assert r.status_code == 201
+        agent = srv.create_key("agent")
+        allowed = submit(srv, agent, "refund", "process", amount=3)
+        held = submit(srv, agent, "refund", "process", amount=3000)
+        [got] = eventually(lambda: receiver.of_type("action.created"))
+        assert got.json()["action_id"] == held["id"]
+        time.sleep(0.5)
+        assert [x.json()["action_id"] for x in receiver.requests] == [held["id"]]
+        assert get(srv, agent, allowed["id"])["status"] == "allowed"
+        httpx.delete(f"{srv.url}/v1/webhooks/{r.json()['id']}", headers=admin)
