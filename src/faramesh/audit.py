@@ -64,12 +64,13 @@ def fast_canonical(value: Any) -> bytes:
 
     orjson escapes strings exactly as the canonical form does and sorts keys in the
     same (code point) order; only its floats are written differently, so a value with
-    floats is first given canonical float fragments. Integers beyond 64 bits and
+    floats (or a null, which may be a NaN) is first given canonical float fragments. Integers beyond 64 bits and
     anything that is not plain JSON take the reference encoder.
     """
     try:
         out = orjson.dumps(value, option=_ORJSON_STRICT)
-        if _FLOATISH.search(out):
+        # orjson writes NaN and infinities as null; the walk refuses them.
+        if _FLOATISH.search(out) or b"null" in out:
             out = orjson.dumps(_with_canonical_floats(value), option=_ORJSON_STRICT)
     except (TypeError, ValueError):
         return canonical_json(value)
@@ -404,6 +405,14 @@ class VerifyReport:
         else:
             self.omitted += 1
 
+    def withdraw(self, problem: Problem) -> None:
+        """Take back a problem that later records explained otherwise."""
+        for i in range(len(self.problems) - 1, -1, -1):
+            if self.problems[i] is problem:
+                del self.problems[i]
+                return
+        self.omitted = max(0, self.omitted - 1)
+
     def summary(self) -> str:
         if self.ok:
             return f"audit log intact: {self.records} records, head seq {self.last_seq} hash {self.last_hash}"
@@ -452,8 +461,10 @@ def _check_chain(
     sha256 = hashlib.sha256
     record_text = _record_text
     expected_prev: str | None = GENESIS_HASH if contiguous else None
-    last_seq: int | None = None
-    last_bad = False
+    last_seq: int | None = None  # the previous record's seq
+    high = 0  # the highest seq so far
+    gaps: dict[int, Problem] = {}  # single missing records, until they turn up out of order
+    explained = False  # the next record's link is already accounted for
     diagnoses = 0
     count = 0
     for row in rows:
@@ -461,27 +472,32 @@ def _check_chain(
         count += 1
         if on_record is not None:
             on_record(row)
-        link_explained = last_bad
+        link_explained, explained = explained, False
         if last_seq is None:
             report.first_seq = seq
             if contiguous and seq != 1:
-                report.add(
-                    Problem(1, f"records 1..{seq - 1} are missing: the log starts at seq {seq} — records were deleted")
-                )
+                missing = "seq 1 is" if seq == 2 else f"records 1..{seq - 1} are"
+                report.add(Problem(1, f"{missing} missing: the log starts at seq {seq} — records were deleted"))
                 link_explained = True
             if seq - 1 in pending:
                 cp = pending.pop(seq - 1)
                 if prev_hash != cp.hash:
                     report.add(_checkpoint_problem(seq, action_id, cp, "its prev_hash"))
-        elif seq <= last_seq:
+        elif seq <= high:
+            late = gaps.pop(seq, None)
+            if late is not None:
+                report.withdraw(late)  # it was not missing, only out of place
             report.add(
                 Problem(seq, f"out of order: seq {seq} follows seq {last_seq} — records were reordered", action_id)
             )
-            link_explained = True
-        elif seq != last_seq + 1:
+            link_explained = explained = True
+        elif seq != high + 1:
             if contiguous:
-                missing = f"seq {last_seq + 1}" if seq == last_seq + 2 else f"records {last_seq + 1}..{seq - 1}"
-                report.add(Problem(last_seq + 1, f"{missing} missing before seq {seq} — records were deleted"))
+                missing = f"seq {high + 1}" if seq == high + 2 else f"records {high + 1}..{seq - 1}"
+                gap = Problem(high + 1, f"{missing} missing before seq {seq} — records were deleted")
+                report.add(gap)
+                if seq == high + 2 and len(gaps) < 1000:
+                    gaps[high + 1] = gap
                 link_explained = True
             else:
                 expected_prev = None  # a gap in a slice: nothing to link to
@@ -518,9 +534,11 @@ def _check_chain(
             cp = pending.pop(seq)
             if stored != cp.hash:
                 report.add(_checkpoint_problem(seq, action_id, cp, "its hash"))
-        last_bad = not hash_ok
+        if not hash_ok:
+            explained = True  # its stored hash cannot be trusted to link the next one
         expected_prev = stored
         last_seq = seq
+        high = max(high, seq)
     report.records = count
     if last_seq is not None:
         report.last_seq = last_seq
@@ -643,7 +661,6 @@ _RESULT_EVENTS = frozenset({"action.succeeded", "action.failed"})
 # Fields of the submitted record that must equal the action row's.
 _SUBMITTED_FIELDS = (
     ("decision", "decision"),
-    ("request_hash", "request_hash"),
     ("policy_hash", "policy_hash"),
     ("rule_id", "rule_id"),
     ("reason", "reason"),
@@ -674,6 +691,7 @@ def _check_actions(conn: Connection, report: VerifyReport) -> int:
             actions.c.seq,
             actions.c.id,
             actions.c.status,
+            actions.c.request_hash,
             *(actions.c[column] for _, column in _SUBMITTED_FIELDS),
             actions.c.params,
             actions.c.context,
@@ -702,7 +720,7 @@ def _check_actions(conn: Connection, report: VerifyReport) -> int:
 _SUB_KEYS = tuple(key for key, _ in _SUBMITTED_FIELDS)
 _N = len(_SUBMITTED_FIELDS)
 # Column positions in the _check_actions query.
-_ID, _STATUS, _FIELDS0 = 1, 2, 3
+_ID, _STATUS, _HASH, _FIELDS0 = 1, 2, 3, 4
 _PARAMS, _CONTEXT, _RESULT, _ERROR, _VOTES = (_FIELDS0 + _N + i for i in range(5))
 _AGENT, _TOOL, _OPERATION = (_FIELDS0 + _SUB_KEYS.index(k) for k in ("agent_id", "tool", "operation"))
 
@@ -762,12 +780,27 @@ def _check_action(report: VerifyReport, row: Any, records: list[tuple[int, str, 
         recomputed = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
     except (orjson.JSONDecodeError, ValueError, TypeError):
         recomputed = "(unreadable params or context)"
-    if recomputed != sub.get("request_hash"):
+    # The arguments in force: those submitted, or the last ones an approver edited in
+    # (every later record that names a request_hash names the one it acted on).
+    hash_seq, hash_event, expected = sub_seq, "action.submitted", sub.get("request_hash")
+    for seq, event, text in reversed(records):
+        if seq == sub_seq:
+            break
+        if '"request_hash":' in text:
+            data = _loads_object(text)
+            if data is not None and "request_hash" in data:
+                hash_seq, hash_event, expected = seq, event, data["request_hash"]
+            break
+    if row[_HASH] != expected:
         problem(
-            sub_seq,
+            hash_seq,
+            f"request_hash is {_short(row[_HASH])} in the row but {_short(expected)} in its {hash_event} record",
+        )
+    if recomputed != expected:
+        problem(
+            hash_seq,
             "the action's arguments changed: request_hash recomputed from its tool, operation, params, "
-            f"context and agent_id is {recomputed[:16]}…, its action.submitted record says "
-            f"{str(sub.get('request_hash'))[:16]}…",
+            f"context and agent_id is {recomputed[:16]}…, its {hash_event} record says {str(expected)[:16]}…",
         )
     status = row[_STATUS]
     if last.get("status") != status:
@@ -788,6 +821,14 @@ def _check_action(report: VerifyReport, row: Any, records: list[tuple[int, str, 
             last_seq,
             f"{row[_VOTES]} approval vote(s) stored but {recorded_votes} recorded — votes were added or removed",
         )
+
+
+def _loads_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None  # the chain check names an unreadable record
+    return value if isinstance(value, dict) else None
 
 
 def _same_json(a: Any, b: Any) -> bool:

@@ -163,7 +163,8 @@ def test_action_status_changed_in_the_row_is_named(db: Database) -> None:
 
 def test_action_params_changed_in_the_row_are_named(db: Database) -> None:
     aid = db.history.actions["huge"]
-    seq, _ = record(db, "action.submitted", aid)
+    # The approvals also name the request_hash they approved; the last one is compared.
+    seq, _ = record(db, "action.approved", aid)
     db.sql("UPDATE actions SET params = replace(params, '5000', '50000') WHERE id = :a", a=aid)
     code, lines = verify(db)
     assert code == 1
@@ -171,6 +172,24 @@ def test_action_params_changed_in_the_row_are_named(db: Database) -> None:
         f"audit state mismatch at seq {seq} (action {aid}): the action's arguments changed: request_hash "
         "recomputed from its tool, operation, params, context and agent_id is "
     )
+    assert lines[0].endswith(
+        "its action.approved record says "
+        + db.one("SELECT request_hash FROM actions WHERE id = :a", a=aid)[0][:16]
+        + "…"
+    )
+
+
+def test_context_changed_in_an_unapproved_row_is_named(db: Database) -> None:
+    aid = db.history.actions["allowed"]
+    seq, _ = record(db, "action.submitted", aid)
+    db.sql("UPDATE actions SET context = :c WHERE id = :a", c='{"agent_id":"billing-bot"}', a=aid)
+    code, lines = verify(db)
+    assert code == 1
+    assert lines[0].startswith(
+        f"audit state mismatch at seq {seq} (action {aid}): the action's arguments changed: request_hash "
+        "recomputed from its tool, operation, params, context and agent_id is "
+    )
+    assert "its action.submitted record says" in lines[0]
 
 
 def test_params_and_request_hash_changed_together_are_named(db: Database) -> None:
@@ -179,10 +198,7 @@ def test_params_and_request_hash_changed_together_are_named(db: Database) -> Non
     db.sql("UPDATE actions SET params = :p, request_hash = :h WHERE id = :a", p='{"amount":9}', a=aid, h="ab" * 32)
     code, lines = verify(db)
     assert code == 1
-    assert lines[0].startswith(
-        f"audit state mismatch at seq {seq} (action {aid}): action row differs from its action.submitted record: "
-        "request_hash is 'abab"
-    )
+    assert lines[0].startswith(f"audit state mismatch at seq {seq} (action {aid}): request_hash is 'abababab")
 
 
 def test_policy_decision_changed_in_the_row_is_named(db: Database) -> None:

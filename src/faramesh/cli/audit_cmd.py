@@ -77,7 +77,8 @@ def _since_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    # Times are shown to the microsecond (rounded), so a record shown at TIME is included.
+    return when.timestamp() - 0.5e-6
 
 
 @click.group("audit")
