@@ -97,6 +97,9 @@ class WebhookDispatcher:
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
+        # httpx logs each request URL at INFO; webhook URLs (Slack's especially) carry
+        # secrets, so keep them out of the server log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._wake = asyncio.Event()
         self._sub = self.hub.subscribe(None)
         self._http = httpx.AsyncClient(

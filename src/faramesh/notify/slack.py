@@ -179,20 +179,14 @@ def render_message(
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*Reason*\n{_escape(action.get('reason'))}")}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*Params*\n```{_escape(params)}```")}},
     ]
-    if action.get("decided_by") and not pending:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": _clip(f"Decided by {_escape(action.get('decided_by'))}", 1900)}
-                ],
-            }
-        )
+    notes = [f"Action `{action.get('id')}`"]
     if pending:
         approval = action.get("approval") or {}
         quorum = approval.get("quorum") or 1
-        need = f" · needs {quorum} approvals" if quorum > 1 else ""
-        expires = f" · expires {approval['expires_at']}" if approval.get("expires_at") else ""
+        if quorum > 1:
+            notes.append(f"needs {quorum} approvals")
+        if approval.get("expires_at"):
+            notes.append(f"expires {approval['expires_at']}")
         blocks.append(
             {
                 "type": "actions",
@@ -215,9 +209,9 @@ def render_message(
                 ],
             }
         )
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Action `{action.get('id')}`{need}{expires}"}]}
-        )
+    elif action.get("decided_by"):
+        notes.append(f"decided by {_escape(action.get('decided_by'))}")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(" · ".join(notes), 1900)}]})
     return {"text": _clip(fallback, 3000), "blocks": blocks}
 
 
