@@ -443,3 +443,33 @@ def test_security_headers_on_every_page(server: ServerProcess) -> None:
     assert checked >= len(routes) + 10
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_security_doc_lists_the_real_limits() -> None:
+    """docs/security.md's settings table names each limit's option, variable and
+    default as the code has them."""
+    from pathlib import Path
+
+    from faramesh.cli.serve import serve
+    from faramesh.config import SETTINGS, Settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    options = {p.name: p for p in serve.params}
+    for name in ("max_body_bytes", "max_header_bytes", "rate_limit"):
+        setting = next(s for s in SETTINGS if s.name == name)
+        row = next(line for line in doc.splitlines() if f"`{setting.env}`" in line)
+        assert f"`--{name.replace('_', '-')}`" in row, row
+        assert str(setting.default) in row, row
+        assert options[name].default == setting.default == getattr(Settings(), name)
+
+
+def test_docs_pages_may_load_their_cdn_assets_but_not_be_framed(server: ServerProcess) -> None:
+    """Swagger UI and ReDoc need their CDN scripts; every other page keeps
+    `default-src 'none'`, and none may be framed."""
+    for path in ("/docs", "/redoc"):
+        csp = httpx.get(server.url + path).headers["content-security-policy"]
+        assert "script-src 'unsafe-inline' https://cdn.jsdelivr.net" in csp
+        assert "frame-ancestors 'none'" in csp
+    assert httpx.get(server.url + "/openapi.json").headers["content-security-policy"] == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )

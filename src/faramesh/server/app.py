@@ -37,6 +37,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+# /docs (Swagger UI) and /redoc load their scripts and styles from a CDN and start
+# with an inline script; under the API's `default-src 'none'` they would be blank.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
+)
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -137,6 +145,8 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
+        if request.url.path in (app.docs_url, app.redoc_url):
+            response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
