@@ -3,6 +3,8 @@ wins, every loser gets 409 with the status it found, and the audit trail agrees.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from tests.adversarial.support import assert_error
-from tests.conftest import ServerProcess, auth
+from tests.conftest import ServerProcess, auth, faramesh_cmd
 
 POLICY = """\
 rules:
@@ -21,6 +23,11 @@ rules:
     require_approval: true
     approval: {timeout: 1s}
     reason: Very large refunds expire quickly
+  - id: two-approvers
+    match: {tool: payout, operation: send}
+    require_approval: true
+    approval: {quorum: 2}
+    reason: Payouts need two approvers
   - id: large
     match: {tool: refund, operation: process, amount_gt: 100}
     require_approval: true
@@ -54,10 +61,12 @@ def rk(race_server: ServerProcess) -> dict[str, Any]:
     }
 
 
-def submit(srv: ServerProcess, key: str, amount: int) -> dict[str, Any]:
+def submit(
+    srv: ServerProcess, key: str, amount: int, tool: str = "refund", operation: str = "process"
+) -> dict[str, Any]:
     r = httpx.post(
         srv.url + "/v1/actions",
-        json={"tool": "refund", "operation": "process", "params": {"amount": amount}},
+        json={"tool": tool, "operation": operation, "params": {"amount": amount}},
         headers=auth(key),
         timeout=30,
     )
@@ -185,9 +194,7 @@ def test_approve_vs_expiry(race_server: ServerProcess, rk: dict[str, Any], offse
     a = submit(race_server, rk["agent"], 5000)
     assert a["status"] == "pending_approval" and a["rule_id"] == "quick-expiry"
     time.sleep(1.0 + offset)
-    responses = together(
-        [post(race_server, f"/v1/actions/{a['id']}/approve", key, {}) for key in rk["approvers"][:4]]
-    )
+    responses = together([post(race_server, f"/v1/actions/{a['id']}/approve", key, {}) for key in rk["approvers"][:4]])
     winners, losers = split(responses)
     # Let the sweeper run past the deadline whatever happened.
     time.sleep(1.2)
@@ -222,3 +229,36 @@ def test_deny_vs_expiry_many_at_once(race_server: ServerProcess, rk: dict[str, A
         assert events in (["action.submitted", "action.denied"], ["action.submitted", "action.expired"])
         assert (r.status_code == 200) == (events[-1] == "action.denied")
         assert current(race_server, rk["approvers"][0], a["id"])["status"] == "denied"
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_quorum_votes_race(race_server: ServerProcess, rk: dict[str, Any], round_: int) -> None:
+    """Eight approvers vote at once on an action that needs two: exactly two votes
+    count, the action is approved once, and the rest get 409 approved."""
+    a = submit(race_server, rk["agent"], 5, tool="payout", operation="send")
+    assert a["status"] == "pending_approval"
+    responses = together([post(race_server, f"/v1/actions/{a['id']}/approve", k, {}) for k in rk["approvers"]])
+    winners, losers = split(responses)
+    assert len(winners) == 2, [r.text for r in responses]
+    # The first vote's answer is read after it committed, so it may already show the
+    # second vote's approval.
+    assert "approved" in {r.json()["status"] for r in winners}
+    assert {r.json()["error"]["status"] for r in losers} == {"approved"}
+    final = current(race_server, rk["approvers"][0], a["id"])
+    assert final["status"] == "approved" and len(final["approvals"]) == 2
+    assert trail(race_server, rk["approvers"][0], a["id"]) == [
+        "action.submitted",
+        "action.approval_recorded",
+        "action.approved",
+    ]
+
+
+def test_audit_chain_verifies_after_the_races(race_server: ServerProcess) -> None:
+    out = subprocess.run(
+        faramesh_cmd("audit", "verify", "--json", "--database-url", race_server.database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["ok"] is True
