@@ -88,10 +88,13 @@ class WebhookDispatcher:
         self.per_hook = per_hook
         self._hooks: dict[str, Webhook] = {h.id: h for h in self.file_hooks}
         self._loaded_at = float("-inf")
+        self._generation = 0  # bumped by invalidate(); tells a stale load from a fresh one
+        self._loaded_generation = -1
         self._inflight: dict[int, str] = {}  # delivery id -> webhook id
         self._attempts: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self._sub: Subscription | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -101,7 +104,9 @@ class WebhookDispatcher:
         # secrets, so keep them out of the server log.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self._wake = asyncio.Event()
-        self._sub = self.hub.subscribe(None)
+        self._changed = asyncio.Event()
+        if self.file_hooks or await self.hooks():
+            self.listen()
         self._http = httpx.AsyncClient(
             follow_redirects=False,
             headers={"User-Agent": f"faramesh-webhooks/{__version__}", "Content-Type": "application/json"},
@@ -124,32 +129,60 @@ class WebhookDispatcher:
 
     def invalidate(self) -> None:
         """Forget the cached webhook list (after one was added or removed here)."""
-        self._loaded_at = float("-inf")
+        self._generation += 1
+        if self._changed is not None:
+            self._changed.set()
+
+    def listen(self) -> None:
+        """Subscribe to state changes now. Called (on the event loop) when a webhook is
+        added, so the change right after the `201` is not missed. With no webhooks the
+        dispatcher does not subscribe at all and costs nothing per event."""
+        if self._sub is None:
+            self._sub = self.hub.subscribe(None)
 
     async def hooks(self) -> list[Webhook]:
-        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+        if self._loaded_generation != self._generation or time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+            generation = self._generation
             stored = await run_in_threadpool(self.store.read, deliveries.list_webhooks)
             self._hooks = {h.id: h for h in [*self.file_hooks, *stored]}
             self._loaded_at = time.monotonic()
+            self._loaded_generation = generation
         return list(self._hooks.values())
 
     # -- enqueue ----------------------------------------------------------------
     async def _enqueue_loop(self) -> None:
-        assert self._sub is not None
         while True:
-            first = await self._sub.get(timeout=None)
-            if first is None:
-                continue
-            batch = [first]
-            while len(batch) < BATCH and not self._sub.queue.empty():
-                batch.append(self._sub.queue.get_nowait())
-            if self._sub.overflowed:
-                log.error("webhook dispatcher fell behind; some events were not delivered")
-                self._sub.overflowed = False
             try:
-                await self._enqueue(batch)
-            except Exception:  # one bad batch must not stop later notifications
+                await self._enqueue_next()
+            except Exception:  # a database hiccup must not stop later notifications
                 log.exception("could not queue webhook deliveries")
+                await asyncio.sleep(1.0)
+
+    async def _enqueue_next(self) -> None:
+        """Wait for the next batch of changes and queue their deliveries."""
+        assert self._changed is not None
+        if not await self.hooks():
+            if self._loaded_generation != self._generation:
+                return  # a webhook was added or removed while loading: look again
+            if self._sub is not None:  # the last webhook was removed
+                self._sub.close()
+                self._sub = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), REFRESH_SECONDS)
+            self._changed.clear()
+            return
+        self.listen()
+        assert self._sub is not None
+        first = await self._sub.get(timeout=REFRESH_SECONDS)
+        if first is None:
+            return
+        batch = [first]
+        while len(batch) < BATCH and not self._sub.queue.empty():
+            batch.append(self._sub.queue.get_nowait())
+        if self._sub.overflowed:
+            log.error("webhook dispatcher fell behind; some events were not delivered")
+            self._sub.overflowed = False
+        await self._enqueue(batch)
 
     async def _enqueue(self, events: list[ChangeEvent]) -> None:
         hooks = await self.hooks()

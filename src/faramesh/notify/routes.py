@@ -66,6 +66,7 @@ async def create_webhook(body: WebhookBody, request: Request, identity: AdminIde
     hook = await run_in_threadpool(
         d.store.write, lambda conn: deliveries.create_webhook(conn, spec, actor=identity.label, now=time.time())
     )
+    d.listen()
     d.invalidate()
     return JSONResponse(hook.to_dict() | {"secret": hook.secret or None}, status_code=201)
 
