@@ -142,14 +142,22 @@ def actions_show(action_id: str, url: str, api_key: str | None) -> None:
 @key_option
 def actions_watch(url: str, api_key: str | None) -> None:
     """Print every state change as it happens (Ctrl-C to stop)."""
+    import time
+
+    last_seen: str | None = None
     with api_errors(), client(url, api_key) as c:
         try:
-            for event in c.stream_events():
-                action = event.get("action") or {}
-                click.echo(
-                    f"{event.get('type'):<26} {event.get('action_id')}  {action.get('status', '')}  "
-                    f"{action.get('tool', '')}.{action.get('operation', '')}"
-                )
+            while True:
+                for event in c.stream_events(last_event_id=last_seen):
+                    if event.get("seq") is not None:
+                        last_seen = str(event["seq"])
+                    action = event.get("action") or {}
+                    click.echo(
+                        f"{event.get('type'):<26} {event.get('action_id')}  {action.get('status', '')}  "
+                        f"{action.get('tool', '')}.{action.get('operation', '')}"
+                    )
+                # The server ended the stream (e.g. a restart): resume after the last event seen.
+                time.sleep(1.0)
         except KeyboardInterrupt:
             pass
 
