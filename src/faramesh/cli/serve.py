@@ -103,7 +103,8 @@ def serve(
     import uvicorn
 
     from faramesh.policy import PolicyError
-    from faramesh.server.app import create_app, load_policy
+    from faramesh.server.app import SECURITY_HEADERS, create_app, load_policy
+    from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
     from faramesh.storage import Store
 
@@ -168,8 +169,6 @@ def serve(
     from faramesh.observability.logging import configure_logging
 
     configure_logging(log_format)
-    # h11 rather than httptools: h11 bounds the request line and headers
-    # (httptools buffers them without limit), so oversized headers get a 400.
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -180,7 +179,9 @@ def serve(
         # Open event streams would otherwise hold a stopping replica forever; their
         # clients reconnect (Last-Event-ID) to another one.
         timeout_graceful_shutdown=5,
-        http="h11",
+        # httptools with a bound on request heads (it has none of its own); h11 and
+        # its bound if httptools is missing.
+        http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
         h11_max_incomplete_event_size=max_header_bytes,
     )
 
