@@ -22,6 +22,7 @@ from faramesh import audit
 from faramesh.errors import InvalidInput, NotFound
 from faramesh.model import Identity, Role
 from faramesh.storage.schema import api_keys
+from faramesh.validation import check_agent_id
 
 KEY_PREFIX = "fm_"
 
@@ -86,8 +87,9 @@ def create_key(
         role = Role(role)
     except ValueError:
         raise InvalidInput("role must be one of agent, approver, admin", field="role") from None
-    if agent_id is not None and not (1 <= len(agent_id) <= 200):
-        raise InvalidInput("agent_id must be 1-200 characters", field="agent_id")
+    if agent_id is not None:
+        # The same rule as for claimed ids: a bound id must be one an agent could claim.
+        agent_id = check_agent_id(agent_id)
     groups = tuple(sorted({g.strip() for g in groups if g.strip()}))
     ts = time.time() if now is None else now
     key_id = secrets.token_hex(8)

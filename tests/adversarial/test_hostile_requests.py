@@ -193,6 +193,10 @@ FIELDS: list[tuple[str, str, bytes, str | None]] = [
     ("keys-unknown-role", "/v1/keys", body({"role": "root"}), "admin"),
     ("keys-unknown-field", "/v1/keys", body({"role": "agent", "is_admin": True}), "admin"),
     ("keys-empty-agent-id", "/v1/keys", body({"role": "agent", "agent_id": ""}), "admin"),
+    ("keys-blank-agent-id", "/v1/keys", body({"role": "agent", "agent_id": "   "}), "admin"),
+    ("keys-control-char-agent-id", "/v1/keys", body({"role": "agent", "agent_id": "billing-bot\u0000"}), "admin"),
+    ("keys-zero-width-agent-id", "/v1/keys", body({"role": "agent", "agent_id": "billing-bot\u200b"}), "admin"),
+    ("keys-bidi-agent-id", "/v1/keys", body({"role": "agent", "agent_id": "\u202etob-gnillib"}), "admin"),
     ("keys-string-groups", "/v1/keys", body({"role": "approver", "groups": "finance"}), "admin"),
     ("keys-too-many-groups", "/v1/keys", body({"role": "approver", "groups": [str(i) for i in range(51)]}), "admin"),
 ]

@@ -297,3 +297,19 @@ def test_identity_is_not_taken_from_headers(server: ServerProcess, ks: dict[str,
         headers=auth(ks["bound"]) | spoof,
     )
     assert r.status_code == 201 and r.json()["agent_id"] == "billing-bot"
+
+
+def test_event_replay_shows_an_agent_only_its_own_actions(server: ServerProcess, ks: dict[str, str]) -> None:
+    """Reconnecting with Last-Event-ID: 0 replays history, filtered like the live stream."""
+    theirs = submit(server, ks["agent"], 500, context={"note": "replay-theirs"}).json()
+    mine = submit(server, ks["other_agent"], 5, context={"note": "replay-mine"}).json()
+    seen: list[str] = []
+    headers = auth(ks["other_agent"]) | {"Last-Event-ID": "0"}
+    with httpx.stream("GET", server.url + "/v1/events", headers=headers, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith(": connected"):
+                break
+            seen.append(line)
+    joined = "\n".join(seen)
+    assert mine["id"] in joined
+    assert theirs["id"] not in joined and "replay-theirs" not in joined
