@@ -1,4 +1,4 @@
-"""Dashboard test fixtures: Debian's Chromium for Playwright, a server with the
+"""Dashboard test fixtures: Debian's Chromium driven by Playwright, a server with the
 dashboard test policy, and helpers to log in and submit actions."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import IN_CI, ServerProcess, auth
 
@@ -34,11 +35,28 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """pytest-playwright's launch options, pointed at the system Chromium."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright's sync API, one per test module.
+
+    Launched here rather than through pytest-playwright's session-wide fixtures: the
+    sync API keeps an event loop marked as running on the main thread for as long as
+    Playwright lives, which would break `asyncio.run()` in test modules that run later.
+    """
     require_chromium()
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies) and page for each test, 1280 pixels wide."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="module")
