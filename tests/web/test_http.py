@@ -348,3 +348,17 @@ def test_webhooks_page_lists_webhooks_and_their_deliveries(start_server: Any) ->
     assert "failed (HTTP 502)" in page
     assert "bad gateway" in page
     assert "s3cret-not-shown" not in page
+
+
+def test_a_malformed_form_is_an_html_error_not_a_crash(web_server: ServerProcess) -> None:
+    client = http_login(web_server, web_server.create_key("approver"))
+    parts = b"".join(
+        b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(100)
+    )
+    r = client.post(
+        "/logout", content=parts + b"--x--\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Too many fields" in r.text
+    assert client.get("/").status_code == 200  # still logged in

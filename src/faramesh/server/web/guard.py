@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -106,6 +107,14 @@ class WebRoute(APIRoute):
                 response = _error_page(request, exc.status_code, "Cannot do that", exc.message)
             except RequestValidationError:
                 response = _error_page(request, 422, "Bad request", "The request had a missing or malformed value.")
+            except StarletteHTTPException as exc:  # e.g. a malformed form body
+                detail = exc.detail if isinstance(exc.detail, str) else "The request could not be read."
+                response = _error_page(request, exc.status_code, "Bad request", detail)
+            except Exception:
+                log.exception("dashboard error on %s %s", request.method, request.url.path)
+                response = _error_page(
+                    request, 500, "Something went wrong", "The request failed. Reload the page to see the current state."
+                )
             session = session_of(request)
             if session.dirty and not sessions.is_ended(session.sid):
                 sessions.save(request, response, session)

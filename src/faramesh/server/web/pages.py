@@ -87,6 +87,9 @@ async def login(request: Request) -> Response:
     if not identity.can_decide:
         error = "Agent keys cannot log in to the dashboard. Use an approver or admin key."
         return render(request, "login.html", {"next": nxt, "error": error}, status=403)
+    previous = session_of(request)
+    if previous.kid is not None:
+        codec(request).end(previous)
     request.state.web_session = logged_in(identity)
     return redirect(nxt)
 
