@@ -14,6 +14,7 @@ records, and reads checkpoints (the head's seq and hash, kept elsewhere).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +33,10 @@ from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, 
 
 # -- canonical encoding ------------------------------------------------------------
 
-# A float in orjson's output always shows a digit followed by "." or an exponent.
-_FLOATISH = re.compile(rb"[0-9][.eE]")
+# orjson writes floats with the same shortest round-trip digits as the canonical form;
+# they differ only where orjson adds ".0" to an integral float or uses an exponent.
+# (This may also match inside a string; that only costs the slower, exact path.)
+_NON_CANONICAL_FLOAT = re.compile(rb"[0-9]\.0(?![0-9])|[0-9][eE]")
 _ORJSON_STRICT = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -62,15 +65,16 @@ def _with_canonical_floats(value: Any) -> Any:
 def fast_canonical(value: Any) -> bytes:
     """`canonical_json(value)` for values parsed from JSON, through orjson.
 
-    orjson escapes strings exactly as the canonical form does and sorts keys in the
-    same (code point) order; only its floats are written differently, so a value with
-    floats (or a null, which may be a NaN) is first given canonical float fragments. Integers beyond 64 bits and
-    anything that is not plain JSON take the reference encoder.
+    orjson escapes strings exactly as the canonical form does, sorts keys in the same
+    (code point) order and writes floats with the same digits; where its float text
+    may differ (an integral float, an exponent) or hide a NaN (written as null), the
+    floats are first given canonical fragments. Integers beyond 64 bits and anything
+    that is not plain JSON take the reference encoder (which refuses NaN and infinities).
     """
     try:
         out = orjson.dumps(value, option=_ORJSON_STRICT)
         # orjson writes NaN and infinities as null; the walk refuses them.
-        if _FLOATISH.search(out) or b"null" in out:
+        if b"null" in out or _NON_CANONICAL_FLOAT.search(out):
             out = orjson.dumps(_with_canonical_floats(value), option=_ORJSON_STRICT)
     except (TypeError, ValueError):
         return canonical_json(value)
@@ -264,7 +268,7 @@ class Checkpoint:
     @classmethod
     def parse(cls, text: str) -> Checkpoint:
         seq_text, sep, digest = text.strip().partition(":")
-        if not sep or not seq_text.isdigit() or not _HEX64.fullmatch(digest.lower()):
+        if not sep or not (seq_text.isascii() and seq_text.isdigit()) or not _HEX64.fullmatch(digest.lower()):
             raise ValueError(f"a checkpoint is SEQ:HASH (a number, a colon, 64 hex digits), got {text!r}")
         return cls(int(seq_text), digest.lower())
 
@@ -320,11 +324,34 @@ _COLUMNS = (
 _BATCH = 5000
 
 
-def _stream(conn: Connection, stmt: Any) -> Iterator[Any]:
-    """Rows in batches through a server-side cursor (PostgreSQL) or a lazy cursor (SQLite)."""
-    result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(stmt)
-    for batch in result.partitions():
-        yield from batch
+def _stream(conn: Connection, stmt: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows as plain tuples, in batches, straight from the driver.
+
+    Verification reads every row of the log, so it skips SQLAlchemy's result rows and
+    type processing (the columns are text, integers and floats, which the drivers
+    return as such). PostgreSQL gets a server-side (named) cursor, so memory stays
+    flat however long the log is; it runs inside the connection's transaction.
+    """
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.params
+    args: Any = [params[name] for name in compiled.positiontup or ()] if compiled.positional else params
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if conn.dialect.name == "postgresql":
+        if not conn.in_transaction():
+            conn.begin()
+        cursor = dbapi.cursor(name=f"faramesh_audit_{next(_cursor_ids)}")
+    else:
+        cursor = dbapi.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        while batch := cursor.fetchmany(_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+_cursor_ids = itertools.count()
 
 
 def export(
@@ -447,7 +474,7 @@ def _check_chain(
     *,
     contiguous: bool,
     locate: Callable[[str], int | None] | None = None,
-    on_record: Callable[[ChainRow], None] | None = None,
+    others: list[tuple[int, str, str]] | None = None,
 ) -> None:
     """Recompute every hash and every link; record problems in `report`.
 
@@ -455,7 +482,7 @@ def _check_chain(
     gaps. Otherwise they are a slice: each record is checked against its own prev_hash,
     and links are checked wherever two records are adjacent.
     `locate(hash)`: the seq of the record with that hash, to tell a moved record from
-    an altered one.
+    an altered one. `others` collects (seq, event, data) of the records about no action.
     """
     pending = {c.seq: c for c in report.checkpoints}
     sha256 = hashlib.sha256
@@ -470,8 +497,8 @@ def _check_chain(
     for row in rows:
         seq, ts, event, action_id, actor, data_json, prev_hash, stored = row
         count += 1
-        if on_record is not None:
-            on_record(row)
+        if action_id is None and others is not None:
+            others.append((seq, event, data_json))
         link_explained, explained = explained, False
         if last_seq is None:
             report.first_seq = seq
@@ -602,15 +629,7 @@ def verify_database(
     if conn.dialect.name == "postgresql":
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
     report = VerifyReport(checkpoints=list(checkpoints), max_problems=max_problems)
-    key_records: list[tuple[int, str, str]] = []
-    action_records = 0
-
-    def on_record(row: ChainRow) -> None:
-        nonlocal action_records
-        if row[3] is not None:
-            action_records += 1
-        elif row[2].startswith("key."):
-            key_records.append((row[0], row[2], row[5]))
+    others: list[tuple[int, str, str]] = []  # records about no action: keys, policy, ...
 
     def locate(digest: str) -> int | None:
         found = conn.execute(select(audit_log.c.seq).where(audit_log.c.hash == digest).limit(1)).scalar()
@@ -622,13 +641,13 @@ def verify_database(
         report,
         contiguous=True,
         locate=locate,
-        on_record=on_record,
+        others=others,
     )
     _check_head(report, head_seq, head_hash)
     joined = _check_actions(conn, report)
-    if joined < action_records:
+    if joined < report.records - len(others):
         _report_orphans(conn, report)
-    _check_keys(conn, report, key_records)
+    _check_keys(conn, report, [r for r in others if r[1].startswith("key.")])
     return report
 
 
@@ -677,7 +696,11 @@ def _short(value: Any) -> str:
 
 
 def _check_actions(conn: Connection, report: VerifyReport) -> int:
-    """Compare every action row with its records; return how many records were joined."""
+    """Compare every action row with its records; return how many records were read.
+
+    Two streams in the order of the actions table (its integer seq, so both sort the
+    same on every database): the action rows, and their records.
+    """
     votes = (
         select(func.count())
         .select_from(approvals)
@@ -686,35 +709,38 @@ def _check_actions(conn: Connection, report: VerifyReport) -> int:
         .scalar_subquery()
     )
     # Positions matter: _check_action reads these columns by index, for speed.
-    stmt = (
-        select(
-            actions.c.seq,
-            actions.c.id,
-            actions.c.status,
-            actions.c.request_hash,
-            *(actions.c[column] for _, column in _SUBMITTED_FIELDS),
-            actions.c.params,
-            actions.c.context,
-            actions.c.result,
-            actions.c.error,
-            votes,
-            audit_log.c.seq,
-            audit_log.c.event,
-            audit_log.c.data,
-        )
-        .select_from(actions.outerjoin(audit_log, audit_log.c.action_id == actions.c.id))
+    rows_stmt = select(
+        actions.c.seq,
+        actions.c.id,
+        actions.c.status,
+        actions.c.request_hash,
+        *(actions.c[column] for _, column in _SUBMITTED_FIELDS),
+        actions.c.params,
+        actions.c.context,
+        actions.c.result,
+        actions.c.error,
+        votes,
+    ).order_by(actions.c.seq)
+    records_stmt = (
+        select(actions.c.seq, audit_log.c.seq, audit_log.c.event, audit_log.c.data)
+        .select_from(actions.join(audit_log, audit_log.c.action_id == actions.c.id))
         .order_by(actions.c.seq, audit_log.c.seq)
     )
-    joined = 0
+    # Both cursors stream at once in the same transaction, so they read one snapshot.
+    read = 0
     count = 0
-    for _, group in groupby(_stream(conn, stmt), key=itemgetter(0)):
-        rows = list(group)
+    grouped = groupby(_stream(conn, records_stmt), key=itemgetter(0))
+    current = next(grouped, None)
+    for row in _stream(conn, rows_stmt):
         count += 1
-        records = [(r[-3], r[-2], r[-1]) for r in rows if r[-3] is not None]
-        joined += len(records)
-        _check_action(report, rows[0], records)
+        records: list[tuple[int, str, str]] = []
+        if current is not None and current[0] == row[0]:
+            records = [(r[1], r[2], r[3]) for r in current[1]]
+            current = next(grouped, None)
+        read += len(records)
+        _check_action(report, row, records)
     report.actions = count
-    return joined
+    return read
 
 
 _SUB_KEYS = tuple(key for key, _ in _SUBMITTED_FIELDS)
@@ -773,11 +799,11 @@ def _check_action(report: VerifyReport, row: Any, records: list[tuple[int, str, 
             "agent_id": row[_AGENT],
             "tool": row[_TOOL],
             "operation": row[_OPERATION],
-            "params": orjson.Fragment(fast_canonical(orjson.loads(row[_PARAMS]))),
-            "context": orjson.Fragment(fast_canonical(orjson.loads(row[_CONTEXT]))),
+            "params": orjson.loads(row[_PARAMS]),
+            "context": orjson.loads(row[_CONTEXT]),
         }
-        # The same digest as canonical.request_hash: the parts are canonical, the rest are strings.
-        recomputed = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        # The same digest as canonical.request_hash computes.
+        recomputed = hashlib.sha256(fast_canonical(document)).hexdigest()
     except (orjson.JSONDecodeError, ValueError, TypeError):
         recomputed = "(unreadable params or context)"
     # The arguments in force: those submitted, or the last ones an approver edited in

@@ -56,6 +56,13 @@ def test_fast_canonical_equals_canonical_json(value: Any) -> None:
     assert audit.fast_canonical(orjson.loads(canonical_json(value))) == canonical_json(value)
 
 
+@settings(max_examples=2000, deadline=None)
+@given(number=st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=-(2**80), max_value=2**80))
+def test_fast_canonical_writes_every_number_canonically(number: float) -> None:
+    # Integral floats, exponents, tiny and huge values: orjson's text must be rewritten exactly.
+    assert audit.fast_canonical([number, {"n": number}]) == canonical_json([number, {"n": number}])
+
+
 @pytest.mark.parametrize(
     "value",
     [
