@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -20,6 +19,7 @@ from faramesh.cli.common import (
     url_option,
 )
 from faramesh.cli.mcp_cmd import mcp_group
+from faramesh.cli.policy_cmd import init_command, packs_group, policy_group
 from faramesh.cli.serve import serve
 from faramesh.model import Role
 
@@ -33,6 +33,9 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(mcp_group)
 main.add_command(audit_group)
+main.add_command(policy_group)
+main.add_command(packs_group)
+main.add_command(init_command)
 
 
 # -- keys --------------------------------------------------------------------------
@@ -196,33 +199,6 @@ def deny(action_id: str, reason: str, url: str, api_key: str | None) -> None:
     with api_errors(), client(url, api_key) as c:
         action = c.deny_action(action_id, reason=reason)
     click.echo(f"{action['id']} is now {action['status']}.")
-
-
-# -- policy ------------------------------------------------------------------------
-@main.group("policy")
-def policy_group() -> None:
-    """Check policies."""
-
-
-@policy_group.command("validate")
-@click.argument("path", type=click.Path(dir_okay=False))
-def policy_validate(path: str) -> None:
-    """Exit 0 when FILE is a valid policy; else print every problem and exit 1."""
-    from faramesh.policy import Policy, PolicyError
-
-    try:
-        policy = Policy.from_file(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{path}: {len(exc.problems)} problem(s)", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"{path}: cannot read: {exc.strerror}", err=True)
-        sys.exit(1)
-    click.echo(f"{path}: valid, {len(policy.rules)} rule(s), default {policy.default.value}, hash {policy.hash[:16]}")
-    for warning in policy.warnings:
-        click.echo(f"warning: {warning}")
 
 
 # -- database ----------------------------------------------------------------------
