@@ -352,3 +352,18 @@ def test_context_manager_gives_the_approved_params(
         action.result = action.params["amount"]
     approver.join()
     assert client.get_action(action.id)["result"] == 60
+
+
+def test_import_faramesh_stays_light_and_exports_resolve() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, faramesh\n"
+        "assert 'httpx' not in sys.modules and 'faramesh.sdk.client' not in sys.modules, 'eager import'\n"
+        "names = [getattr(faramesh, n) for n in faramesh.__all__]\n"
+        "assert faramesh.govern is faramesh.sdk.govern.govern\n"
+        "assert issubclass(faramesh.ActionDenied, PermissionError) and issubclass(faramesh.ApprovalTimeout, TimeoutError)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr

@@ -31,7 +31,7 @@ from mcp.server.stdio import stdio_server
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError
-from faramesh.sdk.govern import DEFAULT_TIMEOUT, Gate, Outcome, jsonable
+from faramesh.sdk.govern import DEFAULT_TIMEOUT, Gate, Outcome, json_params, jsonable
 
 __all__ = ["faramesh_tool_name", "run_proxy"]
 
@@ -117,14 +117,16 @@ class Gateway:
             return result
 
         try:
-            return await gate.arun(params.arguments or {}, forward, outcome=_outcome)
+            arguments = json_params(params.arguments or {}, gate.label)
+        except TypeError as exc:
+            return _error_result(f"Not forwarded: {exc}")
+        try:
+            return await gate.arun(arguments, forward, outcome=_outcome)
         except (ActionDenied, ApprovalTimeout) as exc:
             return _error_result(f"Not permitted by Faramesh: {exc}. The tool was not run.")
         except FarameshClientError as exc:
             log.error("Faramesh could not decide on %s: %s", gate.label, exc)
             return _error_result(f"Faramesh could not decide on this call ({exc}). The tool was not run.")
-        except TypeError as exc:  # arguments that are not JSON
-            return _error_result(f"Not forwarded: {exc}")
 
 
 async def run_proxy(
