@@ -1,6 +1,6 @@
-"""Strict JSON request bodies: parsed with orjson, which refuses NaN/Infinity,
-integers beyond 64 bits and nesting deeper than 1024 levels; objects that repeat a
-key are refused too."""
+"""Strict JSON request bodies: parsed with orjson, which refuses NaN/Infinity and
+nesting deeper than 1024 levels. Objects that repeat a key, and integers outside the
+64-bit range (which orjson would round to a float), are refused too."""
 
 from __future__ import annotations
 
@@ -12,27 +12,37 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
-            raise ValueError(f"duplicate key {key!r} in an object")
+            raise ValueError(f"duplicate key {key[:60]!r} in an object")
         seen.add(key)
 
 
-def find_duplicate_key(body: bytes) -> str | None:
-    """A message naming a key that an object repeats, else None.
+def _exact_int(literal: str) -> None:
+    if not MIN_INT <= int(literal) <= MAX_INT:
+        raise ValueError(
+            f"integer {literal[:30]}{'…' if len(literal) > 30 else ''} is outside the 64-bit range; send it as a string"
+        )
 
-    orjson keeps the last of repeated keys while other parsers keep the first, so a
-    body like {"amount": 500, "amount": 5} could be judged on one value and executed
-    with the other. Such bodies are refused. Only called on bodies orjson accepted,
-    so this second pass sees valid JSON of bounded depth.
+
+def strictness_problem(body: bytes) -> str | None:
+    """Why a body that orjson accepted must still be refused, or None.
+
+    - A repeated key: orjson keeps the last value while other parsers keep the first,
+      so {"amount": 500, "amount": 5} could be judged on one value and run with the other.
+    - An integer beyond 64 bits: orjson reads it as the nearest float, so the policy
+      would judge (and the audit record) a different number from the one sent.
+
+    A second pass with the standard library, on valid JSON of bounded depth, finds both.
     """
-    if body.count(b'"') < 4:  # fewer than two keys: nothing can repeat
-        return None
     try:
-        json.loads(body, object_pairs_hook=_no_duplicates)
+        json.loads(body, object_pairs_hook=_no_duplicates, parse_int=_exact_int)
     except ValueError as exc:
         return str(exc)
     except RecursionError:
@@ -49,7 +59,7 @@ class StrictJSONRequest(Request):
             except orjson.JSONDecodeError as exc:
                 # FastAPI turns json.JSONDecodeError into a 422 that names the problem.
                 raise json.JSONDecodeError(str(exc), body.decode("utf-8", "replace")[:200], 0) from None
-            problem = find_duplicate_key(body)
+            problem = strictness_problem(body)
             if problem is not None:
                 raise json.JSONDecodeError(problem, "", 0)
         return self._json
