@@ -93,7 +93,9 @@ def verify_slack_request(
     """None when the request is genuine and fresh; else why it is refused."""
     if not timestamp or not signature:
         return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
-    if not timestamp.isdigit():
+    # ASCII digits only, and few of them: str.isdigit() also accepts "²", which int()
+    # refuses, and int() refuses more than 4300 digits.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return "X-Slack-Request-Timestamp is not a unix time"
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > window:
@@ -120,7 +122,7 @@ def parse_interaction(body: bytes) -> Interaction:
         raise InvalidInput("expected a form field named payload", field="payload")
     try:
         payload = json.loads(raw[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise InvalidInput("payload is not valid JSON", field="payload") from None
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise InvalidInput("only block_actions interactions are handled", field="payload.type")

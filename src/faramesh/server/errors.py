@@ -113,4 +113,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error; the request was not applied", code="internal")
+        # Sent from outside the middleware that adds the security headers, so add them here.
+        headers = dict(getattr(request.app, "guard_headers", {}))
+        return error_response(500, "internal error; the request was not applied", code="internal", headers=headers)
