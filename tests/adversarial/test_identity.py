@@ -177,6 +177,17 @@ def test_agent_cannot_approve_deny_reload_or_manage_keys(server: ServerProcess, 
             assert_error(httpx.delete(f"{server.url}/v1/keys/{key_id(server, ks[role])}", headers=h), 403)
 
 
+@pytest.mark.parametrize("role", ["agent", "bound", "approver"])
+def test_only_admins_manage_webhooks(server: ServerProcess, ks: dict[str, str], role: str) -> None:
+    h = auth(ks[role])
+    with unchanged(server):
+        assert_error(httpx.get(server.url + "/v1/webhooks", headers=h), 403)
+        r = httpx.post(server.url + "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=h)
+        assert_error(r, 403)
+        assert_error(httpx.delete(server.url + "/v1/webhooks/0123456789abcdef", headers=h), 403)
+        assert_error(httpx.get(server.url + "/v1/webhooks/0123456789abcdef/deliveries", headers=h), 403)
+
+
 def test_approver_cannot_manage_keys_or_reload_policy(server: ServerProcess, ks: dict[str, str]) -> None:
     h = auth(ks["approver"])
     with unchanged(server):
