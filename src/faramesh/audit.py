@@ -968,11 +968,26 @@ def _check_keys(conn: Connection, report: VerifyReport, key_records: list[tuple[
 _FIELDS = ("seq", "ts", "event", "action_id", "actor", "data", "prev_hash", "hash")
 
 
+# orjson reads integers beyond 64 bits as floats; a line that may hold one (19 digits
+# in a row, rare: hashes are hex) is read by the standard parser, which keeps them exact.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads_exact(line: bytes) -> Any:
+    if _LONG_NUMBER.search(line):
+        return json.loads(line, parse_constant=_refuse_constant)
+    return orjson.loads(line)
+
+
 def parse_export_line(line: bytes) -> ChainRow:
     """One exported record as a chain row; ValueError when it is not a well-formed record."""
     try:
-        rec = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        rec = _loads_exact(line)
+    except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(rec, dict):
         raise ValueError("not a JSON object")
