@@ -27,6 +27,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "FARAMESH_DATABASE_URL", DEFAULT_DATABASE_URL, "sqlite:///path.db or postgresql://…"),
     Setting("policy", "FARAMESH_POLICY", None, "policy file (default ./policy.yaml, else the starter policy)"),
     Setting(
+        "shadow_policy",
+        "FARAMESH_SHADOW_POLICY",
+        None,
+        "candidate policy evaluated beside the active one; its decisions are recorded, never applied",
+    ),
+    Setting(
         "approval_timeout",
         "FARAMESH_APPROVAL_TIMEOUT",
         None,
@@ -92,6 +98,7 @@ class Settings:
     port: int = 8000
     database_url: str = DEFAULT_DATABASE_URL
     policy: str | None = None
+    shadow_policy: str | None = None
     approval_timeout: float | None = None
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 64 * 1024
@@ -104,6 +111,7 @@ class Settings:
     webhook_timeout: float = 10.0
     migrate: bool = True
     sweep_interval: float = 0.5
+    policy_watch_interval: float = 0.5  # seconds between looks at the policy files; 0 turns the watcher off
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -32,6 +32,7 @@ from faramesh.events import ChangeEvent, EventHub
 from faramesh.model import EXECUTABLE, Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Effect, Policy
+from faramesh.shadow import ShadowStats, shadow_decide
 from faramesh.storage import Store
 from faramesh.storage.schema import actions, api_keys, approvals, limit_usage
 from faramesh.validation import check_agent_id, check_json_object, normalize_name
@@ -94,6 +95,7 @@ class Governor:
         approval_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
+        shadow_policy: Policy | None = None,
     ) -> None:
         self.store = store
         self._policy = policy
@@ -103,6 +105,10 @@ class Governor:
         self.approval_timeout = approval_timeout
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
+        # A candidate policy evaluated beside the active one; it never decides anything.
+        self._shadow = shadow_policy
+        self._shadow_loaded_at = clock() if shadow_policy is not None else None
+        self.shadow_stats = ShadowStats()
 
     # -- policy ---------------------------------------------------------------
     @property
@@ -130,6 +136,23 @@ class Governor:
             self._policy = policy
             self._policy_loaded_at = now
         self.telemetry.metrics.policy_reload(applied=True)
+
+    @property
+    def shadow_policy(self) -> Policy | None:
+        return self._shadow
+
+    @property
+    def shadow_loaded_at(self) -> float | None:
+        return self._shadow_loaded_at
+
+    def set_shadow_policy(self, policy: Policy | None) -> None:
+        """Swap (or, with None, stop) the shadow policy; its divergence counts start again."""
+        with self._policy_lock:
+            if policy is not None and self._shadow is not None and policy.hash == self._shadow.hash:
+                return
+            self._shadow = policy
+            self._shadow_loaded_at = self.clock() if policy is not None else None
+            self.shadow_stats.reset()
 
     # -- identity ---------------------------------------------------------------
     @staticmethod
@@ -199,6 +222,18 @@ class Governor:
         now = self.clock()
         action_id = str(uuid.uuid4())
         agent = {"id": agent_id, "groups": list(identity.groups), "role": identity.role.value}
+        shadow_policy = self._shadow
+        shadow = None
+        if shadow_policy is not None:
+            shadow = shadow_decide(
+                shadow_policy,
+                tool=sub.tool,
+                operation=sub.operation,
+                params=sub.params,
+                context=sub.context,
+                agent=agent,
+                now=datetime.fromtimestamp(now, UTC),
+            )
 
         def txn(conn: Connection) -> tuple[Any, bool, int]:
             if sub.idempotency_key is not None:
@@ -240,6 +275,9 @@ class Governor:
                 "params": orjson.dumps(sub.params).decode(),
                 "context": orjson.dumps(sub.context).decode(),
                 "agent_id": agent_id,
+                "shadow_decision": shadow.decision if shadow else None,
+                "shadow_rule_id": shadow.rule_id if shadow else None,
+                "shadow_policy_hash": shadow.policy_hash if shadow else None,
                 "submitted_by": identity.key_id,
                 "idempotency_key": sub.idempotency_key,
                 "approval_quorum": 1,
@@ -257,6 +295,14 @@ class Governor:
                 )
                 values["expires_at"] = now + timeout if timeout else None
             conn.execute(actions.insert().values(**values))
+            shadow_audit: dict[str, Any] = {}
+            if shadow is not None:  # only with a shadow policy, so records without one keep their shape
+                shadow_audit["shadow"] = {
+                    "decision": shadow.decision,
+                    "rule_id": shadow.rule_id,
+                    "policy_hash": shadow.policy_hash,
+                    "diverged": shadow.diverges_from(decision.effect.value),
+                }
             seq = audit.append(
                 conn,
                 event="action.submitted",
@@ -274,7 +320,8 @@ class Governor:
                     "tool": sub.tool,
                     "operation": sub.operation,
                     "agent_id": agent_id,
-                },
+                }
+                | shadow_audit,
             )
             self.store.notify(conn, type="action.created", action_id=action_id, seq=seq)
             row = conn.execute(select(actions).where(actions.c.id == action_id)).one()
@@ -288,6 +335,9 @@ class Governor:
                 raise
             row, created, seq = self.store.write(txn)
         if created:
+            if shadow is not None:
+                self.shadow_stats.record(decision.effect.value, shadow.decision)
+                self._observe(self.telemetry.metrics.shadow, decision.effect.value, shadow.decision)
             self._publish("action.created", row, seq)
             self._observe(self.telemetry.submitted, row, started_ns)
         return self.to_api(row, identity)
@@ -893,6 +943,11 @@ class Governor:
             "error": row.error,
             "version": row.version,
         }
+        shadow_decision = getattr(row, "shadow_decision", None)
+        if shadow_decision is not None:
+            data["shadow_decision"] = shadow_decision
+            data["shadow_rule_id"] = row.shadow_rule_id
+            data["shadow_policy_hash"] = row.shadow_policy_hash
         if row.decision == Effect.REQUIRE_APPROVAL.value:
             data["approval"] = {
                 "quorum": row.approval_quorum,

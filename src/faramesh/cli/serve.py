@@ -20,6 +20,13 @@ from faramesh.model import Role
     default=None,
     help="Policy file (default ./policy.yaml, else the starter policy).",
 )
+@click.option(
+    "--shadow-policy",
+    envvar="FARAMESH_SHADOW_POLICY",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Candidate policy to evaluate beside the active one: both decisions are recorded, only the active one applies.",
+)
 @click.option("--database-url", envvar="FARAMESH_DATABASE_URL", default="sqlite:///./faramesh.db", show_default=True)
 @click.option(
     "--approval-timeout",
@@ -87,6 +94,7 @@ def serve(
     host: str,
     port: int,
     policy: str | None,
+    shadow_policy: str | None,
     database_url: str,
     approval_timeout: str | None,
     max_body_bytes: int,
@@ -104,6 +112,7 @@ def serve(
 
     from faramesh.policy import PolicyError
     from faramesh.server.app import SECURITY_HEADERS, create_app, load_policy
+    from faramesh.server.policy_reload import load_shadow_policy
     from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
     from faramesh.storage import Store
@@ -121,6 +130,7 @@ def serve(
         port=port,
         database_url=database_url,
         policy=policy,
+        shadow_policy=shadow_policy,
         approval_timeout=timeout,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
@@ -137,6 +147,11 @@ def serve(
         active = load_policy(settings)
     except (PolicyError, OSError) as exc:
         click.echo(f"Cannot load the policy: {exc}", err=True)
+        sys.exit(2)
+    try:
+        shadow = load_shadow_policy(settings)
+    except PolicyError as exc:
+        click.echo(f"Cannot load the shadow policy: {exc}", err=True)
         sys.exit(2)
 
     store = Store(database_url)
@@ -157,6 +172,8 @@ def serve(
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}"
     click.echo(f"Faramesh {active.source} policy ({len(active.rules)} rules, hash {active.hash[:12]})")
+    if shadow is not None:
+        click.echo(f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied")
     click.echo(f"Database: {database_url}")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
     if secret:

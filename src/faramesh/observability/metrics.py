@@ -73,6 +73,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "faramesh_shadow_decisions",
+            "Shadow-policy decisions beside the active policy's, by both effects (they diverge where they differ)",
+            ["active", "shadow"],
+            registry=r,
+        )
         Info("faramesh_build", "Faramesh version", registry=r).info({"version": __version__})
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
@@ -106,6 +112,10 @@ class Metrics:
     def webhook_delivery(self, outcome: str) -> None:
         """Count one webhook delivery attempt: "delivered" or "failed"."""
         self.webhook_deliveries.labels(outcome if outcome in WEBHOOK_OUTCOMES else "failed").inc()
+
+    def shadow(self, active: str, shadow: str) -> None:
+        """Count one shadow decision next to the active policy's."""
+        self.shadow_decisions.labels(active, shadow).inc()
 
     def policy_reload(self, applied: bool) -> None:
         self.policy_reloads.labels("applied" if applied else "rejected").inc()

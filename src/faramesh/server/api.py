@@ -348,11 +348,13 @@ def policy_summary(g: Governor) -> dict[str, Any]:
     }
 
 
-@router.get("/policy", summary="The active policy")
+@router.get("/policy", summary="The active policy (and the shadow policy, when one runs)")
 async def get_policy(request: Request, identity: CurrentIdentity) -> dict[str, Any]:
     if not identity.can_decide:
         raise Forbidden("only approver and admin keys can read the policy")
-    return policy_summary(gov(request))
+    reloader = getattr(request.app.state, "policy_reloader", None)
+    shadow = reloader.describe_shadow() if reloader is not None else None
+    return policy_summary(gov(request)) | {"shadow": shadow}
 
 
 @router.post("/policy/reload", summary="Reload the policy file (admin)")

@@ -21,9 +21,10 @@ from faramesh.notify import routes as notify_routes
 from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from faramesh.policy import Policy, PolicyError, load_starter_policy
+from faramesh.policy import Policy, load_starter_policy
 from faramesh.server import api, errors, web
 from faramesh.server.guard import GuardedFastAPI
+from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.service import Governor
 from faramesh.storage import Store
@@ -90,30 +91,32 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             elif not await run_in_threadpool(store.is_current):
                 raise RuntimeError("database schema is not current; run `faramesh db upgrade`")
             policy = load_policy(settings)
-            g = Governor(store, policy, approval_timeout=settings.approval_timeout, telemetry=Telemetry())
+            g = Governor(
+                store,
+                policy,
+                approval_timeout=settings.approval_timeout,
+                telemetry=Telemetry(),
+                shadow_policy=load_shadow_policy(settings),
+            )
         app.state.governor = g
         g.telemetry.tracing = g.telemetry.tracing or traces
         g.telemetry.metrics.count_pending_with(lambda: _count_pending(g))
         # Other replicas on the same PostgreSQL database wake this one's waiters.
         listener = await run_in_threadpool(start_remote_relay, g)
 
-        def reload_policy(actor: str | None = None) -> Policy:
-            try:
-                policy = load_policy(settings)  # raises PolicyError; the old policy stays
-            except PolicyError:
-                g.telemetry.metrics.policy_reload(applied=False)
-                raise
-            if policy.hash != g.policy.hash:
-                g.set_policy(policy, actor=actor)
-            return policy
-
-        app.state.reload_policy = reload_policy
+        # The policy file is watched and reloaded on SIGHUP and POST /v1/policy/reload;
+        # an invalid file is rejected (PolicyError) and the old policy stays in force.
+        reloader = PolicyReloader(g, settings, load_policy)
+        app.state.policy_reloader = reloader
+        app.state.reload_policy = reloader.reload
+        reloader.start()
         sweeper = asyncio.create_task(_sweeper(g, settings.sweep_interval))
         # Webhooks are delivered by background tasks, never inside a decision.
         notifier = await notify.start(app, g, settings)
         try:
             yield
         finally:
+            await reloader.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

@@ -39,6 +39,10 @@ actions = Table(
     Column("context", Text, nullable=False),
     Column("original_params", Text),  # JSON; set when an approver approved edited params
     Column("agent_id", String(200), nullable=False),
+    # What a shadow (candidate) policy would have decided; null without one. Never used to decide.
+    Column("shadow_decision", String(32)),
+    Column("shadow_rule_id", String(200)),
+    Column("shadow_policy_hash", String(64)),
     Column("submitted_by", String(64), nullable=False),  # api key id of the submitter
     Column("idempotency_key", String(200)),
     Column("approval_token", String(64)),

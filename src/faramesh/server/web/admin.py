@@ -53,8 +53,15 @@ async def policy_page(request: Request) -> Response:
             "policy": policy,
             "loaded_at": g.policy_loaded_at,
             "source_html": highlighted_source(policy),
+            "shadow": _shadow(request),
         },
     )
+
+
+def _shadow(request: Request) -> dict[str, Any] | None:
+    """The shadow policy and how often it disagreed, when the server runs one."""
+    reloader = getattr(request.app.state, "policy_reloader", None)
+    return reloader.describe_shadow() if reloader is not None else None
 
 
 # -- keys --------------------------------------------------------------------------
