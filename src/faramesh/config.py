@@ -33,6 +33,13 @@ SETTINGS: tuple[Setting, ...] = (
         "candidate policy evaluated beside the active one; its decisions are recorded, never applied",
     ),
     Setting(
+        "policy_watch_interval",
+        "FARAMESH_POLICY_WATCH_INTERVAL",
+        0.5,
+        "seconds between checks of the policy files for changes (0: no watching; SIGHUP still reloads)",
+        float,
+    ),
+    Setting(
         "approval_timeout",
         "FARAMESH_APPROVAL_TIMEOUT",
         None,
@@ -111,7 +118,7 @@ class Settings:
     webhook_timeout: float = 10.0
     migrate: bool = True
     sweep_interval: float = 0.5
-    policy_watch_interval: float = 0.5  # seconds between looks at the policy files; 0 turns the watcher off
+    policy_watch_interval: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -131,7 +138,7 @@ class Settings:
             values["max_header_bytes"] = int(values["max_header_bytes"])
         if "approval_timeout" in values:
             values["approval_timeout"] = parse_duration(values["approval_timeout"])
-        for name in ("webhook_retry_base", "webhook_timeout"):
+        for name in ("webhook_retry_base", "webhook_timeout", "policy_watch_interval"):
             if name in values:
                 values[name] = float(values[name])
         known = {f.name for f in fields(cls)}

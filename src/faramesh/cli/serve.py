@@ -27,6 +27,14 @@ from faramesh.model import Role
     type=click.Path(dir_okay=False),
     help="Candidate policy to evaluate beside the active one: both decisions are recorded, only the active one applies.",
 )
+@click.option(
+    "--policy-watch-interval",
+    envvar="FARAMESH_POLICY_WATCH_INTERVAL",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between checks of the policy files for changes; 0 turns watching off (SIGHUP still reloads).",
+)
 @click.option("--database-url", envvar="FARAMESH_DATABASE_URL", default="sqlite:///./faramesh.db", show_default=True)
 @click.option(
     "--approval-timeout",
@@ -95,6 +103,7 @@ def serve(
     port: int,
     policy: str | None,
     shadow_policy: str | None,
+    policy_watch_interval: float,
     database_url: str,
     approval_timeout: str | None,
     max_body_bytes: int,
@@ -131,6 +140,7 @@ def serve(
         database_url=database_url,
         policy=policy,
         shadow_policy=shadow_policy,
+        policy_watch_interval=policy_watch_interval,
         approval_timeout=timeout,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
