@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from faramesh import __version__
+from tests.approvals.support import eventually, receiving
 from tests.conftest import SEED_POLICY, ServerProcess, auth
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -75,3 +77,21 @@ def test_metrics_count_decisions_latencies_pending_and_reloads(
     assert value(m, "faramesh_approval_seconds", "faramesh_approval_seconds_count", outcome="denied") == 1
     assert value(m, "faramesh_policy_reloads", "faramesh_policy_reloads_total", outcome="applied") == 1
     assert value(m, "faramesh_policy_reloads", "faramesh_policy_reloads_total", outcome="rejected") == 1
+
+
+def test_webhook_deliveries_and_failures_are_counted(start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    with receiving(statuses=[500]) as receiver:  # the first attempt fails, the retry succeeds
+        hooks = tmp_path / "webhooks.yaml"
+        hooks.write_text(json.dumps([{"url": receiver.url, "secret": "whsec_metrics", "events": ["action.created"]}]))
+        server = start_server(extra_args=("--webhooks", str(hooks), "--webhook-retry-base", "0.2"))
+        agent = server.create_key("agent")
+        httpx.post(
+            server.url + "/v1/actions",
+            json={"tool": "refund", "operation": "process", "params": {"amount": 5}, "context": {}},
+            headers=auth(agent),
+        ).raise_for_status()
+        webhooks = "faramesh_webhook_deliveries"
+        eventually(lambda: value(scrape(server), webhooks, webhooks + "_total", outcome="delivered") == 1)
+        m = scrape(server)
+        assert value(m, webhooks, webhooks + "_total", outcome="failed") == 1
+        assert len(receiver.of_type("action.created")) == 2

@@ -38,6 +38,7 @@ async def start(app: Any, governor: Governor, settings: Settings) -> WebhookDisp
         file_hooks,
         retry_base=settings.webhook_retry_base,
         timeout=settings.webhook_timeout,
+        on_attempt=lambda ok: governor.telemetry.metrics.webhook_delivery("delivered" if ok else "failed"),
     )
     await dispatcher.start()
     app.state.webhooks = dispatcher

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -77,8 +78,10 @@ class WebhookDispatcher:
         timeout: float = 10.0,
         concurrency: int = 8,
         per_hook: int = 2,
+        on_attempt: Callable[[bool], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_attempt = on_attempt  # told whether each attempt was delivered (metrics)
         self.hub = hub
         self.file_hooks = list(file_hooks or [])
         self.retry_base = retry_base
@@ -293,6 +296,8 @@ class WebhookDispatcher:
         retry_at = None if ok or hook is None or attempts >= self.max_attempts else now + self.backoff(attempts)
         if not ok:
             log.warning("webhook %s delivery %s attempt %d failed: %s", row.webhook_id, row.id, attempts, error)
+        if self.on_attempt is not None:
+            self.on_attempt(ok)
         await run_in_threadpool(
             self.store.write,
             partial(
