@@ -110,7 +110,7 @@ def diff_policies(old: Policy, new: Policy) -> PolicyDiff:
     for i, j in sorted(pairs, key=lambda p: p[1]):
         a, b = old.rules[i], new.rules[j]
         details = _rule_details(a, b)
-        if a.id != b.id:
+        if a.id != b.id and not (_auto(a) and _auto(b)):  # positional ids shift with insertions
             details.insert(0, f"id: {a.id} → {b.id}")
         if details:
             out.rules.append(
@@ -139,9 +139,9 @@ def _pair(old: list[Rule], new: list[Rule]) -> list[tuple[int, int]]:
     pairs: list[tuple[int, int]] = []
     free_old = set(range(len(old)))
     free_new = set(range(len(new)))
-    explicit_new = {r.id: j for j, r in enumerate(new) if not r.id.startswith(AUTO_ID_PREFIX)}
+    explicit_new = {r.id: j for j, r in enumerate(new) if not _auto(r)}
     for i, rule in enumerate(old):
-        if not rule.id.startswith(AUTO_ID_PREFIX) and rule.id in explicit_new:
+        if not _auto(rule) and rule.id in explicit_new:
             j = explicit_new[rule.id]
             pairs.append((i, j))
             free_old.discard(i)
@@ -155,7 +155,7 @@ def _pair(old: list[Rule], new: list[Rule]) -> list[tuple[int, int]]:
             free_old.discard(i)
             free_new.discard(match)
     for i in sorted(free_old):
-        if old[i].id.startswith(AUTO_ID_PREFIX) and i in free_new and new[i].id.startswith(AUTO_ID_PREFIX):
+        if _auto(old[i]) and i in free_new and _auto(new[i]):
             pairs.append((i, i))
             free_old.discard(i)
             free_new.discard(i)
@@ -191,17 +191,30 @@ def _longest_increasing(seq: list[int]) -> list[bool]:
     return keep
 
 
+def _auto(rule: Rule) -> bool:
+    return rule.id.startswith(AUTO_ID_PREFIX)
+
+
+def _reason(rule: Rule) -> str | None:
+    """The rule's own reason; None for the default one, which only repeats the (positional) id."""
+    reason = rule.spec.get("reason")
+    return None if reason == f"Matched rule {rule.id}" else reason
+
+
 def _body(rule: Rule) -> str:
-    spec = {k: v for k, v in rule.spec.items() if k != "id"}
+    spec = {k: v for k, v in rule.spec.items() if k not in ("id", "reason")}
+    spec["reason"] = _reason(rule)
     return json.dumps(spec, sort_keys=True, default=str)
 
 
 def _rule_details(a: Rule, b: Rule) -> list[str]:
     out = []
     sa, sb = dict(a.spec), dict(b.spec)
-    for key in ("effect", "reason", "risk"):
+    for key in ("effect", "risk"):
         if sa.get(key) != sb.get(key):
             out.append(f"{key}: {_show(sa.get(key))} → {_show(sb.get(key))}")
+    if _reason(a) != _reason(b):
+        out.append(f"reason: {_show(sa.get('reason'))} → {_show(sb.get('reason'))}")
     ma, mb = sa.get("match", {}), sb.get("match", {})
     for slot in ("tool", "operation"):
         if ma.get(slot) != mb.get(slot):
