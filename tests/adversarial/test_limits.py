@@ -468,3 +468,28 @@ def test_docs_pages_may_load_their_cdn_assets_but_not_be_framed(server: ServerPr
     assert httpx.get(server.url + "/openapi.json").headers["content-security-policy"] == (
         "default-src 'none'; frame-ancestors 'none'"
     )
+
+
+def test_sdk_raises_rate_limit_error_with_retry_after(limited: ServerProcess) -> None:
+    """The SDK turns 429 into RateLimitError carrying Retry-After; it never reports
+    the refused submission as an action."""
+    from faramesh.sdk import RateLimitError
+    from faramesh.sdk.client import ExecutionGovernorClient, _seconds
+
+    client = ExecutionGovernorClient(base_url=limited.url, api_key=limited.create_key("agent"), timeout=10)
+    time.sleep(1.1)
+    with pytest.raises(RateLimitError) as caught:
+        for _ in range(200):
+            action = client.submit_action(tool="refund", operation="process", params={"amount": 5}, context={})
+            assert action["status"] == "allowed"
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1
+    assert [_seconds(v) for v in ("2", "0.5", None, "", "\u00b2", "nan", "inf", "Wed, 21 Oct 2026 07:28:00 GMT")] == [
+        2.0,
+        0.5,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -45,9 +45,18 @@ def _raise_for(response: httpx.Response) -> None:
         body = None
     err = error_for(response.status_code, body, response.text[:500])
     if isinstance(err, RateLimitError):
-        retry = response.headers.get("Retry-After")
-        err.retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+        err.retry_after = _seconds(response.headers.get("Retry-After"))
     raise err
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds, or None when absent or not a plain number (an HTTP
+    date, or something odd): the RateLimitError is raised either way."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
 
 
 def _submit_body(
