@@ -270,4 +270,8 @@ def test_claim_values_keep_their_kind() -> None:
     assert ("params.name", "eq", "gold") in ops
     assert ("context.env", "eq", "prod") in ops
     assert ("params.amount", "lte", 3) in ops
+    [(atom, allowed)] = parse_claim("agent.groups~finance => deny").lits
+    assert (atom.path.text, atom.op, atom.operand, allowed) == ("agent.groups", "contains", "finance", {True})
+    [(atom, allowed)] = parse_claim("tags!~5 => deny").lits
+    assert (atom.op, atom.operand, allowed) == ("contains", 5, {False, None})
     assert claim.effects == {Effect.DENY, Effect.ALLOW}

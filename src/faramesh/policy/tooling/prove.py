@@ -6,10 +6,12 @@ A claim is a premise and a conclusion::
 
 The premise is a conjunction of tests on the tool and operation names and on
 fields (``amount`` is ``params.amount``; ``context.env``, ``agent.id`` …):
-``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``. ``=`` compares like ``_eq`` (same
-kind: ``amount=5`` is a number, ``tier=gold`` and ``tier="5"`` are strings,
-``flag=true`` a boolean); ``!=`` means "not equal", a missing field included;
-``x=null`` means "x is missing" and ``x!=null`` "x is present". A tool or
+``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``~`` and ``!~``. ``=`` compares
+like ``_eq`` (same kind: ``amount=5`` is a number, ``tier=gold`` and
+``tier="5"`` are strings, ``flag=true`` a boolean); ``!=`` means "not equal",
+a missing field included; ``x=null`` means "x is missing" and ``x!=null`` "x is
+present"; ``groups~finance`` means "contains" like ``_contains`` (an item of a
+list, or a substring), ``!~`` its negation. A tool or
 operation value may be a glob (``tool=stripe.*``). The conclusion is one or
 more effects joined by ``or``, or ``not`` and one effect.
 
@@ -57,7 +59,7 @@ _EFFECT_NAMES = {
     "approval": Effect.REQUIRE_APPROVAL,
 }
 _TEST = re.compile(
-    r"""\s*(?:(?:and|AND|&&|,)\s+)?(?P<key>[A-Za-z_][\w.\-]*)\s*(?P<op>>=|<=|!=|==|=|>|<)\s*"""
+    r"""\s*(?:(?:and|AND|&&|,)\s+)?(?P<key>[A-Za-z_][\w.\-]*)\s*(?P<op>>=|<=|!=|!~|==|=|>|<|~)\s*"""
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,]+)\s*,?"""
 )
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -225,6 +227,11 @@ def _literal(path: Any, op: str, raw: str) -> tuple[Atom, frozenset[bool | None]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ClaimError(f"{key}: {op} needs a number")
         return Atom(path, _COMPARE[op], value, key=key), frozenset({True})
+    if op in ("~", "!~"):  # contains: an item of a list, or a substring of a string
+        if value is None:
+            raise ClaimError(f"{key}: {op} needs a value to look for")
+        contains = Atom(path, "contains", value, key=key)
+        return contains, frozenset({False, None}) if op == "!~" else frozenset({True})
     if value is None:  # x=null: the field is missing; x!=null: it is present
         missing = Atom(path, "exists", False, key=key)
         return missing, frozenset({False}) if op == "!=" else frozenset({True})
