@@ -81,6 +81,12 @@ class Explorer:
         self.steps = 0
         self._patterns: dict[str, frozenset[str]] = {}
         self._classes: dict[frozenset[str], list[NameClass]] = {}
+        self._limited: dict[tuple[str, tuple[str, ...]], list[NameClass]] = {}
+
+    def restart(self) -> Explorer:
+        """A fresh step budget for the next question (the caches stay: they depend only on the policy)."""
+        self.steps = 0
+        return self
 
     # -- names
 
@@ -102,6 +108,9 @@ class Explorer:
         universe = self.patterns(slot) | frozenset(any_of or ())
         if any_of is None:
             return self._all_classes(universe)
+        key = (slot, any_of)
+        if key in self._limited:
+            return self._limited[key]
         out: dict[frozenset[str], NameClass] = {}
         for pattern in any_of:
             if is_glob(pattern):
@@ -110,7 +119,8 @@ class Explorer:
                 found = classes_for_name(universe, pattern)
             for cls in found:
                 out.setdefault(cls.accepted, cls)
-        return list(out.values())
+        self._limited[key] = list(out.values())
+        return self._limited[key]
 
     def _all_classes(self, universe: frozenset[str]) -> list[NameClass]:
         if universe not in self._classes:

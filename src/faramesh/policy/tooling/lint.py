@@ -24,6 +24,7 @@ from typing import Any
 
 from faramesh.policy.conditions import NAME_KEYS
 from faramesh.policy.model import Effect
+from faramesh.policy.names import is_glob
 from faramesh.policy.policy import Policy
 
 from . import regexgen
@@ -78,9 +79,10 @@ def lint(policy: Policy, *, ignore: tuple[str, ...] = (), budget: int = 20_000) 
         findings.extend(_approval(rule))
         findings.extend(_name_fields(rule))
         findings.extend(_regexes(rule))
-    findings.extend(_unreachable(model, budget))
-    findings.extend(_allow_before_deny(model, budget))
-    findings.extend(_default_allow(model, budget))
+    explorer = Explorer(model, budget=budget)  # one, so its name classes are worked out once
+    findings.extend(_unreachable(model, explorer))
+    findings.extend(_allow_before_deny(model, explorer))
+    findings.extend(_default_allow(model, explorer))
     findings = [f for f in findings if f.code not in ignore]
     return sorted(findings, key=lambda f: (f.line, f.column, CODES.index(f.code)))
 
@@ -297,10 +299,10 @@ def _reach(explorer: Explorer, rule: RuleModel, tool: NameClass, op: NameClass) 
     return status, [r.id for r in explorer.candidates(tool, op) if r.index < rule.index]
 
 
-def _unreachable(model: PolicyModel, budget: int) -> list[Finding]:
+def _unreachable(model: PolicyModel, explorer: Explorer) -> list[Finding]:
     out = []
     for rule in model.rules:
-        explorer = Explorer(model, budget=budget)
+        explorer.restart()
         try:
             statuses = []
             blockers: list[str] = []
@@ -330,19 +332,19 @@ def _unreachable(model: PolicyModel, budget: int) -> list[Finding]:
     return out
 
 
-def _allow_before_deny(model: PolicyModel, budget: int) -> list[Finding]:
+def _allow_before_deny(model: PolicyModel, explorer: Explorer) -> list[Finding]:
     out = []
     rules = model.rules
     for allow in rules:
         if allow.effect is not Effect.ALLOW:
             continue
         for deny in rules[allow.index + 1 :]:
-            if deny.effect is not Effect.DENY:
+            if deny.effect is not Effect.DENY or not _may_share_names(allow, deny):
                 continue
-            example = _overlap(model, allow, deny, budget)
+            example = _overlap(allow, deny, explorer.restart())
             # A deny that covers everything the allow matches is the usual "allow this, deny the
             # rest" shape: the allow is a deliberate exception, so only partial overlaps are reported.
-            if example is not None and not _covers(model, deny, allow, budget):
+            if example is not None and not _covers(deny, allow, explorer.restart()):
                 line, column = _loc(allow)
                 out.append(
                     Finding(
@@ -358,8 +360,16 @@ def _allow_before_deny(model: PolicyModel, budget: int) -> list[Finding]:
     return out
 
 
-def _overlap(model: PolicyModel, allow: RuleModel, deny: RuleModel, budget: int) -> Example | None:
-    explorer = Explorer(model, budget=budget)
+def _may_share_names(a: RuleModel, b: RuleModel) -> bool:
+    """False when both rules name exact tools (or operations) and none in common: they never meet."""
+    for x, y in ((a.tool, b.tool), (a.operation, b.operation)):
+        exact = x is not None and y is not None and not any(is_glob(p) for p in (*x, *y))
+        if exact and not set(x or ()) & set(y or ()):
+            return False
+    return True
+
+
+def _overlap(allow: RuleModel, deny: RuleModel, explorer: Explorer) -> Example | None:
     try:
         for tool in _tool_classes(explorer, allow):
             if deny.tool is not None and not tool.accepted.intersection(deny.tool):
@@ -383,9 +393,8 @@ def _overlap(model: PolicyModel, allow: RuleModel, deny: RuleModel, budget: int)
     return None
 
 
-def _covers(model: PolicyModel, deny: RuleModel, allow: RuleModel, budget: int) -> bool:
+def _covers(deny: RuleModel, allow: RuleModel, explorer: Explorer) -> bool:
     """Does ``deny`` match every action that ``allow`` decides? (False when that cannot be settled.)"""
-    explorer = Explorer(model, budget=budget)
     try:
         for tool in _tool_classes(explorer, allow):
             for op in _op_classes(explorer, allow):
@@ -402,10 +411,10 @@ def _covers(model: PolicyModel, deny: RuleModel, allow: RuleModel, budget: int) 
     return True
 
 
-def _default_allow(model: PolicyModel, budget: int) -> list[Finding]:
+def _default_allow(model: PolicyModel, explorer: Explorer) -> list[Finding]:
     if model.default is not Effect.ALLOW:
         return []
-    explorer = Explorer(model, budget=budget)
+    explorer.restart()
     named: set[str] = set()
     for each in model.rules:
         named.update(each.tool or ())

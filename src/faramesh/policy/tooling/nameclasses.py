@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
+
+from faramesh.policy.names import glob_regex, is_glob
 
 NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_.:/-"
 MAX_NAME_LENGTH = 128
@@ -91,19 +94,23 @@ def name_classes(patterns: set[str] | frozenset[str]) -> list[NameClass]:
 
 def _friendly(witness: str, accepted: frozenset[str], patterns: list[str]) -> str:
     """A more readable name with the same matches, when there is one (``stripe.example`` over ``stripe.``)."""
-    from faramesh.policy.names import NameMatcher
-
     options = [p.replace("*", "example").replace("?", "x") for p in sorted(accepted)]
     options += ["other", "other-tool", "something-else", "x"]
     for name in options:
         valid = bool(name) and len(name) <= MAX_NAME_LENGTH and all(ch in NAME_ALPHABET for ch in name)
-        if valid and frozenset(p for p in patterns if NameMatcher([p])(name)) == accepted:
+        if valid and frozenset(p for p in patterns if accepts(p, name)) == accepted:
             return name
     return witness
 
 
+@lru_cache(maxsize=4096)
+def accepts(pattern: str, name: str) -> bool:
+    """Does one normalised pattern match one normalised name?"""
+    if not is_glob(pattern):
+        return pattern == name
+    return glob_regex(pattern).fullmatch(name) is not None
+
+
 def classes_for_name(patterns: set[str] | frozenset[str], name: str) -> list[NameClass]:
     """The class of one concrete (normalised) name."""
-    from faramesh.policy.names import NameMatcher
-
-    return [NameClass(name, frozenset(p for p in patterns if NameMatcher([p])(name)))]
+    return [NameClass(name, frozenset(p for p in patterns if accepts(p, name)))]
