@@ -46,7 +46,9 @@ def make_policy(n: int, seed: int = 1) -> Policy:
         elif i % 3 == 1:
             rules.append(f"  - id: r{i}\n    match: {{tool: {tool}, context.env_eq: prod}}\n    deny: true")
         else:
-            rules.append(f"  - id: r{i}\n    match: {{tool: {tool}, amount_lte: {rnd.randint(1, 1000)}}}\n    allow: true")
+            rules.append(
+                f"  - id: r{i}\n    match: {{tool: {tool}, amount_lte: {rnd.randint(1, 1000)}}}\n    allow: true"
+            )
     for g in range(10):
         rules.append(f'  - id: g{g}\n    match: {{tool: "svc{g}.*", operation: read}}\n    allow: true')
     return Policy.from_yaml("default: deny\nrules:\n" + "\n".join(rules) + "\n")
@@ -129,7 +131,9 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine(), "results": results}, indent=2))
         return
-    print(f"{'rules':>6} {'lint s':>8} {'findings':>8} {'prove all s':>11} {'prove s':>8} {'replay n':>9} {'replay/s':>9}")
+    print(
+        f"{'rules':>6} {'lint s':>8} {'findings':>8} {'prove all s':>11} {'prove s':>8} {'replay n':>9} {'replay/s':>9}"
+    )
     for r in results:
         print(
             f"{r['rules']:>6} {r['lint_seconds']:>8} {r['lint_findings']:>8} {r['prove_all_seconds']:>11} "
