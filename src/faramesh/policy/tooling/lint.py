@@ -143,17 +143,14 @@ def _permissive_regexes(formula: Formula | None, permissive: bool) -> list[Atom]
 
 def _regexes(rule: RuleModel) -> list[Finding]:
     out = []
-    permissive = rule.effect is not Effect.DENY
-    for atom in _permissive_regexes(rule.cond, permissive):
+    # Where a match lets actions through: in an allow rule, or under `not` in a deny rule.
+    # (A require_approval rule is left alone: a person still looks at what it matches.)
+    allowing = rule.effect is Effect.ALLOW
+    candidates = [] if rule.effect is Effect.REQUIRE_APPROVAL else _permissive_regexes(rule.cond, allowing)
+    for atom in candidates:
         wild = _wildcard(atom.operand)
         if wild:
-            where = (
-                "an allow rule"
-                if rule.effect is Effect.ALLOW
-                else ("a require_approval rule" if permissive else "a deny rule's not:")
-            )
-            if rule.effect is Effect.REQUIRE_APPROVAL:
-                continue  # a person still looks at it
+            where = "an allow rule" if allowing else "a deny rule's not:"
             out.append(
                 Finding(
                     "regex-wildcard",
