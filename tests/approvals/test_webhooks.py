@@ -4,6 +4,7 @@ receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from faramesh.notify.deliveries import list_deliveries as deliveries_log
 from faramesh.notify.webhooks import signature_header, verify_signature
 from faramesh.sdk.client import ExecutionGovernorClient
 from tests.approvals.support import POLICY, Receiver, decide, eventually, get, receiving, submit
@@ -83,7 +85,7 @@ def test_signed_delivery_is_retried_after_the_receiver_fails_once(start_server: 
         assert receiver.of_type("action.approved") == []
 
 
-def test_delivery_gives_up_after_the_attempts_and_logs_the_error(start_server: Any, tmp_path: Path) -> None:
+def test_failing_receiver_is_retried_with_growing_backoff_and_logged(start_server: Any, tmp_path: Path) -> None:
     with receiving(statuses=[503] * 50) as receiver:
         config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["*"]})
         server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config), *FAST_RETRY))
@@ -249,3 +251,55 @@ def test_pending_approval_filter_selects_only_held_actions(srv: ServerProcess) -
         assert [x.json()["action_id"] for x in receiver.requests] == [held["id"]]
         assert get(srv, agent, allowed["id"])["status"] == "allowed"
         httpx.delete(f"{srv.url}/v1/webhooks/{r.json()['id']}", headers=admin)
+
+
+def test_dispatcher_gives_up_after_its_attempts(tmp_path: Path) -> None:
+    """The dispatcher on its own, with a real SQLite store and a real receiver that always fails."""
+    from faramesh.events import ChangeEvent, EventHub
+    from faramesh.notify.dispatcher import WebhookDispatcher
+    from faramesh.notify.webhooks import Webhook
+    from faramesh.storage import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    store.upgrade()
+    with receiving(statuses=[500] * 10) as receiver:
+        hook = Webhook(id="file-test", url=receiver.url, secret=SECRET, events=("*",), source="file")
+
+        async def run() -> list[dict[str, Any]]:
+            hub = EventHub()
+            dispatcher = WebhookDispatcher(store, hub, [hook], retry_base=0.05, max_attempts=3, timeout=5)
+            await dispatcher.start()
+            try:
+                hub.publish(ChangeEvent(seq=1, type="action.created", action_id="a1", action={"status": "allowed"}))
+                for _ in range(400):
+                    rows = store.read(lambda conn: deliveries_log(conn, "file-test"))
+                    if rows and rows[0]["status"] == "failed":
+                        return rows
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"the delivery was not given up: {rows}")
+            finally:
+                await dispatcher.stop()
+
+        [row] = asyncio.run(run())
+        assert row["attempts"] == 3 and row["last_status"] == 500 and row["next_attempt_at"] is None
+        assert len(receiver.requests) == 3
+    store.close()
+
+
+def test_pending_deliveries_survive_a_restart(start_server: Any, tmp_path: Path) -> None:
+    with receiving(statuses=[500] * 100) as receiver:
+        config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["action.created"]})
+        args = ("--webhooks", str(config), "--webhook-retry-base", "3")
+        first: ServerProcess = start_server(policy=POLICY, extra_args=args)
+        action = submit(first, first.create_key("agent"), "refund", "process", amount=5)
+        eventually(lambda: len(receiver.requests) == 1)
+        first.stop()  # the retry is due 3 s later, after this process is gone
+        with receiver._lock:
+            receiver.statuses.clear()  # the receiver recovers meanwhile
+        second: ServerProcess = start_server(policy=POLICY, database_url=first.database_url, extra_args=args)
+        second.admin_key = first.admin_key  # printed only on the first start
+        hook = only_hook(second)
+        [row] = eventually(lambda: [d for d in deliveries(second, hook["id"]) if d["status"] == "delivered"])
+        assert row["attempts"] == 2 and row["action_id"] == action["id"]
+        assert len({r.headers["X-Faramesh-Delivery"] for r in receiver.requests}) == 1
+        assert len(receiver.requests) == 2
