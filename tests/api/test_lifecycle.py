@@ -324,3 +324,16 @@ def test_openapi_health_ready(server: ServerProcess) -> None:
     assert "/v1/actions" in spec["paths"] and "/v1/actions/{action_id}/result" in spec["paths"]
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     assert httpx.get(server.url + "/ready").json()["status"] == "ready"
+
+
+def test_list_by_id_prefix_treats_wildcards_literally(server: ServerProcess) -> None:
+    key = server.create_key("agent")
+    ids = [submit(server, key, 3).json()["id"] for _ in range(3)]
+    target = ids[1]
+    for prefix in (target[:8], target):
+        found = httpx.get(server.url + "/v1/actions", params={"id_prefix": prefix}, headers=auth(key)).json()
+        assert target in {a["id"] for a in found["actions"]}
+        assert all(a["id"].startswith(prefix) for a in found["actions"])
+    for wildcard in ("%", "_", target[:4] + "%"):
+        found = httpx.get(server.url + "/v1/actions", params={"id_prefix": wildcard}, headers=auth(key)).json()
+        assert found["actions"] == []

@@ -62,6 +62,9 @@ Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
 Index("ix_actions_tool_seq", actions.c.tool, actions.c.seq)
 Index("ix_actions_agent_seq", actions.c.agent_id, actions.c.seq)
 Index("ix_actions_pending_expiry", actions.c.status, actions.c.expires_at)
+Index("ix_actions_submitter_seq", actions.c.submitted_by, actions.c.seq)
+Index("ix_actions_risk_seq", actions.c.risk_level, actions.c.seq)
+Index("ix_actions_created", actions.c.created_at)
 
 approvals = Table(
     "approvals",
