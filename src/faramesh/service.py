@@ -42,6 +42,8 @@ log = logging.getLogger("faramesh.service")
 # What the published faramesh-sdk sends when its user gave no agent id.
 PLACEHOLDER_AGENT_ID = "default-agent"
 MAX_REASON = 2000
+# Seconds of slack when a time filter is turned into a starting sequence number.
+_TIME_SLACK = 60.0
 # How the published faramesh-sdk names a decision (as /v1/gate/decide answers).
 GATE_OUTCOMES = {"allow": "EXECUTE", "require_approval": "ABSTAIN", "deny": "HALT"}
 
@@ -458,10 +460,23 @@ class Governor:
             query = query.where(actions.c.risk_level == risk)
         if id_prefix:
             query = query.where(actions.c.id.startswith(id_prefix, autoescape=True))
+            if self.store.dialect == "sqlite":
+                # SQLite cannot use an index for LIKE; a byte-ordered range on the id index can.
+                query = query.where(actions.c.id >= id_prefix, actions.c.id < id_prefix + "\U0010ffff")
         if since is not None:
             query = query.where(actions.c.created_at >= since)
         if until is not None:
             query = query.where(actions.c.created_at < until)
+            # Start the newest-first walk near `until` rather than at the newest row. Times are
+            # nearly in seq order; the slack keeps rows committed slightly out of order.
+            bound = (
+                select(actions.c.seq)
+                .where(actions.c.created_at < until + _TIME_SLACK)
+                .order_by(actions.c.created_at.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(actions.c.seq <= func.coalesce(bound, 0))
         if cursor is not None:
             query = query.where(actions.c.seq < cursor)
         if offset:
