@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -44,6 +44,11 @@ PLACEHOLDER_AGENT_ID = "default-agent"
 MAX_REASON = 2000
 # Seconds of slack when a time filter is turned into a starting sequence number.
 _TIME_SLACK = 60.0
+
+# Hot-path statements built once: SQLAlchemy then reuses their compiled form, where
+# building a statement per call (`.values(...)`, `.where(... == value)`) costs ~6x more.
+_SELECT_ACTION = select(actions).where(actions.c.id == bindparam("action_id"))
+_INSERT_ACTION = actions.insert()
 # How the published faramesh-sdk names a decision (as /v1/gate/decide answers).
 GATE_OUTCOMES = {"allow": "EXECUTE", "require_approval": "ABSTAIN", "deny": "HALT"}
 
@@ -296,7 +301,7 @@ class Governor:
                     orjson.dumps(list(spec.approvers)).decode() if spec and spec.approvers else None
                 )
                 values["expires_at"] = now + timeout if timeout else None
-            conn.execute(actions.insert().values(**values))
+            conn.execute(_INSERT_ACTION, values)
             shadow_audit: dict[str, Any] = {}
             if shadow is not None:  # only with a shadow policy, so records without one keep their shape
                 shadow_audit["shadow"] = {
@@ -326,7 +331,7 @@ class Governor:
                 | shadow_audit,
             )
             self.store.notify(conn, type="action.created", action_id=action_id, seq=seq)
-            row = conn.execute(select(actions).where(actions.c.id == action_id)).one()
+            row = conn.execute(_SELECT_ACTION, {"action_id": action_id}).one()
             return row, True, seq
 
         try:
@@ -401,7 +406,7 @@ class Governor:
     def _load(self, conn: Connection, action_id: str) -> Any:
         if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
             raise NotFound("no such action", field="id")
-        return conn.execute(select(actions).where(actions.c.id == action_id)).first()
+        return conn.execute(_SELECT_ACTION, {"action_id": action_id}).first()
 
     @staticmethod
     def _visible(row: Any, identity: Identity) -> bool:
@@ -664,7 +669,7 @@ class Governor:
                 | (edit["audit"] if edit else {}),
             )
             self.store.notify(conn, type=event, action_id=action_id, seq=seq)
-            fresh = conn.execute(select(actions).where(actions.c.id == action_id)).one()
+            fresh = conn.execute(_SELECT_ACTION, {"action_id": action_id}).one()
             return fresh, event, seq
 
         row, event, seq = self.store.write(txn)
@@ -798,7 +803,7 @@ class Governor:
             self.store.notify(
                 conn, type="action.succeeded" if success else "action.failed", action_id=action_id, seq=seq
             )
-            return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
+            return conn.execute(_SELECT_ACTION, {"action_id": action_id}).one(), seq
 
         row, seq = self.store.write(txn)
         self._publish("action.succeeded" if success else "action.failed", row, seq)
@@ -890,7 +895,7 @@ class Governor:
             data={"status": Status.DENIED.value, "reason": reason},
         )
         self.store.notify(conn, type="action.expired", action_id=action_id, seq=seq)
-        return conn.execute(select(actions).where(actions.c.id == action_id)).one(), seq
+        return conn.execute(_SELECT_ACTION, {"action_id": action_id}).one(), seq
 
     def next_expiry(self) -> float | None:
         return self.store.read(
