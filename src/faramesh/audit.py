@@ -25,7 +25,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from faramesh.canonical import canonical_json
@@ -34,9 +34,10 @@ from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, 
 # -- canonical encoding ------------------------------------------------------------
 
 # orjson writes floats with the same shortest round-trip digits as the canonical form;
-# they differ only where orjson adds ".0" to an integral float or uses an exponent.
-# (This may also match inside a string; that only costs the slower, exact path.)
-_NON_CANONICAL_FLOAT = re.compile(rb"[0-9]\.0(?![0-9])|[0-9][eE]")
+# they differ only where orjson adds ".0" to an integral float or uses an exponent
+# ("e+16", "e-7"; hex digits in hashes never precede a sign). A string that happens
+# to match only costs the slower, exact path.
+_NON_CANONICAL_FLOAT = re.compile(rb"[0-9](?:\.0(?![0-9])|e[-+])")
 _ORJSON_STRICT = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -63,7 +64,7 @@ def _with_canonical_floats(value: Any) -> Any:
 
 
 def fast_canonical(value: Any) -> bytes:
-    """`canonical_json(value)` for values parsed from JSON, through orjson.
+    """`canonical_json(value)` for JSON values, through orjson.
 
     orjson escapes strings exactly as the canonical form does, sorts keys in the same
     (code point) order and writes floats with the same digits; where its float text
@@ -71,10 +72,14 @@ def fast_canonical(value: Any) -> bytes:
     floats are first given canonical fragments. Integers beyond 64 bits and anything
     that is not plain JSON take the reference encoder (which refuses NaN and infinities).
     """
+    return _fast_canonical(value, may_hold_nan=True)
+
+
+def _fast_canonical(value: Any, *, may_hold_nan: bool) -> bytes:
+    # A value parsed from JSON text cannot hold a NaN, so its nulls are real nulls.
     try:
         out = orjson.dumps(value, option=_ORJSON_STRICT)
-        # orjson writes NaN and infinities as null; the walk refuses them.
-        if b"null" in out or _NON_CANONICAL_FLOAT.search(out):
+        if (may_hold_nan and b"null" in out) or _NON_CANONICAL_FLOAT.search(out):
             out = orjson.dumps(_with_canonical_floats(value), option=_ORJSON_STRICT)
     except (TypeError, ValueError):
         return canonical_json(value)
@@ -187,11 +192,22 @@ def append(
     actor: str | None = None,
 ) -> int:
     """Append one record to the chain inside the caller's transaction; return its seq."""
-    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()).one()
+    head = conn.execute(_LOCK_HEAD).one()
     row = seal(head.hash, seq=int(head.seq) + 1, ts=ts, event=event, action_id=action_id, actor=actor, data=data)
-    conn.execute(audit_log.insert().values(**row))
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+    conn.execute(_INSERT_RECORD, row)
+    conn.execute(_MOVE_HEAD, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return int(row["seq"])
+
+
+# Built once: every state change runs these, and prebuilt statements skip SQLAlchemy's
+# per-call statement construction and cache-key work.
+_LOCK_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+_INSERT_RECORD = audit_log.insert()
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 # -- readers -----------------------------------------------------------------------
@@ -803,7 +819,7 @@ def _check_action(report: VerifyReport, row: Any, records: list[tuple[int, str, 
             "context": orjson.loads(row[_CONTEXT]),
         }
         # The same digest as canonical.request_hash computes.
-        recomputed = hashlib.sha256(fast_canonical(document)).hexdigest()
+        recomputed = hashlib.sha256(_fast_canonical(document, may_hold_nan=False)).hexdigest()
     except (orjson.JSONDecodeError, ValueError, TypeError):
         recomputed = "(unreadable params or context)"
     # The arguments in force: those submitted, or the last ones an approver edited in
@@ -968,19 +984,20 @@ def _check_keys(conn: Connection, report: VerifyReport, key_records: list[tuple[
 _FIELDS = ("seq", "ts", "event", "action_id", "actor", "data", "prev_hash", "hash")
 
 
-# orjson reads integers beyond 64 bits as floats; a line that may hold one (19 digits
-# in a row, rare: hashes are hex) is read by the standard parser, which keeps them exact.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
 def _loads_exact(line: bytes) -> Any:
-    if _LONG_NUMBER.search(line):
-        return json.loads(line, parse_constant=_refuse_constant)
-    return orjson.loads(line)
+    """Parse JSON like orjson, but keep integers beyond 64 bits exact.
+
+    orjson reads such integers as floats (1e16 or more, which it writes with "e+"); only
+    a line that may hold one is read again with the standard parser.
+    """
+    value = orjson.loads(line)
+    if b"e+" in orjson.dumps(value):
+        value = json.loads(line, parse_constant=_refuse_constant)
+    return value
 
 
 def parse_export_line(line: bytes) -> ChainRow:
@@ -1005,7 +1022,7 @@ def parse_export_line(line: bytes) -> ChainRow:
     for name in ("action_id", "actor"):
         if rec[name] is not None and not isinstance(rec[name], str):
             raise ValueError(f"{name} must be a string or null")
-    data_json = fast_canonical(rec["data"]).decode("utf-8")
+    data_json = _fast_canonical(rec["data"], may_hold_nan=False).decode("utf-8")
     return (seq, ts, rec["event"], rec["action_id"], rec["actor"], data_json, rec["prev_hash"], rec["hash"])
 
 
