@@ -16,10 +16,10 @@ from faramesh.errors import Forbidden, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Effect, PolicyError
 from faramesh.server.auth import AdminIdentity, CurrentIdentity
-from faramesh.server.jsonbody import StrictJSONRoute
+from faramesh.server.jsonbody import FastJSONResponse, StrictJSONRoute
 from faramesh.service import Governor, Submission
 
-router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute, default_response_class=FastJSONResponse)
 
 ActionId = Annotated[str, Field(min_length=1, max_length=64)]
 # Sequence numbers are stored as 64-bit integers; larger cursors cannot exist.
@@ -99,10 +99,10 @@ async def submit_action(
     request: Request,
     identity: CurrentIdentity,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> JSONResponse:
+) -> FastJSONResponse:
     g = gov(request)
     action = await run_in_threadpool(g.submit, identity, _submission(body, idempotency_key))
-    return JSONResponse(action, status_code=201)
+    return FastJSONResponse(action, status_code=201)
 
 
 @router.get("/actions", summary="List actions, newest first")

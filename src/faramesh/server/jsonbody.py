@@ -73,3 +73,17 @@ class StrictJSONRoute(APIRoute):
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+class FastJSONResponse(Response):
+    """JSON responses encoded with orjson (several times faster than json.dumps).
+
+    Same output as Starlette's JSONResponse for what the API returns: compact, UTF-8,
+    non-ASCII kept raw. Values that JSON cannot hold (NaN, integers beyond 64 bits)
+    never reach a response: the API refuses them on the way in.
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
