@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -151,6 +152,7 @@ def serve(
         slack_config=slack_config,
         webhook_retry_base=webhook_retry_base,
         webhook_timeout=webhook_timeout,
+        secret_key=os.environ.get("FARAMESH_SECRET_KEY") or None,
     )
     _check_notification_files(settings)
     try:
