@@ -112,7 +112,15 @@ def create_key(
         event="key.created",
         ts=ts,
         actor=actor,
-        data={"key_id": key_id, "name": name, "role": role.value, "agent_id": agent_id, "groups": list(groups)},
+        data={
+            "key_id": key_id,
+            "name": name,
+            "role": role.value,
+            "agent_id": agent_id,
+            "groups": list(groups),
+            # The digest (never the secret): verify can then tell if a stored digest was swapped.
+            "key_hash": hash_key(secret),
+        },
     )
     info = KeyInfo(key_id, name, role, agent_id, groups, secret[:10], ts, None)
     return info, secret

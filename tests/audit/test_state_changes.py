@@ -3,6 +3,7 @@ record; refused changes append nothing; the result verifies."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +105,14 @@ def test_every_state_change_appends_its_record(start_server: Callable[..., Serve
     assert [k["data"]["name"] for k in keys_created] == ["first admin", "bot", "alice", "temp"]
     bot = keys_created[1]
     assert bot["actor"] == admin_label
-    assert bot["data"] == {"key_id": agent_id, "name": "bot", "role": "agent", "agent_id": "billing-bot", "groups": []}
+    assert bot["data"] == {
+        "key_id": agent_id,
+        "name": "bot",
+        "role": "agent",
+        "agent_id": "billing-bot",
+        "groups": [],
+        "key_hash": hashlib.sha256(agent.encode()).hexdigest(),
+    }
     revoked = [r for r in records(server) if r["event"] == "key.revoked"]
     assert [(r["data"]["key_id"], r["actor"]) for r in revoked] == [(temp["id"], admin_label)]
 

@@ -286,6 +286,17 @@ def test_escalated_key_role_is_named(db: Database) -> None:
     )
 
 
+def test_swapped_key_digest_is_named(db: Database) -> None:
+    """Replacing a key's stored digest (to let another secret in) contradicts key.created."""
+    key = db.history.keys["agent"]
+    seq = db.one("SELECT seq FROM audit_log WHERE event = 'key.created' AND data LIKE :k", k=f'%"{key}"%')[0]
+    db.sql("UPDATE api_keys SET key_hash = :h WHERE id = :k", h="f" * 64, k=key)
+    code, lines = verify(db)
+    assert code == 1
+    assert lines[0].startswith(f"audit state mismatch at seq {seq} (key {key}): key differs from its key.created")
+    assert "key_hash is" in lines[0]
+
+
 def test_unrevoked_key_is_named(db: Database) -> None:
     key = db.history.keys["spare"]
     seq, _ = record(db, "key.revoked")
