@@ -122,3 +122,13 @@ def test_string_and_number_operands_are_distinct() -> None:
     b = Policy.from_yaml("rules:\n  - {match: {x_eq: '1'}, allow: true}\n")
     c = Policy.from_yaml("rules:\n  - {match: {x_eq: true}, allow: true}\n")
     assert len({a.hash, b.hash, c.hash}) == 3
+
+
+def test_hash_tells_true_from_one_in_lists() -> None:
+    """[1] and [1, true] decide {"x": true} differently, so they must hash differently."""
+    one = Policy.from_yaml("rules:\n  - match: {x_in: [1]}\n    allow: true\n")
+    both = Policy.from_yaml("rules:\n  - match: {x_in: [1, true]}\n    allow: true\n")
+    assert one.evaluate(tool="t", operation="o", params={"x": True}).effect != both.evaluate(
+        tool="t", operation="o", params={"x": True}
+    ).effect
+    assert one.hash != both.hash

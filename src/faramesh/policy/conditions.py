@@ -406,7 +406,10 @@ class MatchCompiler:
         if not ok:
             return None
         frozen = {k: frozenset(v) for k, v in groups.items()}
-        spec = sorted(set(listed), key=lambda v: (type(v).__name__, str(v)))
+        # Deduplicate by kind and value: a plain set would merge 1 and True (equal in Python),
+        # giving two policies that decide differently the same hash.
+        unique = {(type(v).__name__, v): v for v in listed}
+        spec = sorted(unique.values(), key=lambda v: (type(v).__name__, str(v)))
         return _member(get, frozen, op == "not_in"), spec
 
     def _regex(self, get: Callable[[Env], Any], node: YNode, key: str) -> tuple[Pred, Any] | None:
