@@ -10,24 +10,7 @@ from typing import Any
 import pytest
 
 from faramesh.policy import ApprovalSpec, Decision, Effect, Policy, load_starter_policy
-
-SEED_POLICY = """\
-rules:
-  - match:
-      tool: "refund"
-      operation: "process"
-      amount_gt: 100
-    require_approval: true
-    reason: "Large refunds need approval"
-    risk: high
-  - match:
-      tool: "refund"
-      operation: "process"
-      amount_lte: 100
-    allow: true
-    reason: "Small refunds allowed"
-    risk: low
-"""
+from tests.policy.seed import SEED_POLICY
 
 
 def load(text: str) -> Policy:

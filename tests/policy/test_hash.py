@@ -8,24 +8,9 @@ import json
 import pytest
 
 from faramesh.policy import Policy
+from tests.policy.seed import SEED_POLICY
 
-BASE = """\
-rules:
-  - match:
-      tool: "refund"
-      operation: "process"
-      amount_gt: 100
-    require_approval: true
-    reason: "Large refunds need approval"
-    risk: high
-  - match:
-      tool: "refund"
-      operation: "process"
-      amount_lte: 100
-    allow: true
-    reason: "Small refunds allowed"
-    risk: low
-"""
+BASE = SEED_POLICY
 
 SAME = [
     # flow style, no quotes, different key order, comments

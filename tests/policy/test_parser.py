@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from faramesh.policy import Effect, Policy, PolicyError, PolicyProblem
+from tests.policy.seed import SEED_POLICY
 
 
 def problems(text: str) -> list[PolicyProblem]:
@@ -25,27 +26,7 @@ def one_problem(text: str) -> PolicyProblem:
 
 
 def test_seed_policy_loads_with_defaults() -> None:
-    policy = Policy.from_yaml(
-        textwrap.dedent(
-            """\
-            rules:
-              - match:
-                  tool: "refund"
-                  operation: "process"
-                  amount_gt: 100
-                require_approval: true
-                reason: "Large refunds need approval"
-                risk: high
-              - match:
-                  tool: "refund"
-                  operation: "process"
-                  amount_lte: 100
-                allow: true
-                reason: "Small refunds allowed"
-                risk: low
-            """
-        )
-    )
+    policy = Policy.from_yaml(SEED_POLICY)
     assert policy.source == "<string>"
     assert policy.default is Effect.DENY
     assert [(r.id, r.effect, r.reason, r.risk, r.line) for r in policy.rules] == [
