@@ -50,6 +50,11 @@ DOCS_CSP = (
 
 
 def load_policy(settings: Settings) -> Policy:
+    """The policy the server starts with: its file, or the starter policy when it has none.
+
+    ``settings.policy_path()`` decides which once, so the CLI's check at start, the app and
+    every later reload all use the same source.
+    """
     path = settings.policy_path()
     if path is None:
         return load_starter_policy()
@@ -140,7 +145,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
 
         # The policy file is watched and reloaded on SIGHUP and POST /v1/policy/reload;
         # an invalid file is rejected (PolicyError) and the old policy stays in force.
-        reloader = PolicyReloader(g, settings, load_policy)
+        reloader = PolicyReloader(g, settings)
         app.state.policy_reloader = reloader
         app.state.reload_policy = reloader.reload
         reloader.start()
