@@ -120,6 +120,8 @@ class Settings:
     sweep_interval: float = 0.5
     policy_watch_interval: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
+    # The policy files, decided on first use and fixed from then on (see policy_path).
+    _pinned: dict[str, Path | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -145,11 +147,28 @@ class Settings:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def policy_path(self) -> Path | None:
-        """The policy file to load: explicit setting, else ./policy.yaml if present."""
-        if self.policy:
-            return Path(self.policy)
-        default = Path("policy.yaml")
-        return default if default.exists() else None
+        """The policy file: the explicit setting, else ./policy.yaml if present; None for the starter policy.
+
+        Decided once, on the first call, and fixed for the life of these settings (as an
+        absolute path, symlinks kept so a swapped link target is still seen): a file renamed
+        or removed later is an error to reload, never a reason to fall back to the starter
+        policy, and a policy.yaml that appears later does not replace the starter policy.
+        """
+        if "policy" not in self._pinned:
+            if self.policy:
+                chosen: Path | None = Path(self.policy)
+            else:
+                default = Path("policy.yaml")
+                chosen = default if default.exists() else None
+            self._pinned["policy"] = chosen.absolute() if chosen is not None else None
+        return self._pinned["policy"]
+
+    def shadow_policy_path(self) -> Path | None:
+        """The shadow policy file, or None; fixed on the first call like policy_path."""
+        if "shadow_policy" not in self._pinned:
+            shadow = Path(self.shadow_policy).absolute() if self.shadow_policy else None
+            self._pinned["shadow_policy"] = shadow
+        return self._pinned["shadow_policy"]
 
 
 def client_url(env: dict[str, str] | None = None) -> str:

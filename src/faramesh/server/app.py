@@ -27,6 +27,7 @@ from faramesh.server import api, errors, web
 from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
+from faramesh.server.readiness import WriteProbe
 from faramesh.service import Governor
 from faramesh.storage import Store
 from faramesh.storage.schema import actions
@@ -50,6 +51,11 @@ DOCS_CSP = (
 
 
 def load_policy(settings: Settings) -> Policy:
+    """The policy the server starts with: its file, or the starter policy when it has none.
+
+    ``settings.policy_path()`` decides which once, so the CLI's check at start, the app and
+    every later reload all use the same source.
+    """
     path = settings.policy_path()
     if path is None:
         return load_starter_policy()
@@ -133,6 +139,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
                 shadow_policy=load_shadow_policy(settings),
             )
         app.state.governor = g
+        app.state.write_probe = WriteProbe(g.store, g.clock)
         g.telemetry.tracing = g.telemetry.tracing or traces
         g.telemetry.metrics.count_pending_with(lambda: _count_pending(g))
         # Other replicas on the same PostgreSQL database wake this one's waiters.
@@ -140,7 +147,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
 
         # The policy file is watched and reloaded on SIGHUP and POST /v1/policy/reload;
         # an invalid file is rejected (PolicyError) and the old policy stays in force.
-        reloader = PolicyReloader(g, settings, load_policy)
+        reloader = PolicyReloader(g, settings)
         app.state.policy_reloader = reloader
         app.state.reload_policy = reloader.reload
         reloader.start()
@@ -191,13 +198,23 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         body = await run_in_threadpool(g.telemetry.metrics.render)  # the pending gauge reads the database
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
-    @app.get("/ready", tags=["ops"], summary="Readiness: the database answers")
+    @app.get("/ready", tags=["ops"], summary="Readiness: the database answers and takes writes")
     async def ready(request: Request) -> JSONResponse:
         g: Governor = request.app.state.governor
         try:
-            await run_in_threadpool(g.store.read, lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+            await run_in_threadpool(g.store.probe_read)
         except Exception as exc:
-            return errors.error_response(503, f"database unavailable: {type(exc).__name__}", code="unavailable")
+            return errors.error_response(
+                503, f"database unavailable: {type(exc).__name__}", code="unavailable", check="database_read"
+            )
+        problem = await run_in_threadpool(request.app.state.write_probe.problem)
+        if problem is not None:
+            return errors.error_response(
+                503,
+                f"database refuses writes: {problem}",
+                code="unavailable",
+                check="database_write",
+            )
         return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})
 
     web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP

@@ -1,14 +1,19 @@
 """Hot reload of the policy files: a file watcher, SIGHUP and the admin endpoint.
 
-All three go through :meth:`PolicyReloader.reload`. A file that does not
-compile is rejected: every problem is logged, the rejection is counted in the
-metrics, and the last good policy stays in force. The same holds for the
-shadow policy (``--shadow-policy``), which is reloaded alongside.
+The files are the ones chosen at start (:meth:`Settings.policy_path`), for the life
+of the process. A file that does not compile, or that is missing or unreadable, is
+rejected: every problem is logged, the rejection is counted in the metrics, and the
+last good policy stays in force. A server that started with the built-in starter
+policy keeps it: there is no file to reload. The same holds for the shadow policy
+(``--shadow-policy``), which is reloaded alongside.
 
-The watcher polls each file's modification time, size and content hash, so
-it sees edits however they are made (in place, or written elsewhere and
-renamed over the file). A file that is missing for a moment (mid-rename) is
-left alone until it is back.
+The watcher polls each file's modification time, size and content hash, so it sees
+edits however they are made (in place, or written elsewhere and renamed over the
+file). It applies a version only once two polls in a row saw it unchanged, and only
+if it compiles: a file caught half-written (or missing mid-rename) is left alone
+until it settles. Writing the new file elsewhere and renaming it over the old one
+is the safe way to edit; a writer that pauses longer than a poll interval in the
+middle of an in-place write can still be caught with a half file that compiles.
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 
 from faramesh.config import Settings
 from faramesh.policy import Policy, PolicyError
+from faramesh.policy.errors import PolicyProblem
 from faramesh.service import Governor
 
 log = logging.getLogger("faramesh.policy")
@@ -35,37 +40,70 @@ log = logging.getLogger("faramesh.policy")
 Fingerprint = tuple[int, int, str]
 WATCH_ACTOR = "system:policy-watch"
 SIGHUP_ACTOR = "system:sighup"
+_NEVER: Any = object()  # "no version seen yet": unlike None, which means "the file could not be read"
+
+
+class Snapshot(NamedTuple):
+    """One read of a policy file: its fingerprint and bytes, or why it could not be read."""
+
+    fingerprint: Fingerprint | None
+    data: bytes | None
+    error: str | None
+
+
+def snapshot(path: Path) -> Snapshot:
+    """Read the file once; the fingerprint (mtime in ns, size, SHA-256) describes exactly the bytes read."""
+    try:
+        with open(path, "rb") as fh:
+            stat = os.fstat(fh.fileno())
+            data = fh.read()
+    except OSError as exc:
+        return Snapshot(None, None, exc.strerror or type(exc).__name__)
+    return Snapshot((stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest()), data, None)
 
 
 def fingerprint(path: Path) -> Fingerprint | None:
     """(mtime in ns, size, SHA-256 of the content); None while the file cannot be read."""
-    try:
-        stat = path.stat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, digest)
+    return snapshot(path).fingerprint
+
+
+def compile_snapshot(path: Path, snap: Snapshot) -> Policy:
+    """The policy in the bytes read; a file that could not be read is a PolicyError like a broken one."""
+    if snap.data is None:
+        problem = PolicyProblem(
+            os.fspath(path),
+            0,
+            0,
+            "",
+            f"cannot read the policy file: {snap.error}",
+            "restore the file at this path; the server reads only the file it started with",
+        )
+        raise PolicyError([problem])
+    return Policy.from_yaml(snap.data, source=os.fspath(path))
 
 
 def load_shadow_policy(settings: Settings) -> Policy | None:
     """The shadow policy named by the settings, or None; raises PolicyError like the active policy."""
-    return Policy.from_file(settings.shadow_policy) if settings.shadow_policy else None
+    path = settings.shadow_policy_path()
+    return compile_snapshot(path, snapshot(path)) if path is not None else None
 
 
 class PolicyReloader:
     """Reloads the active and the shadow policy of one governor; thread-safe."""
 
-    def __init__(self, governor: Governor, settings: Settings, load: Callable[[Settings], Policy]) -> None:
+    def __init__(self, governor: Governor, settings: Settings) -> None:
         self.governor = governor
         self.settings = settings
-        self._load = load
         self._lock = threading.Lock()
+        # The version of each file last acted on (applied, rejected, or there at start) ...
         self._seen: dict[Path, Fingerprint | None] = {}
+        # ... and a newer version seen by one poll, applied if the next poll sees it unchanged.
+        self._pending: dict[Path, Fingerprint | None] = {}
         self.shadow_problems: list[str] = []  # why the last shadow file was rejected, if it was
         # The versions last rejected: asking again about the same broken file (the watcher and
         # an admin both noticing one edit) answers the same, but logs and counts it once.
-        self._rejected: Fingerprint | None = None
-        self._shadow_rejected: Fingerprint | None = None
+        self._rejected: Fingerprint | None = _NEVER
+        self._shadow_rejected: Fingerprint | None = _NEVER
         self._task: asyncio.Task[None] | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -73,70 +111,72 @@ class PolicyReloader:
             self._seen[path] = fingerprint(path)
 
     def _paths(self) -> list[Path]:
-        paths = []
-        active = self.settings.policy_path()
-        if active is not None:
-            paths.append(active)
-        if self.settings.shadow_policy:
-            paths.append(Path(self.settings.shadow_policy))
-        return paths
+        return [p for p in (self.settings.policy_path(), self.settings.shadow_policy_path()) if p is not None]
 
     # -- reloading
 
     def reload(self, actor: str | None = None) -> Policy:
-        """Load the policy file again and apply it if it changed; raises PolicyError (logged) if it is invalid."""
-        with self._lock:
-            path = self.settings.policy_path()
-            seen = fingerprint(path) if path is not None else None
-            if path is not None:
-                self._seen[path] = seen  # the watcher need not look at this version again
-            try:
-                policy = self._load(self.settings)
-            except PolicyError as exc:
-                if seen is not None and seen == self._rejected:
-                    raise
-                self._rejected = seen
-                self.governor.telemetry.metrics.policy_reload(applied=False)
-                log.error(
-                    "policy %s rejected; the previous policy (hash %s) stays in force:\n%s",
-                    self.settings.policy_path() or "<starter policy>",
-                    self.governor.policy.hash[:12],
-                    "\n".join(f"  {p}" for p in exc.problems),
-                )
-                raise
-            finally:
-                self._reload_shadow()
-            self._rejected = None
-            if policy.hash != self.governor.policy.hash:
-                self.governor.set_policy(policy, actor=actor)
-                log.warning("policy %s reloaded by %s (hash %s)", policy.source, actor or "?", policy.hash[:12])
-            return policy
+        """Read the policy files now and apply them if they compile; raises PolicyError (logged) if not.
 
-    def _reload_shadow(self) -> None:
-        if not self.settings.shadow_policy:
-            return
-        path = Path(self.settings.shadow_policy)
-        seen = self._seen[path] = fingerprint(path)
+        Serving the starter policy (no file at start), this keeps it and answers the current policy.
+        """
+        with self._lock:
+            active = self.settings.policy_path()
+            shadow = self.settings.shadow_policy_path()
+            try:
+                if active is None:
+                    return self.governor.policy
+                return self._apply_active(active, snapshot(active), actor)
+            finally:
+                if shadow is not None:
+                    self._apply_shadow(shadow, snapshot(shadow))
+
+    def _apply_active(self, path: Path, snap: Snapshot, actor: str | None) -> Policy:
+        self._seen[path] = snap.fingerprint  # the watcher need not look at this version again
+        self._pending.pop(path, None)
         try:
-            shadow = load_shadow_policy(self.settings)
+            policy = compile_snapshot(path, snap)
+        except PolicyError as exc:
+            if snap.fingerprint == self._rejected:
+                raise
+            self._rejected = snap.fingerprint
+            self.governor.telemetry.metrics.policy_reload(applied=False)
+            log.error(
+                "policy %s rejected; the previous policy (hash %s) stays in force:\n%s",
+                path,
+                self.governor.policy.hash[:12],
+                "\n".join(f"  {p}" for p in exc.problems),
+            )
+            raise
+        self._rejected = _NEVER
+        if policy.hash != self.governor.policy.hash:
+            self.governor.set_policy(policy, actor=actor)
+            log.warning("policy %s reloaded by %s (hash %s)", policy.source, actor or "?", policy.hash[:12])
+        return policy
+
+    def _apply_shadow(self, path: Path, snap: Snapshot) -> None:
+        self._seen[path] = snap.fingerprint
+        self._pending.pop(path, None)
+        try:
+            shadow = compile_snapshot(path, snap)
         except PolicyError as exc:
             self.shadow_problems = [str(p) for p in exc.problems]
-            if seen is not None and seen == self._shadow_rejected:
+            if snap.fingerprint == self._shadow_rejected:
                 return
-            self._shadow_rejected = seen
+            self._shadow_rejected = snap.fingerprint
             current = self.governor.shadow_policy
             log.error(
                 "shadow policy %s rejected; the previous shadow policy (hash %s) stays:\n%s",
-                self.settings.shadow_policy,
+                path,
                 current.hash[:12] if current else "none",
                 "\n".join(f"  {p}" for p in exc.problems),
             )
             return
         self.shadow_problems = []
-        self._shadow_rejected = None
+        self._shadow_rejected = _NEVER
         old = self.governor.shadow_policy
         self.governor.set_shadow_policy(shadow)
-        if shadow is not None and (old is None or old.hash != shadow.hash):
+        if old is None or old.hash != shadow.hash:
             log.warning("shadow policy %s loaded (hash %s)", shadow.source, shadow.hash[:12])
 
     def reload_logged(self, actor: str) -> None:
@@ -145,17 +185,31 @@ class PolicyReloader:
             self.reload(actor)
 
     def poll(self) -> bool:
-        """Reload if a watched file changed since the last look; True when one did."""
-        changed = False
-        for path in self._paths():
-            now = fingerprint(path)
-            if now is None or now == self._seen.get(path):
-                continue
-            self._seen[path] = now
-            changed = True
-        if changed:
-            self.reload_logged(WATCH_ACTOR)
-        return changed
+        """One look at the watched files; True when a version was acted on (applied or rejected).
+
+        A new version is acted on only when two looks in a row saw the same one (same
+        modification time, size and content), so a file caught mid-write is not applied;
+        the bytes compiled are the bytes of the second look.
+        """
+        acted = False
+        with self._lock:
+            active = self.settings.policy_path()
+            for path in self._paths():
+                snap = snapshot(path)
+                now = snap.fingerprint
+                if now == self._seen.get(path, _NEVER):
+                    self._pending.pop(path, None)
+                    continue
+                if now != self._pending.get(path, _NEVER):
+                    self._pending[path] = now  # new, or still changing: wait for the next look
+                    continue
+                acted = True
+                if path == active:
+                    with contextlib.suppress(PolicyError):  # logged and counted; the old policy stays
+                        self._apply_active(path, snap, WATCH_ACTOR)
+                else:
+                    self._apply_shadow(path, snap)
+        return acted
 
     # -- running
 
@@ -202,7 +256,7 @@ class PolicyReloader:
         if shadow is None and not self.settings.shadow_policy:
             return None
         return {
-            "source": shadow.source if shadow else os.fspath(self.settings.shadow_policy or ""),
+            "source": shadow.source if shadow else os.fspath(self.settings.shadow_policy_path() or ""),
             "hash": shadow.hash if shadow else None,
             "loaded_at": g.shadow_loaded_at,
             "rejected": list(self.shadow_problems),

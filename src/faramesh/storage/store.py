@@ -194,6 +194,21 @@ class Store:
             else:
                 job.future.set_exception(value)
 
+    # -- readiness --------------------------------------------------------------
+    def probe_read(self) -> None:
+        """Prove that the database answers a query; raises what the query raised."""
+        self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+
+    def probe_write(self) -> None:
+        """Prove that a write reaches the database now; raises what the write raised.
+
+        A committed update that changes nothing (the schema version row set to itself):
+        it takes the same path as every write (SQLite's writer thread and its commit to
+        the WAL; a PostgreSQL transaction), so a read-only database or file system, or a
+        read-only PostgreSQL session (a standby, `default_transaction_read_only`), fail it.
+        """
+        self.write(lambda conn: conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num"))
+
     # -- change notices (PostgreSQL) -------------------------------------------
     def notify(self, conn: Connection, *, type: str, action_id: str | None, seq: int) -> None:
         """Inside a write: tell the other server processes about a change once it commits."""
