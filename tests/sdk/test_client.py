@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 import pytest
 
@@ -99,3 +102,60 @@ def test_async_client(server: ServerProcess) -> None:
                 await agent.get_action("missing")
 
     asyncio.run(run())
+
+
+async def next_for(events: AsyncIterator[dict[str, Any]], action_id: str, seen: list[str]) -> dict[str, Any]:
+    """The next event about `action_id`; `seen` collects the action ids passed on the way."""
+    async for event in events:
+        seen.append(event["action_id"])
+        if event["action_id"] == action_id:
+            return event
+    raise AssertionError(f"the stream ended before an event for {action_id}")
+
+
+def test_async_stream_events_replays_then_follows(server: ServerProcess) -> None:
+    """The async client's stream: with Last-Event-ID it first replays from the audit
+    log, then yields live changes as the same dicts the sync client yields."""
+    key = server.create_key("agent")
+
+    async def run() -> dict[str, Any]:
+        async with AsyncExecutionGovernorClient(server.url, key) as agent, asyncio.timeout(60):
+            first = await agent.submit_action("refund", "process", {"amount": 1})
+            seen: list[str] = []
+            async with aclosing(agent.stream_events(last_event_id="0")) as events:
+                replayed = await next_for(events, first["id"], seen)
+                assert replayed["type"] == "action.created" and replayed["status"] == "allowed"
+                assert replayed["action"]["params"] == {"amount": 1}
+                second = await agent.submit_action("refund", "process", {"amount": 2})
+                live = await next_for(events, second["id"], seen)
+                assert live["type"] == "action.created" and live["action"]["params"] == {"amount": 2}
+                assert live["seq"] > replayed["seq"]
+            # Resuming after the first action's event skips it and starts at the second.
+            resumed: list[str] = []
+            async with aclosing(agent.stream_events(last_event_id=str(replayed["seq"]))) as events:
+                again = await next_for(events, second["id"], resumed)
+            assert first["id"] not in resumed and again["seq"] == live["seq"]
+            return replayed
+
+    replayed = asyncio.run(run())
+    # The sync client yields the same event, the same dict.
+    with ExecutionGovernorClient(server.url, key) as sync_agent:
+        sync_events = sync_agent.stream_events(last_event_id="0")
+        assert next(e for e in sync_events if e["action_id"] == replayed["action_id"]) == replayed
+        sync_events.close()
+
+
+def test_stream_events_errors(server: ServerProcess) -> None:
+    async def run() -> None:
+        async with AsyncExecutionGovernorClient(server.url, "fm_wrong") as bad:
+            with pytest.raises(AuthenticationError):
+                async for _ in bad.stream_events():
+                    pass
+        async with AsyncExecutionGovernorClient("http://127.0.0.1:9", "fm_x", timeout=2) as gone:
+            with pytest.raises(FarameshConnectionError):
+                async for _ in gone.stream_events():
+                    pass
+
+    asyncio.run(run())
+    with pytest.raises(AuthenticationError):
+        next(ExecutionGovernorClient(server.url, "fm_wrong").stream_events())

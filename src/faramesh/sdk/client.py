@@ -6,6 +6,10 @@
 Every method returns plain dicts as the server sent them. Errors raise: an API error
 as a typed FarameshAPIError subclass, an unreachable server as
 FarameshConnectionError. Nothing here ever reports an action as allowed on its own.
+
+Both clients build their requests and parse the answers in `BaseClient` (base.py);
+they only send, blocking or awaited. tests/sdk/test_parity.py keeps their public
+methods the same.
 """
 
 from __future__ import annotations
@@ -13,84 +17,18 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from faramesh import __version__
-from faramesh.config import client_key, client_url
-from faramesh.sdk.errors import FarameshConnectionError, RateLimitError, error_for
-
-if TYPE_CHECKING:
-    from faramesh.sdk.govern import GovernedAction
-
-PENDING = "pending_approval"
-# Longest single long-poll; the wait endpoint answers at this point with the pending action.
-WAIT_SLICE = 30.0
+from faramesh.sdk.base import PENDING as PENDING
+from faramesh.sdk.base import WAIT_SLICE as WAIT_SLICE
+from faramesh.sdk.base import APIRequest, BaseClient, raise_for_status, sse_event
+from faramesh.sdk.base import _seconds as _seconds  # defined here before; still importable from here
+from faramesh.sdk.governed import DEFAULT_TIMEOUT, GovernedAction, agoverned_action, governed_action
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
-    headers = {"User-Agent": f"faramesh-python/{__version__}", "Accept": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    err = error_for(response.status_code, body, response.text[:500])
-    if isinstance(err, RateLimitError):
-        err.retry_after = _seconds(response.headers.get("Retry-After"))
-    raise err
-
-
-def _seconds(value: str | None) -> float | None:
-    """Retry-After in seconds, or None when absent or not a plain number (an HTTP
-    date, or something odd): the RateLimitError is raised either way."""
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
-
-
-def _submit_body(
-    tool: str,
-    operation: str,
-    params: dict[str, Any] | None,
-    context: dict[str, Any] | None,
-    agent_id: str | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tool": tool,
-        "operation": operation,
-        "params": params or {},
-        "context": context or {},
-    }
-    if agent_id is not None:
-        body["agent_id"] = agent_id
-    return body
-
-
-def _approve_body(reason: str | None, params: dict[str, Any] | None, request_hash: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"reason": reason}
-    if params is not None:
-        body["params"] = params
-    if request_hash is not None:
-        body["request_hash"] = request_hash
-    return body
-
-
-def _list_params(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-class ExecutionGovernorClient:
+class ExecutionGovernorClient(BaseClient):
     """Synchronous client."""
 
     def __init__(
@@ -101,11 +39,9 @@ class ExecutionGovernorClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or client_url()).rstrip("/")
-        self.api_key = api_key if api_key is not None else client_key()
-        self.timeout = timeout
+        super().__init__(base_url, api_key, timeout)
         self._http = httpx.Client(
-            base_url=self.base_url, headers=_headers(self.api_key), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=self._default_headers(), timeout=timeout, transport=transport
         )
 
     def close(self) -> None:
@@ -117,15 +53,12 @@ class ExecutionGovernorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+    def _send(self, request: APIRequest) -> Any:
         try:
-            response = self._http.request(
-                method, path, timeout=timeout if timeout is not None else self.timeout, **kwargs
-            )
+            response = self._http.request(**request.send_args())
         except httpx.TransportError as exc:
-            raise FarameshConnectionError(f"cannot reach Faramesh at {self.base_url}: {exc}") from exc
-        _raise_for(response)
-        return response.json()
+            raise self._unreachable(exc) from exc
+        return self._parse(request, response)
 
     # -- the seed's three calls ------------------------------------------------
     def submit_action(
@@ -139,16 +72,11 @@ class ExecutionGovernorClient:
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Submit an action; the returned dict's `status` is the decision."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._request(
-            "POST",
-            "/v1/actions",
-            json=_submit_body(tool, operation, params, context, agent_id),
-            headers=headers,
-        )
+        return self._send(self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key))
 
     def get_action(self, action_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/actions/{action_id}")
+        """The action as it is now."""
+        return self._send(self._get_action_request(action_id))
 
     def report_result(
         self,
@@ -157,12 +85,8 @@ class ExecutionGovernorClient:
         result: Any = None,
         error: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"success": success}
-        if result is not None:
-            body["result"] = result
-        if error is not None:
-            body["error"] = error
-        return self._request("POST", f"/v1/actions/{action_id}/result", json=body)
+        """Report the outcome of an allowed or approved action (once, by its submitter)."""
+        return self._send(self._report_result_request(action_id, success, result, error))
 
     # -- more ------------------------------------------------------------------
     def list_actions(
@@ -175,10 +99,10 @@ class ExecutionGovernorClient:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """One page: {"actions": [...], "next_cursor": ...}."""
-        params = _list_params(status=status, tool=tool, agent_id=agent_id, limit=limit, cursor=cursor)
-        return self._request("GET", "/v1/actions", params=params)
+        return self._send(self._list_actions_request(status, tool, agent_id, limit, cursor))
 
     def iter_actions(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every matching action, following `next_cursor`."""
         cursor = None
         while True:
             page = self.list_actions(cursor=cursor, **filters)
@@ -199,14 +123,15 @@ class ExecutionGovernorClient:
 
         `request_hash` refuses the approval (409) if the action's arguments changed since you read it.
         """
-        body = _approve_body(reason, params, request_hash)
-        return self._request("POST", f"/v1/actions/{action_id}/approve", json=body)
+        return self._send(self._approve_action_request(action_id, reason, params, request_hash))
 
     def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
-        return self._request("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
+        """Deny; the reason is shown to the agent."""
+        return self._send(self._deny_action_request(action_id, reason))
 
     def get_action_events(self, action_id: str) -> list[dict[str, Any]]:
-        return self._request("GET", f"/v1/actions/{action_id}/events")["events"]
+        """The action's audit trail."""
+        return self._send(self._get_action_events_request(action_id))
 
     def wait_for_decision(self, action_id: str, timeout: float = 300.0) -> dict[str, Any]:
         """Block until the action leaves pending_approval; return the updated action.
@@ -218,14 +143,8 @@ class ExecutionGovernorClient:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            slice_ = max(0.0, min(WAIT_SLICE, left))
-            action: dict[str, Any] = self._request(
-                "GET",
-                f"/v1/actions/{action_id}/wait",
-                params={"timeout": round(slice_, 3)},
-                timeout=slice_ + self.timeout,
-            )
-            if action.get("status") != PENDING or left <= 0:
+            action: dict[str, Any] = self._send(self._wait_request(action_id, left))
+            if self._wait_over(action, left):
                 return action
 
     def govern(
@@ -235,15 +154,13 @@ class ExecutionGovernorClient:
         params: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = 300.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
     ) -> AbstractContextManager[GovernedAction]:
         """`with client.govern(tool=..., operation=..., params=...) as action:` runs the block
         only when the action is allowed or approved (ActionDenied / ApprovalTimeout otherwise),
         and reports success (with `action.result`) or the exception when the block ends.
         Use `action.params`: an approver may have changed them."""
-        from faramesh.sdk.govern import governed_action
-
         return governed_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
 
     def decide(
@@ -254,35 +171,35 @@ class ExecutionGovernorClient:
         context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Dry run: what would the policy decide? Nothing is recorded."""
-        return self._request("POST", "/v1/decide", json=_submit_body(tool, operation, params, context, None))
+        return self._send(self._decide_request(tool, operation, params, context))
 
     def get_policy(self) -> dict[str, Any]:
-        return self._request("GET", "/v1/policy")
+        """The active policy."""
+        return self._send(self._get_policy_request())
 
     def health(self) -> dict[str, Any]:
-        return self._request("GET", "/health")
+        """GET /health."""
+        return self._send(self._health_request())
 
     def stream_events(self, last_event_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Yield every state change as it happens (server-sent events)."""
-        import orjson
-
-        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        """Yield every state change as it happens (server-sent events); with
+        `last_event_id` (the last `seq` seen), first every change after it."""
+        request = self._stream_events_request(last_event_id)
         try:
-            with self._http.stream(
-                "GET", "/v1/events", headers=headers, timeout=httpx.Timeout(self.timeout, read=None)
-            ) as response:
+            with self._http.stream(**request.send_args()) as response:
                 if response.status_code >= 400:
                     response.read()
-                    _raise_for(response)
+                    raise_for_status(response)
                 for line in response.iter_lines():
-                    if line.startswith("data:"):
-                        yield orjson.loads(line[5:].strip())
+                    event = sse_event(line)
+                    if event is not None:
+                        yield event
         except httpx.TransportError as exc:
-            raise FarameshConnectionError(f"cannot reach Faramesh at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
 
 
-class AsyncExecutionGovernorClient:
-    """Asynchronous client with the same methods as ExecutionGovernorClient."""
+class AsyncExecutionGovernorClient(BaseClient):
+    """Asynchronous client with the same methods as ExecutionGovernorClient, awaited."""
 
     def __init__(
         self,
@@ -292,11 +209,9 @@ class AsyncExecutionGovernorClient:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or client_url()).rstrip("/")
-        self.api_key = api_key if api_key is not None else client_key()
-        self.timeout = timeout
+        super().__init__(base_url, api_key, timeout)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=_headers(self.api_key), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=self._default_headers(), timeout=timeout, transport=transport
         )
 
     async def aclose(self) -> None:
@@ -308,15 +223,12 @@ class AsyncExecutionGovernorClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+    async def _send(self, request: APIRequest) -> Any:
         try:
-            response = await self._http.request(
-                method, path, timeout=timeout if timeout is not None else self.timeout, **kwargs
-            )
+            response = await self._http.request(**request.send_args())
         except httpx.TransportError as exc:
-            raise FarameshConnectionError(f"cannot reach Faramesh at {self.base_url}: {exc}") from exc
-        _raise_for(response)
-        return response.json()
+            raise self._unreachable(exc) from exc
+        return self._parse(request, response)
 
     async def submit_action(
         self,
@@ -328,26 +240,24 @@ class AsyncExecutionGovernorClient:
         agent_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self._request(
-            "POST",
-            "/v1/actions",
-            json=_submit_body(tool, operation, params, context, agent_id),
-            headers=headers,
+        """Submit an action; the returned dict's `status` is the decision."""
+        return await self._send(
+            self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key)
         )
 
     async def get_action(self, action_id: str) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/actions/{action_id}")
+        """The action as it is now."""
+        return await self._send(self._get_action_request(action_id))
 
     async def report_result(
-        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+        self,
+        action_id: str,
+        success: bool,
+        result: Any = None,
+        error: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"success": success}
-        if result is not None:
-            body["result"] = result
-        if error is not None:
-            body["error"] = error
-        return await self._request("POST", f"/v1/actions/{action_id}/result", json=body)
+        """Report the outcome of an allowed or approved action (once, by its submitter)."""
+        return await self._send(self._report_result_request(action_id, success, result, error))
 
     async def list_actions(
         self,
@@ -358,10 +268,11 @@ class AsyncExecutionGovernorClient:
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        params = _list_params(status=status, tool=tool, agent_id=agent_id, limit=limit, cursor=cursor)
-        return await self._request("GET", "/v1/actions", params=params)
+        """One page: {"actions": [...], "next_cursor": ...}."""
+        return await self._send(self._list_actions_request(status, tool, agent_id, limit, cursor))
 
     async def iter_actions(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every matching action, following `next_cursor`."""
         cursor = None
         while True:
             page = await self.list_actions(cursor=cursor, **filters)
@@ -379,29 +290,24 @@ class AsyncExecutionGovernorClient:
         *,
         request_hash: str | None = None,
     ) -> dict[str, Any]:
-        return await self._request(
-            "POST", f"/v1/actions/{action_id}/approve", json=_approve_body(reason, params, request_hash)
-        )
+        """Approve; see ExecutionGovernorClient.approve_action."""
+        return await self._send(self._approve_action_request(action_id, reason, params, request_hash))
 
     async def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
-        return await self._request("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
+        """Deny; the reason is shown to the agent."""
+        return await self._send(self._deny_action_request(action_id, reason))
 
     async def get_action_events(self, action_id: str) -> list[dict[str, Any]]:
-        body = await self._request("GET", f"/v1/actions/{action_id}/events")
-        return body["events"]
+        """The action's audit trail."""
+        return await self._send(self._get_action_events_request(action_id))
 
     async def wait_for_decision(self, action_id: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Wait until the action leaves pending_approval; see ExecutionGovernorClient.wait_for_decision."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            slice_ = max(0.0, min(WAIT_SLICE, left))
-            action: dict[str, Any] = await self._request(
-                "GET",
-                f"/v1/actions/{action_id}/wait",
-                params={"timeout": round(slice_, 3)},
-                timeout=slice_ + self.timeout,
-            )
-            if action.get("status") != PENDING or left <= 0:
+            action: dict[str, Any] = await self._send(self._wait_request(action_id, left))
+            if self._wait_over(action, left):
                 return action
 
     def govern(
@@ -411,12 +317,10 @@ class AsyncExecutionGovernorClient:
         params: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = 300.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
     ) -> AbstractAsyncContextManager[GovernedAction]:
         """`async with client.govern(...) as action:`; see ExecutionGovernorClient.govern."""
-        from faramesh.sdk.govern import agoverned_action
-
         return agoverned_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
 
     async def decide(
@@ -426,10 +330,28 @@ class AsyncExecutionGovernorClient:
         params: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return await self._request("POST", "/v1/decide", json=_submit_body(tool, operation, params, context, None))
+        """Dry run: what would the policy decide? Nothing is recorded."""
+        return await self._send(self._decide_request(tool, operation, params, context))
 
     async def get_policy(self) -> dict[str, Any]:
-        return await self._request("GET", "/v1/policy")
+        """The active policy."""
+        return await self._send(self._get_policy_request())
 
     async def health(self) -> dict[str, Any]:
-        return await self._request("GET", "/health")
+        """GET /health."""
+        return await self._send(self._health_request())
+
+    async def stream_events(self, last_event_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield every state change as it happens; see ExecutionGovernorClient.stream_events."""
+        request = self._stream_events_request(last_event_id)
+        try:
+            async with self._http.stream(**request.send_args()) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_status(response)
+                async for line in response.aiter_lines():
+                    event = sse_event(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc

@@ -18,180 +18,58 @@ MCP gateway); `governed_action` is the `with client.govern(...)` form.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import logging
-import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast, overload
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, overload
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient, ExecutionGovernorClient
-from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError
+from faramesh.sdk.governed import (
+    DEFAULT_TIMEOUT,
+    PENDING,
+    RUNNABLE,
+    GovernedAction,
+    Outcome,
+    agoverned_action,
+    approved_params,
+    areport_outcome,
+    asubmit_and_wait,
+    default_outcome,
+    describe_error,
+    governed_action,
+    json_params,
+    jsonable,
+    report_outcome,
+    runnable,
+    submit_and_wait,
+)
+from faramesh.sdk.governed import action_label as _label
 
-log = logging.getLogger("faramesh.govern")
+# The cycle itself lives in governed.py (it needs no client); these names stay importable from here.
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "PENDING",
+    "RUNNABLE",
+    "AnyClient",
+    "Gate",
+    "GovernedAction",
+    "Outcome",
+    "agoverned_action",
+    "approved_params",
+    "describe_error",
+    "govern",
+    "governed_action",
+    "json_params",
+    "jsonable",
+    "runnable",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 AnyClient = ExecutionGovernorClient | AsyncExecutionGovernorClient
-# (success, result, error) to report for a value the governed code returned.
-Outcome = tuple[bool, Any, str | None]
-
-PENDING = "pending_approval"
-RUNNABLE = frozenset({"allowed", "approved"})
-DEFAULT_TIMEOUT = 300.0
-# When waiting without a limit, ask the server again this often.
-_FOREVER_SLICE = 3600.0
-_MAX_ERROR_TEXT = 10_000
 _PASSTHROUGH = ("self", "cls")
-
-
-# -- JSON -----------------------------------------------------------------------------
-def json_params(value: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Check that params are plain JSON (tuples become lists); a clear TypeError otherwise."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{where}: params must be a mapping, not {type(value).__name__}")
-    return cast(dict[str, Any], _json(dict(value), "params", where))
-
-
-def _json(value: Any, path: str, where: str) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise TypeError(f"{where}: {path} is {value}, which JSON cannot carry")
-        return value
-    if isinstance(value, list | tuple):
-        return [_json(item, f"{path}[{i}]", where) for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where}: {path} has a key of type {type(key).__name__}; JSON keys are strings")
-            out[key] = _json(item, f"{path}.{key}", where)
-        return out
-    raise TypeError(
-        f"{where}: {path} is a {type(value).__name__}, which is not JSON-safe; pass str, int, float, "
-        "bool, None, lists or dicts with string keys (convert it before the call)"
-    )
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON form of a returned value for the result report (best effort, never raises)."""
-    from pydantic_core import to_jsonable_python
-
-    try:
-        return to_jsonable_python(value, fallback=repr)
-    except Exception:  # a result that cannot be shown must not hide that the call succeeded
-        return repr(value)
-
-
-def describe_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:_MAX_ERROR_TEXT]
-
-
-# -- the decision ------------------------------------------------------------------------
-def _label(tool: str, operation: str) -> str:
-    return f"{tool}.{operation}"
-
-
-def runnable(action: Mapping[str, Any], label: str, timeout: float | None) -> dict[str, Any]:
-    """The action if it may run now; ActionDenied or ApprovalTimeout otherwise (fail closed)."""
-    status = action.get("status")
-    action_id = action.get("id")
-    if status in RUNNABLE and isinstance(action_id, str) and action_id:
-        return dict(action)
-    if status == PENDING:
-        raise ApprovalTimeout(
-            f"{label}: no decision within {timeout:g}s; action {action_id} is still pending_approval and was not run",
-            action=dict(action),
-        )
-    reason = action.get("reason") or "no reason given"
-    if status == "denied":
-        raise ActionDenied(f"{label} denied: {reason} (action {action_id})", action=dict(action))
-    raise ActionDenied(
-        f"{label} not run: action {action_id} is {status!r}, not allowed or approved", action=dict(action)
-    )
-
-
-def approved_params(action: Mapping[str, Any], label: str) -> dict[str, Any]:
-    """The params as decided; an approver may have changed them."""
-    params = action.get("params")
-    if not isinstance(params, dict):
-        raise FarameshClientError(f"{label}: the server's answer has no params object; not running")
-    return params
-
-
-def _decide(
-    client: ExecutionGovernorClient,
-    tool: str,
-    operation: str,
-    params: dict[str, Any],
-    context: dict[str, Any] | None,
-    agent_id: str | None,
-    timeout: float | None,
-) -> dict[str, Any]:
-    action = client.submit_action(tool, operation, params, context, agent_id=agent_id)
-    if action.get("status") == PENDING:
-        if timeout is None:
-            while action.get("status") == PENDING:
-                action = client.wait_for_decision(action["id"], timeout=_FOREVER_SLICE)
-        else:
-            action = client.wait_for_decision(action["id"], timeout=timeout)
-    return runnable(action, _label(tool, operation), timeout)
-
-
-async def _call(client: AnyClient, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a client method from async code; a sync client runs in a worker thread."""
-    fn = getattr(client, method)
-    if isinstance(client, AsyncExecutionGovernorClient):
-        return await fn(*args, **kwargs)
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-async def _adecide(
-    client: AnyClient,
-    tool: str,
-    operation: str,
-    params: dict[str, Any],
-    context: dict[str, Any] | None,
-    agent_id: str | None,
-    timeout: float | None,
-) -> dict[str, Any]:
-    action = await _call(client, "submit_action", tool, operation, params, context, agent_id=agent_id)
-    if action.get("status") == PENDING:
-        if timeout is None:
-            while action.get("status") == PENDING:
-                action = await _call(client, "wait_for_decision", action["id"], timeout=_FOREVER_SLICE)
-        else:
-            action = await _call(client, "wait_for_decision", action["id"], timeout=timeout)
-    return runnable(action, _label(tool, operation), timeout)
-
-
-def _report(client: ExecutionGovernorClient, action_id: str, outcome: Outcome) -> None:
-    # The code has already run: a failed report is logged, never raised, so a caller
-    # does not retry (and repeat) an action that happened.
-    success, result, error = outcome
-    try:
-        client.report_result(action_id, success=success, result=result, error=error)
-    except FarameshClientError as exc:
-        log.warning("could not report the result of action %s: %s", action_id, exc)
-
-
-async def _areport(client: AnyClient, action_id: str, outcome: Outcome) -> None:
-    success, result, error = outcome
-    try:
-        await _call(client, "report_result", action_id, success=success, result=result, error=error)
-    except FarameshClientError as exc:
-        log.warning("could not report the result of action %s: %s", action_id, exc)
-
-
-def _default_outcome(value: Any) -> Outcome:
-    return True, jsonable(value), None
 
 
 # -- Gate: the cycle for any callable --------------------------------------------------------
@@ -248,7 +126,7 @@ class Gate:
     def decide(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Submit and wait; the runnable action, else ActionDenied / ApprovalTimeout."""
         checked = json_params(params, self.label)
-        return _decide(
+        return submit_and_wait(
             self.sync_client(), self.tool, self.operation, checked, self.context, self.agent_id, self.timeout
         )
 
@@ -261,14 +139,14 @@ class Gate:
     ) -> T:
         checked = json_params(params, self.label)
         client = self.sync_client()
-        action = _decide(client, self.tool, self.operation, checked, self.context, self.agent_id, self.timeout)
+        action = submit_and_wait(client, self.tool, self.operation, checked, self.context, self.agent_id, self.timeout)
         try:
             decided = approved_params(action, self.label)
             value = call(decided, decided != checked)
         except BaseException as exc:
-            _report(client, action["id"], (False, None, describe_error(exc)))
+            report_outcome(client, action["id"], (False, None, describe_error(exc)))
             raise
-        _report(client, action["id"], (outcome or _default_outcome)(value))
+        report_outcome(client, action["id"], (outcome or default_outcome)(value))
         return value
 
     async def arun(
@@ -280,16 +158,16 @@ class Gate:
     ) -> T:
         checked = json_params(params, self.label)
         async with self.async_client() as client:
-            action = await _adecide(
+            action = await asubmit_and_wait(
                 client, self.tool, self.operation, checked, self.context, self.agent_id, self.timeout
             )
             try:
                 decided = approved_params(action, self.label)
                 value = await call(decided, decided != checked)
             except BaseException as exc:
-                await _areport(client, action["id"], (False, None, describe_error(exc)))
+                await areport_outcome(client, action["id"], (False, None, describe_error(exc)))
                 raise
-            await _areport(client, action["id"], (outcome or _default_outcome)(value))
+            await areport_outcome(client, action["id"], (outcome or default_outcome)(value))
             return value
 
 
@@ -439,76 +317,3 @@ def govern(
     if fn is not None:
         return decorate(fn)
     return decorate
-
-
-# -- the context manager ---------------------------------------------------------------------
-@dataclass
-class GovernedAction:
-    """What `with client.govern(...) as action:` gives the block.
-
-    Use `action.params` (the params as approved, possibly changed by the approver) and
-    set `action.result` to have it reported when the block ends without an exception.
-    """
-
-    action: dict[str, Any]
-    params: dict[str, Any]
-    result: Any = None
-
-    @property
-    def id(self) -> str:
-        return str(self.action["id"])
-
-    @property
-    def status(self) -> str:
-        return str(self.action["status"])
-
-    @property
-    def edited(self) -> bool:
-        """Whether an approver changed the params."""
-        original = self.action.get("original_params")
-        return isinstance(original, dict) and original != self.params
-
-
-@contextmanager
-def governed_action(
-    client: ExecutionGovernorClient,
-    tool: str,
-    operation: str,
-    params: Mapping[str, Any] | None = None,
-    context: Mapping[str, Any] | None = None,
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    agent_id: str | None = None,
-) -> Iterator[GovernedAction]:
-    gate = Gate(tool, operation, client=client, timeout=timeout, context=context, agent_id=agent_id)
-    action = gate.decide(params or {})
-    handle = GovernedAction(action=action, params=approved_params(action, gate.label))
-    try:
-        yield handle
-    except BaseException as exc:
-        _report(client, handle.id, (False, None, describe_error(exc)))
-        raise
-    _report(client, handle.id, (True, jsonable(handle.result), None))
-
-
-@asynccontextmanager
-async def agoverned_action(
-    client: AnyClient,
-    tool: str,
-    operation: str,
-    params: Mapping[str, Any] | None = None,
-    context: Mapping[str, Any] | None = None,
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    agent_id: str | None = None,
-) -> AsyncIterator[GovernedAction]:
-    label = _label(tool, operation)
-    checked = json_params(params or {}, label)
-    action = await _adecide(client, tool, operation, checked, dict(context) if context else None, agent_id, timeout)
-    handle = GovernedAction(action=action, params=approved_params(action, label))
-    try:
-        yield handle
-    except BaseException as exc:
-        await _areport(client, handle.id, (False, None, describe_error(exc)))
-        raise
-    await _areport(client, handle.id, (True, jsonable(handle.result), None))

@@ -1,0 +1,304 @@
+"""The governed cycle: submit, wait for a decision, run only when allowed or approved,
+report what happened. Fail closed: anything but `allowed` / `approved` raises.
+
+It needs only three methods of a client (`Governor` / `AsyncGovernor`), so it does not
+import the clients: client.py builds `client.govern(...)` on top of it and govern.py
+(the decorator, which builds default clients) uses both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError
+
+log = logging.getLogger("faramesh.govern")
+
+# (success, result, error) to report for a value the governed code returned.
+Outcome = tuple[bool, Any, str | None]
+
+PENDING = "pending_approval"
+RUNNABLE = frozenset({"allowed", "approved"})
+DEFAULT_TIMEOUT = 300.0
+# When waiting without a limit, ask the server again this often.
+_FOREVER_SLICE = 3600.0
+_MAX_ERROR_TEXT = 10_000
+
+
+class Governor(Protocol):
+    """What the cycle calls on a synchronous client."""
+
+    def submit_action(
+        self,
+        tool: str,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        *,
+        agent_id: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def wait_for_decision(self, action_id: str, timeout: float = ...) -> dict[str, Any]: ...
+
+    def report_result(
+        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+class AsyncGovernor(Protocol):
+    """What the cycle awaits on an asynchronous client."""
+
+    async def submit_action(
+        self,
+        tool: str,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        *,
+        agent_id: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def wait_for_decision(self, action_id: str, timeout: float = ...) -> dict[str, Any]: ...
+
+    async def report_result(
+        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+AnyGovernor = Governor | AsyncGovernor
+
+
+def is_async(client: AnyGovernor) -> bool:
+    return inspect.iscoroutinefunction(client.submit_action)
+
+
+# -- JSON -----------------------------------------------------------------------------
+def json_params(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check that params are plain JSON (tuples become lists); a clear TypeError otherwise."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where}: params must be a mapping, not {type(value).__name__}")
+    return cast(dict[str, Any], _json(dict(value), "params", where))
+
+
+def _json(value: Any, path: str, where: str) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where}: {path} is {value}, which JSON cannot carry")
+        return value
+    if isinstance(value, list | tuple):
+        return [_json(item, f"{path}[{i}]", where) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: {path} has a key of type {type(key).__name__}; JSON keys are strings")
+            out[key] = _json(item, f"{path}.{key}", where)
+        return out
+    raise TypeError(
+        f"{where}: {path} is a {type(value).__name__}, which is not JSON-safe; pass str, int, float, "
+        "bool, None, lists or dicts with string keys (convert it before the call)"
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON form of a returned value for the result report (best effort, never raises)."""
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(value, fallback=repr)
+    except Exception:  # a result that cannot be shown must not hide that the call succeeded
+        return repr(value)
+
+
+def describe_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:_MAX_ERROR_TEXT]
+
+
+def default_outcome(value: Any) -> Outcome:
+    return True, jsonable(value), None
+
+
+# -- the decision ------------------------------------------------------------------------
+def action_label(tool: str, operation: str) -> str:
+    return f"{tool}.{operation}"
+
+
+def runnable(action: Mapping[str, Any], label: str, timeout: float | None) -> dict[str, Any]:
+    """The action if it may run now; ActionDenied or ApprovalTimeout otherwise (fail closed)."""
+    status = action.get("status")
+    action_id = action.get("id")
+    if status in RUNNABLE and isinstance(action_id, str) and action_id:
+        return dict(action)
+    if status == PENDING:
+        raise ApprovalTimeout(
+            f"{label}: no decision within {timeout:g}s; action {action_id} is still pending_approval and was not run",
+            action=dict(action),
+        )
+    reason = action.get("reason") or "no reason given"
+    if status == "denied":
+        raise ActionDenied(f"{label} denied: {reason} (action {action_id})", action=dict(action))
+    raise ActionDenied(
+        f"{label} not run: action {action_id} is {status!r}, not allowed or approved", action=dict(action)
+    )
+
+
+def approved_params(action: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The params as decided; an approver may have changed them."""
+    params = action.get("params")
+    if not isinstance(params, dict):
+        raise FarameshClientError(f"{label}: the server's answer has no params object; not running")
+    return params
+
+
+def submit_and_wait(
+    client: Governor,
+    tool: str,
+    operation: str,
+    params: dict[str, Any],
+    context: dict[str, Any] | None,
+    agent_id: str | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Submit, wait while pending; the runnable action, else ActionDenied / ApprovalTimeout."""
+    action = client.submit_action(tool, operation, params, context, agent_id=agent_id)
+    if action.get("status") == PENDING:
+        if timeout is None:
+            while action.get("status") == PENDING:
+                action = client.wait_for_decision(action["id"], timeout=_FOREVER_SLICE)
+        else:
+            action = client.wait_for_decision(action["id"], timeout=timeout)
+    return runnable(action, action_label(tool, operation), timeout)
+
+
+async def _call(client: AnyGovernor, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a client method from async code; a sync client runs in a worker thread."""
+    fn = getattr(client, method)
+    if is_async(client):
+        return await fn(*args, **kwargs)
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def asubmit_and_wait(
+    client: AnyGovernor,
+    tool: str,
+    operation: str,
+    params: dict[str, Any],
+    context: dict[str, Any] | None,
+    agent_id: str | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """submit_and_wait from async code, with either kind of client."""
+    action = await _call(client, "submit_action", tool, operation, params, context, agent_id=agent_id)
+    if action.get("status") == PENDING:
+        if timeout is None:
+            while action.get("status") == PENDING:
+                action = await _call(client, "wait_for_decision", action["id"], timeout=_FOREVER_SLICE)
+        else:
+            action = await _call(client, "wait_for_decision", action["id"], timeout=timeout)
+    return runnable(action, action_label(tool, operation), timeout)
+
+
+def report_outcome(client: Governor, action_id: str, outcome: Outcome) -> None:
+    # The code has already run: a failed report is logged, never raised, so a caller
+    # does not retry (and repeat) an action that happened.
+    success, result, error = outcome
+    try:
+        client.report_result(action_id, success=success, result=result, error=error)
+    except FarameshClientError as exc:
+        log.warning("could not report the result of action %s: %s", action_id, exc)
+
+
+async def areport_outcome(client: AnyGovernor, action_id: str, outcome: Outcome) -> None:
+    success, result, error = outcome
+    try:
+        await _call(client, "report_result", action_id, success=success, result=result, error=error)
+    except FarameshClientError as exc:
+        log.warning("could not report the result of action %s: %s", action_id, exc)
+
+
+# -- the context manager ---------------------------------------------------------------------
+@dataclass
+class GovernedAction:
+    """What `with client.govern(...) as action:` gives the block.
+
+    Use `action.params` (the params as approved, possibly changed by the approver) and
+    set `action.result` to have it reported when the block ends without an exception.
+    """
+
+    action: dict[str, Any]
+    params: dict[str, Any]
+    result: Any = None
+
+    @property
+    def id(self) -> str:
+        return str(self.action["id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.action["status"])
+
+    @property
+    def edited(self) -> bool:
+        """Whether an approver changed the params."""
+        original = self.action.get("original_params")
+        return isinstance(original, dict) and original != self.params
+
+
+@contextmanager
+def governed_action(
+    client: Governor,
+    tool: str,
+    operation: str,
+    params: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    agent_id: str | None = None,
+) -> Iterator[GovernedAction]:
+    where = action_label(tool, operation)
+    if is_async(client):
+        raise TypeError(f"{where}: an AsyncExecutionGovernorClient cannot govern synchronous code")
+    checked = json_params(params or {}, where)
+    action = submit_and_wait(client, tool, operation, checked, dict(context) if context else None, agent_id, timeout)
+    handle = GovernedAction(action=action, params=approved_params(action, where))
+    try:
+        yield handle
+    except BaseException as exc:
+        report_outcome(client, handle.id, (False, None, describe_error(exc)))
+        raise
+    report_outcome(client, handle.id, (True, jsonable(handle.result), None))
+
+
+@asynccontextmanager
+async def agoverned_action(
+    client: AnyGovernor,
+    tool: str,
+    operation: str,
+    params: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    agent_id: str | None = None,
+) -> AsyncIterator[GovernedAction]:
+    where = action_label(tool, operation)
+    checked = json_params(params or {}, where)
+    action = await asubmit_and_wait(
+        client, tool, operation, checked, dict(context) if context else None, agent_id, timeout
+    )
+    handle = GovernedAction(action=action, params=approved_params(action, where))
+    try:
+        yield handle
+    except BaseException as exc:
+        await areport_outcome(client, handle.id, (False, None, describe_error(exc)))
+        raise
+    await areport_outcome(client, handle.id, (True, jsonable(handle.result), None))
