@@ -7,7 +7,7 @@ tracer provider. OTEL_SDK_DISABLED=true turns it off. Everything else (service n
 resource attributes, sampler, OTLP endpoint, headers, protocol) comes from the
 standard OTEL_* variables, read by the SDK and the exporters themselves.
 
-There is a span per HTTP request (`TracingMiddleware`) and one per recorded decision
+There is a span per HTTP request (`faramesh.server.tracing_middleware`) and one per recorded decision
 (`record_decision`), with the tool, operation, effect and rule id as attributes.
 """
 
@@ -18,8 +18,6 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("faramesh.tracing")
 
@@ -129,44 +127,3 @@ def record_decision(tracing: Tracing | None, row: Any, started_ns: int) -> None:
         },
     )
     span.end(time.time_ns())
-
-
-class TracingMiddleware:
-    """One SERVER span per HTTP request, continuing a W3C `traceparent` when given."""
-
-    def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
-        self.app = app
-        self.tracer = tracing.tracer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        from opentelemetry import propagate
-        from opentelemetry.trace import SpanKind, Status, StatusCode
-
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        method = scope.get("method", "GET")
-        with self.tracer.start_as_current_span(
-            method,
-            context=propagate.extract(carrier),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
-        ) as span:
-
-            async def send_traced(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                await send(message)
-
-            try:
-                await self.app(scope, receive, send_traced)
-            finally:
-                route = scope.get("route")
-                path = getattr(route, "path", None)
-                if path:
-                    span.set_attribute("http.route", path)
-                    span.update_name(f"{method} {path}")

@@ -28,6 +28,7 @@ from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
+from faramesh.server.tracing_middleware import TracingMiddleware
 from faramesh.service import Governor
 from faramesh.storage import Store
 from faramesh.storage.schema import actions
@@ -221,6 +222,6 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     if settings.log_format == "json":
         app.add_middleware(ActionLogContext)  # log lines of /v1/actions/{id}/… carry the action id
     if traces is not None:
-        app.add_middleware(tracing.TracingMiddleware, tracing=traces)  # outermost: spans cover everything
+        app.add_middleware(TracingMiddleware, tracing=traces)  # outermost: spans cover everything
 
     return app
