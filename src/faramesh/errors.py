@@ -31,6 +31,13 @@ class Unauthorized(FarameshError):
     code = "unauthorized"
 
 
+class KeyRevoked(Unauthorized):
+    """The key behind an open event stream or wait was revoked while it was open."""
+
+    def __init__(self, message: str = "this API key was revoked", **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
 class Forbidden(FarameshError):
     status_code = 403
     code = "forbidden"

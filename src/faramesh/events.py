@@ -7,17 +7,26 @@ thread-safe because the service runs in worker threads.
 When several server processes share a PostgreSQL database, `RemoteRelay` turns the
 change notices of the other processes (LISTEN/NOTIFY, `faramesh.storage.notify`) into
 events on the local hub, so a waiter on one replica wakes when another one decides.
+
+Every subscription made for a request remembers the key id that opened it. When that
+key is revoked (here, on another replica, or by the CLI), `EventHub.revoke` ends those
+subscriptions at once: their next `get` raises `KeyRevoked`, so streams close and waits
+answer 401. `EventHub.check_keys` is the safety net for revocations nobody announced
+(the CLI on SQLite): the server runs it every KEY_RECHECK_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
+
+from faramesh.errors import KeyRevoked
 
 if TYPE_CHECKING:
     from faramesh.storage import Store
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
 # notice (listener reconnecting) costs at most REMOTE_RECHECK_SECONDS.
 LOCAL_RECHECK_SECONDS = 5.0
 REMOTE_RECHECK_SECONDS = 1.0
+# How often the server re-reads, in one query, whether the keys holding open streams and
+# waits are still active. Announced revocations end them at once; this bounds the rest.
+KEY_RECHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,13 +52,19 @@ class ChangeEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# Put in a subscription's queue to wake its reader when its key is revoked.
+_REVOKED = ChangeEvent(seq=-1, type="key.revoked", action_id=None)
+
+
 class Subscription:
-    def __init__(self, hub: EventHub, action_id: str | None) -> None:
+    def __init__(self, hub: EventHub, action_id: str | None, key_id: str | None = None) -> None:
         self.hub = hub
         self.action_id = action_id
+        self.key_id = key_id  # whose request holds it; None for the server's own readers
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(maxsize=10_000)
         self.overflowed = False
+        self.revoked = False  # set from any thread; checked before anything is handed out
 
     def _deliver(self, event: ChangeEvent) -> None:
         try:
@@ -54,11 +72,26 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True  # a stream that cannot keep up is closed by its reader
 
+    def _wake(self) -> None:
+        # A full queue means the reader is not waiting; its next get() sees `revoked` first.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(_REVOKED)
+
+    def check(self) -> None:
+        """Raise KeyRevoked when the key holding this subscription was revoked."""
+        if self.revoked:
+            raise KeyRevoked()
+
     async def get(self, timeout: float | None = None) -> ChangeEvent | None:
+        """The next event, or None after `timeout`; raises KeyRevoked once the key is revoked
+        (events still queued are dropped: nothing reaches a revoked key)."""
+        self.check()
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            event = await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
-            return None
+            event = None
+        self.check()
+        return None if event is _REVOKED else event
 
     def close(self) -> None:
         self.hub._remove(self)
@@ -80,19 +113,62 @@ class EventHub:
         # audit log after a lost connection does not announce them twice.
         self._recent: deque[int] = deque(maxlen=20_000)
         self._recent_set: set[int] = set()
+        self._by_key: dict[str, set[Subscription]] = {}
+        # Keys this process learnt were revoked (revocation is final): a subscription
+        # opened by a request authenticated just before the revocation starts revoked.
+        self._revoked: set[str] = set()
+        self.key_recheck_interval = KEY_RECHECK_SECONDS
 
-    def subscribe(self, action_id: str | None = None) -> Subscription:
-        """Subscribe to one action's changes, or to every change when action_id is None."""
-        sub = Subscription(self, action_id)
+    def subscribe(self, action_id: str | None = None, *, key_id: str | None = None) -> Subscription:
+        """Subscribe to one action's changes, or to every change when action_id is None.
+
+        `key_id` is the key of the request holding the subscription: revoking it ends the
+        subscription. Only the server's own background readers pass None."""
+        sub = Subscription(self, action_id, key_id)
         with self._lock:
             if action_id is None:
                 self._all.add(sub)
             else:
                 self._by_action.setdefault(action_id, set()).add(sub)
+            if key_id is not None:
+                self._by_key.setdefault(key_id, set()).add(sub)
+                sub.revoked = key_id in self._revoked
         return sub
+
+    def revoke(self, key_id: str) -> int:
+        """End every subscription held by this key, now and later; thread-safe. Returns how many."""
+        with self._lock:
+            self._revoked.add(key_id)
+            targets = list(self._by_key.get(key_id, ()))
+            for sub in targets:
+                sub.revoked = True
+        for sub in targets:
+            try:
+                sub.loop.call_soon_threadsafe(sub._wake)
+            except RuntimeError:  # the subscriber's loop is gone
+                self._remove(sub)
+        return len(targets)
+
+    def held_keys(self) -> set[str]:
+        """Key ids holding open subscriptions that are not known to be revoked."""
+        with self._lock:
+            return set(self._by_key) - self._revoked
+
+    def check_keys(self, revoked_among: Callable[[set[str]], set[str]]) -> int:
+        """Revoke the held keys that `revoked_among` (a database read) reports revoked."""
+        held = self.held_keys()
+        if not held:
+            return 0
+        return sum(self.revoke(key_id) for key_id in revoked_among(held))
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
+            if sub.key_id is not None:
+                held = self._by_key.get(sub.key_id)
+                if held is not None:
+                    held.discard(sub)
+                    if not held:
+                        del self._by_key[sub.key_id]
             if sub.action_id is None:
                 self._all.discard(sub)
             else:
@@ -153,11 +229,17 @@ class RemoteRelay:
 
     def on_notice(self, notice: Mapping[str, Any], own: bool) -> None:
         seq, action_id, event_type = notice.get("seq"), notice.get("action_id"), notice.get("type")
-        if not isinstance(seq, int) or not isinstance(action_id, str) or not isinstance(event_type, str):
+        if not isinstance(seq, int) or not isinstance(event_type, str):
+            return
+        if event_type == "key.revoked":
+            key_id = notice.get("key_id")
+            if isinstance(key_id, str):
+                self.hub.revoke(key_id)  # idempotent, so this process's own notice does no harm
+        elif not isinstance(action_id, str):
             return
         with self._lock:
             self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
-        if not own:
+        if not own and isinstance(action_id, str):
             self._publish(seq, event_type, action_id)
 
     def on_connect(self, first: bool) -> None:
@@ -175,7 +257,9 @@ class RemoteRelay:
         while True:
             records = store.read(partial(audit.events_after, seq=after, limit=1000))
             for rec in records:
-                if rec.action_id is not None:
+                if rec.event == "key.revoked" and isinstance(rec.data.get("key_id"), str):
+                    self.hub.revoke(rec.data["key_id"])
+                elif rec.action_id is not None:
                     self._publish(rec.seq, _EVENT_TYPES.get(rec.event, rec.event), rec.action_id)
                 after = rec.seq
             with self._lock:
@@ -191,7 +275,9 @@ class RemoteRelay:
             return
         action, submitted_by = snap
         self.hub.publish(
-            ChangeEvent(seq=seq, type=event_type, action_id=action_id, action=action, data={"submitted_by": submitted_by})
+            ChangeEvent(
+                seq=seq, type=event_type, action_id=action_id, action=action, data={"submitted_by": submitted_by}
+            )
         )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from faramesh import audit
 from faramesh.errors import InvalidInput, NotFound
 from faramesh.model import Identity, Role
+from faramesh.storage.notify import send_notice_if_shared
 from faramesh.storage.schema import api_keys
 from faramesh.validation import check_agent_id
 
@@ -126,7 +127,20 @@ def create_key(
     return info, secret
 
 
-def revoke_key(conn: Connection, key_id: str, *, actor: str | None = None, now: float | None = None) -> KeyInfo:
+def revoke_key(
+    conn: Connection,
+    key_id: str,
+    *,
+    actor: str | None = None,
+    now: float | None = None,
+    origin: str | None = None,
+) -> KeyInfo:
+    """Revoke a key inside the caller's transaction.
+
+    On PostgreSQL the revocation is also announced to every server process on the
+    database once it commits (whoever revokes: API, dashboard or CLI), so they close
+    the key's open event streams and waits. `origin` is the revoking store's
+    instance id, when a server revokes."""
     ts = time.time() if now is None else now
     result = conn.execute(
         update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=ts)
@@ -135,8 +149,24 @@ def revoke_key(conn: Connection, key_id: str, *, actor: str | None = None, now: 
     if row is None:
         raise NotFound(f"no key with id {key_id!r}", field="key_id")
     if result.rowcount:
-        audit.append(conn, event="key.revoked", ts=ts, actor=actor, data={"key_id": key_id})
+        seq = audit.append(conn, event="key.revoked", ts=ts, actor=actor, data={"key_id": key_id})
+        send_notice_if_shared(
+            conn, {"type": "key.revoked", "action_id": None, "key_id": key_id, "seq": seq, "origin": origin}
+        )
     return _row_to_info(row)
+
+
+def revoked_among(conn: Connection, key_ids: set[str]) -> set[str]:
+    """Which of these key ids are revoked (or no longer exist)."""
+    wanted = sorted(key_ids)
+    active: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = conn.execute(
+            select(api_keys.c.id).where(api_keys.c.id.in_(chunk), api_keys.c.revoked_at.is_(None))
+        ).all()
+        active.update(r.id for r in rows)
+    return key_ids - active
 
 
 def list_keys(conn: Connection) -> list[KeyInfo]:

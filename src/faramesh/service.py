@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from faramesh import audit
+from faramesh import audit, keys
 from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from faramesh.events import ChangeEvent, EventHub
@@ -160,6 +160,22 @@ class Governor:
             self._shadow = policy
             self._shadow_loaded_at = self.clock() if policy is not None else None
             self.shadow_stats.reset()
+
+    # -- keys -------------------------------------------------------------------
+    def revoke_key(self, key_id: str, *, actor: str | None = None) -> keys.KeyInfo:
+        """Revoke a key and end its open event streams and waits in this process now;
+        other processes on a shared database hear of it through the change notice."""
+        info = self.store.write(
+            lambda conn: keys.revoke_key(conn, key_id, actor=actor, now=self.clock(), origin=self.store.instance_id)
+        )
+        # Also when it was already revoked: whatever it still holds here is closed.
+        self.hub.revoke(info.id)
+        return info
+
+    def check_revoked_keys(self) -> int:
+        """End the streams and waits of keys revoked without notice (e.g. by the CLI on
+        SQLite): one read for every key that holds one. Returns how many were ended."""
+        return self.hub.check_keys(lambda held: self.store.read(lambda conn: keys.revoked_among(conn, held)))
 
     # -- identity ---------------------------------------------------------------
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import audit, keys
-from faramesh.errors import Forbidden, InvalidInput
+from faramesh.errors import Forbidden, InvalidInput, KeyRevoked
+from faramesh.events import Subscription
 from faramesh.model import Identity, Status
 from faramesh.policy import Effect, PolicyError
 from faramesh.server.auth import AdminIdentity, CurrentIdentity
@@ -24,6 +26,7 @@ router = APIRouter(prefix="/v1", route_class=StrictJSONRoute, default_response_c
 ActionId = Annotated[str, Field(min_length=1, max_length=64)]
 # Sequence numbers are stored as 64-bit integers; larger cursors cannot exist.
 MAX_SEQ = 2**63 - 1
+KEEPALIVE_SECONDS = 15.0
 
 
 class SubmitBody(BaseModel):
@@ -148,7 +151,8 @@ async def wait_action(
     timeout: Annotated[float, Query(ge=0, le=120)] = 30.0,
 ) -> dict[str, Any]:
     g = gov(request)
-    with g.hub.subscribe(action_id) as sub:
+    # Held by the caller's key: revoking the key ends the wait with 401 (KeyRevoked).
+    with g.hub.subscribe(action_id, key_id=identity.key_id) as sub:
         status = await run_in_threadpool(g.get_status, identity, action_id)
         deadline = time.monotonic() + timeout
         while status is Status.PENDING_APPROVAL:
@@ -161,7 +165,9 @@ async def wait_action(
                 status = await run_in_threadpool(g.get_status, identity, action_id)
             elif event.action is not None:
                 status = Status(event.action["status"])
-    return await run_in_threadpool(g.get, identity, action_id)
+        action = await run_in_threadpool(g.get, identity, action_id)
+        sub.check()  # a key revoked while the action was read gets nothing
+    return action
 
 
 @router.get("/actions/{action_id}/events", summary="The action's audit trail")
@@ -237,50 +243,60 @@ async def events(
         return identity.can_decide or submitted_by == identity.key_id
 
     async def stream() -> Any:
-        with g.hub.subscribe(None) as sub:
-            last = after
-            if after is not None:
-                records = await run_in_threadpool(g.store.read, lambda c: audit.events_after(c, after, 5000))
-                for rec in records:
-                    last = rec.seq
-                    if rec.action_id is None:
-                        continue
-                    try:
-                        action = await run_in_threadpool(g.get, identity, rec.action_id)
-                    except Exception:
-                        continue
-                    yield _sse(
-                        {
-                            "type": _REPLAY_TYPES.get(rec.event, rec.event),
-                            "seq": rec.seq,
-                            "action_id": rec.action_id,
-                            "status": rec.data.get("status"),
-                            "action": action,
-                        },
-                        rec.seq,
-                    )
-            yield b": connected\n\n"
-            while not await request.is_disconnected():
-                event = await sub.get(timeout=15.0)
-                if sub.overflowed:
-                    return
-                if event is None:
-                    yield b": keep-alive\n\n"
+        # Held by the caller's key: revoking the key closes the stream (KeyRevoked).
+        with g.hub.subscribe(None, key_id=identity.key_id) as sub:
+            try:
+                async with contextlib.aclosing(messages(sub)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            except KeyRevoked:
+                yield b": the API key was revoked\n\n"
+
+    async def messages(sub: Subscription) -> Any:
+        last = after
+        if after is not None:
+            records = await run_in_threadpool(g.store.read, lambda c: audit.events_after(c, after, 5000))
+            for rec in records:
+                last = rec.seq
+                if rec.action_id is None:
                     continue
-                if last is not None and event.seq <= last:
+                try:
+                    action = await run_in_threadpool(g.get, identity, rec.action_id)
+                except Exception:
                     continue
-                if not visible(event.action, event.data.get("submitted_by")):
-                    continue
+                sub.check()  # the key may have been revoked while the action was read
                 yield _sse(
                     {
-                        "type": event.type,
-                        "seq": event.seq,
-                        "action_id": event.action_id,
-                        "status": event.action["status"] if event.action else None,
-                        "action": _strip_token(event.action, identity),
+                        "type": _REPLAY_TYPES.get(rec.event, rec.event),
+                        "seq": rec.seq,
+                        "action_id": rec.action_id,
+                        "status": rec.data.get("status"),
+                        "action": action,
                     },
-                    event.seq,
+                    rec.seq,
                 )
+        yield b": connected\n\n"
+        while not await request.is_disconnected():
+            event = await sub.get(timeout=KEEPALIVE_SECONDS)
+            if sub.overflowed:
+                return
+            if event is None:
+                yield b": keep-alive\n\n"
+                continue
+            if last is not None and event.seq <= last:
+                continue
+            if not visible(event.action, event.data.get("submitted_by")):
+                continue
+            yield _sse(
+                {
+                    "type": event.type,
+                    "seq": event.seq,
+                    "action_id": event.action_id,
+                    "status": event.action["status"] if event.action else None,
+                    "action": _strip_token(event.action, identity),
+                },
+                event.seq,
+            )
 
     return StreamingResponse(
         stream(),
@@ -399,6 +415,5 @@ async def create_key(body: KeyCreateBody, request: Request, identity: AdminIdent
 async def revoke_key(
     key_id: Annotated[str, Field(max_length=32)], request: Request, identity: AdminIdentity
 ) -> dict[str, Any]:
-    g = gov(request)
-    info = await run_in_threadpool(g.store.write, lambda conn: keys.revoke_key(conn, key_id, actor=identity.label))
+    info = await run_in_threadpool(lambda: gov(request).revoke_key(key_id, actor=identity.label))
     return info.to_dict()

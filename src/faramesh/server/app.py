@@ -78,6 +78,17 @@ async def _sweeper(governor: Governor, interval: float) -> None:
         await asyncio.sleep(delay)
 
 
+async def _key_watch(governor: Governor) -> None:
+    """Close the streams and waits of keys revoked where no notice reaches this process
+    (the CLI on SQLite, a lost notice): one read per interval, only while any is open."""
+    while True:
+        await asyncio.sleep(governor.hub.key_recheck_interval)
+        try:
+            await run_in_threadpool(governor.check_revoked_keys)
+        except Exception:  # keep watching; a transient database error must not stop it
+            log.exception("re-checking the keys of open streams failed")
+
+
 def _count_pending(g: Governor) -> int:
     query = select(func.count()).select_from(actions).where(actions.c.status == Status.PENDING_APPROVAL.value)
     return int(g.store.read(lambda conn: conn.execute(query).scalar_one()))
@@ -153,15 +164,17 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         app.state.reload_policy = reloader.reload
         reloader.start()
         sweeper = asyncio.create_task(_sweeper(g, settings.sweep_interval))
+        key_watch = asyncio.create_task(_key_watch(g))
         # Webhooks are delivered by background tasks, never inside a decision.
         notifier = await notify.start(app, g, settings)
         try:
             yield
         finally:
             await reloader.stop()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, key_watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await notifier.stop()
             if listener is not None:
                 await run_in_threadpool(listener.stop)

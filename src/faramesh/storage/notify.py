@@ -33,6 +33,12 @@ def send_notice(conn: Connection, notice: Mapping[str, Any]) -> None:
     conn.execute(_SEND, {"channel": CHANNEL, "payload": orjson.dumps(dict(notice)).decode()})
 
 
+def send_notice_if_shared(conn: Connection, notice: Mapping[str, Any]) -> None:
+    """`send_notice` on PostgreSQL; other databases have no other server processes to tell."""
+    if conn.dialect.name == "postgresql":
+        send_notice(conn, notice)
+
+
 class Listener:
     """One LISTEN connection in a daemon thread.
 

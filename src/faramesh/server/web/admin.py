@@ -125,9 +125,7 @@ async def revoke_key(key_id: str, request: Request) -> Response:
         session.set_flash("error", "You cannot revoke the key you are logged in with. Log in with another admin key.")
         return redirect("/admin/keys")
     try:
-        info = await run_in_threadpool(
-            gov(request).store.write, lambda conn: keys.revoke_key(conn, key_id[:32], actor=user.label)
-        )
+        info = await run_in_threadpool(lambda: gov(request).revoke_key(key_id[:32], actor=user.label))
     except FarameshError as exc:
         session.set_flash("error", exc.message)
         return redirect("/admin/keys")

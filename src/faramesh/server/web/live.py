@@ -10,8 +10,9 @@ the same. When too much was missed the stream asks the page to reload instead.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -22,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from faramesh import audit
-from faramesh.errors import FarameshError
+from faramesh.errors import FarameshError, KeyRevoked
+from faramesh.events import Subscription
 from faramesh.model import Identity
-from faramesh.server.web.guard import LoginRequired, WebRoute, require_user
+from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_user, session_of
 from faramesh.server.web.pages import gov
 from faramesh.service import Governor
 from faramesh.storage.schema import audit_log
@@ -33,7 +35,12 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 REPLAY_LIMIT = 500
 KEEPALIVE_SECONDS = 15.0
-RECHECK_SECONDS = 15.0  # how soon a revoked key's open stream is closed
+# A revoked key's feed is closed at once through the event hub (or within the hub's
+# key re-check interval when nobody announced it). Besides, an open feed looks every
+# WAKE_SECONDS whether its session was logged out (in memory) and re-reads its key
+# every RECHECK_SECONDS.
+WAKE_SECONDS = 2.0
+RECHECK_SECONDS = 15.0
 _ACTION_FIELDS = (
     "id",
     "status",
@@ -118,6 +125,7 @@ async def ui_events(request: Request) -> Response:
     g = gov(request)
     only = request.query_params.get("action") or None
     after = _position(request)
+    session = session_of(request)
 
     async def still_allowed() -> bool:
         try:
@@ -127,40 +135,57 @@ async def ui_events(request: Request) -> Response:
         return True
 
     async def stream() -> AsyncIterator[bytes]:
-        with g.hub.subscribe(only) as sub:
-            last = after
-            if after is not None:
-                messages, last, too_many = await _replay(g, user, after, only)
-                if too_many:
-                    yield _message({"type": "reload"})
+        # Held by the session's key: revoking the key closes the feed (KeyRevoked).
+        with g.hub.subscribe(only, key_id=user.key_id) as sub:
+            try:
+                async with contextlib.aclosing(messages(sub)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            except KeyRevoked:
+                yield _message({"type": "logout"})
+
+    async def messages(sub: Subscription) -> AsyncGenerator[bytes, None]:
+        last = after
+        if after is not None:
+            replayed, last, too_many = await _replay(g, user, after, only)
+            if too_many:
+                yield _message({"type": "reload"})
+                return
+            sub.check()
+            for message in replayed:
+                yield message
+        yield b"retry: 2000\n: connected\n\n"
+        checked = sent = time.monotonic()
+        while not await request.is_disconnected():
+            if codec(request).is_ended(session.sid):  # logged out since the feed opened
+                yield _message({"type": "logout"})
+                return
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await still_allowed():
+                    yield _message({"type": "logout"})
                     return
-                for message in messages:
-                    yield message
-            yield b"retry: 2000\n: connected\n\n"
-            checked = time.monotonic()
-            while not await request.is_disconnected():
-                if time.monotonic() - checked > RECHECK_SECONDS:
-                    if not await still_allowed():
-                        yield _message({"type": "logout"})
-                        return
-                    checked = time.monotonic()
-                event = await sub.get(timeout=KEEPALIVE_SECONDS)
-                if sub.overflowed:
-                    yield _message({"type": "reload"})
-                    return
-                if event is None:
+                checked = time.monotonic()
+            event = await sub.get(timeout=WAKE_SECONDS)
+            if sub.overflowed:
+                yield _message({"type": "reload"})
+                return
+            if event is None:
+                if time.monotonic() - sent >= KEEPALIVE_SECONDS:
+                    sent = time.monotonic()
                     yield b": keep-alive\n\n"
-                    continue
-                if last is not None and event.seq <= last:
-                    continue  # already sent during the replay
-                record = await run_in_threadpool(g.store.read, lambda conn, s=event.seq: _record(conn, s))
-                payload = {
-                    "type": event.type,
-                    "seq": event.seq,
-                    "action_id": event.action_id,
-                    "action": _brief(event.action),
-                    "entry": _entry(record),
-                }
-                yield _message(payload, event.seq)
+                continue
+            if last is not None and event.seq <= last:
+                continue  # already sent during the replay
+            record = await run_in_threadpool(g.store.read, lambda conn, s=event.seq: _record(conn, s))
+            payload = {
+                "type": event.type,
+                "seq": event.seq,
+                "action_id": event.action_id,
+                "action": _brief(event.action),
+                "entry": _entry(record),
+            }
+            sub.check()  # the key may have been revoked while the entry was read
+            sent = time.monotonic()
+            yield _message(payload, event.seq)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
