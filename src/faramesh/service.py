@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from faramesh import audit, keys
+from faramesh.approvals_count import counted_approvals, vote_counts
 from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from faramesh.events import ChangeEvent, EventHub
@@ -357,13 +358,14 @@ class Governor:
             if sub.idempotency_key is None:
                 raise
             row, created, seq = self.store.write(txn)
+        counted = 0 if created else self._counted(row)
         if created:
             if shadow is not None:
                 self.shadow_stats.record(decision.effect.value, shadow.decision)
                 self._observe(self.telemetry.metrics.shadow, decision.effect.value, shadow.decision)
-            self._publish("action.created", row, seq)
+            self._publish("action.created", row, seq, counted=0)
             self._observe(self.telemetry.submitted, row, started_ns)
-        return self.to_api(row, identity)
+        return self.to_api(row, identity, counted=counted)
 
     def _reserve_limits(
         self,
@@ -447,6 +449,25 @@ class Governor:
             conn.execute(select(approvals).where(approvals.c.action_id == action_id).order_by(approvals.c.id)).all()
         )
 
+    @staticmethod
+    def _votes(conn: Connection, ids: list[str]) -> dict[str, list[Any]]:
+        """The votes on each of `ids` (approve and request_hash only), for counting."""
+        found: dict[str, list[Any]] = {i: [] for i in ids}
+        if ids:
+            query = select(approvals.c.action_id, approvals.c.approve, approvals.c.request_hash).where(
+                approvals.c.action_id.in_(ids)
+            )
+            for vote in conn.execute(query).all():
+                found[vote.action_id].append(vote)
+        return found
+
+    def _counted(self, row: Any) -> int | None:
+        """The votes that count for a held action now; None for actions that never needed one."""
+        if row.decision != Effect.REQUIRE_APPROVAL.value:
+            return None
+        votes = self.store.read(lambda conn: self._votes(conn, [row.id]))[row.id]
+        return counted_approvals(votes, row.request_hash)
+
     def list_actions(
         self,
         identity: Identity,
@@ -506,7 +527,12 @@ class Governor:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = int(rows[-1].seq) if more and rows else None
-        return [self.to_api(r, identity) for r in rows], next_cursor
+        held = [r.id for r in rows if r.decision == Effect.REQUIRE_APPROVAL.value]
+        votes = self.store.read(lambda conn: self._votes(conn, held)) if held else {}
+        return [
+            self.to_api(r, identity, counted=counted_approvals(votes[r.id], r.request_hash) if r.id in votes else None)
+            for r in rows
+        ], next_cursor
 
     def events(self, identity: Identity, action_id: str) -> list[dict[str, Any]]:
         row = self.store.read(lambda conn: self._load(conn, action_id))
@@ -514,6 +540,25 @@ class Governor:
             raise NotFound(f"no action with id {action_id!r}", field="id")
         records = self.store.read(lambda conn: audit.action_events(conn, action_id))
         return [r.to_dict() | {"at": iso(r.ts)} for r in records]
+
+    def params_for_hash(self, identity: Identity, action_id: str, rhash: str) -> dict[str, Any] | None:
+        """The params the action had when its request_hash was `rhash`, if it ever was.
+
+        Read from the action's row and its audit trail (an edit records both versions),
+        so a refused vote can show the arguments the approver saw beside the new ones.
+        """
+        action = self.get(identity, action_id)
+        if rhash == action["request_hash"]:
+            return dict(action["params"])
+        for record in self.store.read(lambda conn: audit.action_events(conn, action_id)):
+            data = record.data if isinstance(record.data, dict) else {}
+            if "original_request_hash" not in data:
+                continue  # not an edit
+            if data.get("original_request_hash") == rhash and isinstance(data.get("original_params"), dict):
+                return dict(data["original_params"])
+            if data.get("request_hash") == rhash and isinstance(data.get("params"), dict):
+                return dict(data["params"])
+        return None
 
     # -- decisions --------------------------------------------------------------
     def approve(
@@ -550,9 +595,7 @@ class Governor:
         token: str | None = None,
         expected_hash: str | None = None,
     ) -> dict[str, Any]:
-        return self._decide(
-            identity, action_id, approve=False, reason=reason, token=token, expected_hash=expected_hash
-        )
+        return self._decide(identity, action_id, approve=False, reason=reason, token=token, expected_hash=expected_hash)
 
     def _decide(
         self,
@@ -573,7 +616,7 @@ class Governor:
             params = check_json_object(params, "params")
         now = self.clock()
 
-        def txn(conn: Connection) -> tuple[Any, str, int]:
+        def txn(conn: Connection) -> tuple[Any, str, int, int]:
             if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
                 raise NotFound("no such action", field="id")
             # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
@@ -620,16 +663,10 @@ class Governor:
                     )
             except IntegrityError:
                 raise Conflict("you have already decided on this action", status=current.value) from None
+            # The one rule of what counts (an edit resets the votes for other arguments).
+            votes = counted_approvals(self._votes(conn, [action_id])[action_id], vote_hash)
             if approve:
-                # Only votes for exactly these arguments count (an edit resets the others).
-                votes = conn.execute(
-                    select(func.count()).where(
-                        approvals.c.action_id == action_id,
-                        approvals.c.approve.is_(True),
-                        approvals.c.request_hash == vote_hash,
-                    )
-                ).scalar_one()
-                done = int(votes) >= int(row.approval_quorum)
+                done = votes >= int(row.approval_quorum)
                 new_status = Status.APPROVED if done else Status.PENDING_APPROVAL
                 event = "action.approved" if done else "action.approval_recorded"
             else:
@@ -686,10 +723,10 @@ class Governor:
             )
             self.store.notify(conn, type=event, action_id=action_id, seq=seq)
             fresh = conn.execute(_SELECT_ACTION, {"action_id": action_id}).one()
-            return fresh, event, seq
+            return fresh, event, seq, votes
 
-        row, event, seq = self.store.write(txn)
-        self._publish(event, row, seq)
+        row, event, seq, counted = self.store.write(txn)
+        self._publish(event, row, seq, counted=counted)
         return self.get(identity, action_id)
 
     def _edit_params(self, conn: Connection, row: Any, params: dict[str, Any], now: float) -> dict[str, Any] | None:
@@ -822,8 +859,9 @@ class Governor:
             return conn.execute(_SELECT_ACTION, {"action_id": action_id}).one(), seq
 
         row, seq = self.store.write(txn)
-        self._publish("action.succeeded" if success else "action.failed", row, seq)
-        return self.to_api(row, identity)
+        counted = self._counted(row)
+        self._publish("action.succeeded" if success else "action.failed", row, seq, counted=counted)
+        return self.to_api(row, identity, counted=counted)
 
     # -- expiry -----------------------------------------------------------------
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:
@@ -921,13 +959,15 @@ class Governor:
         )
 
     # -- output -----------------------------------------------------------------
-    def _publish(self, event_type: str, row: Any, seq: int) -> None:
+    def _publish(self, event_type: str, row: Any, seq: int, *, counted: int | None = None) -> None:
+        if counted is None:
+            counted = self._counted(row)
         self.hub.publish(
             ChangeEvent(
                 seq=seq,
                 type=event_type,
                 action_id=row.id,
-                action=self.to_api(row, None),
+                action=self.to_api(row, None, counted=counted),
                 data={"submitted_by": row.submitted_by},
             )
         )
@@ -946,11 +986,17 @@ class Governor:
         row = self.store.read(lambda conn: self._load(conn, action_id))
         if row is None:
             return None
-        return self.to_api(row, None), row.submitted_by
+        return self.to_api(row, None, counted=self._counted(row)), row.submitted_by
 
     @staticmethod
-    def to_api(row: Any, identity: Identity | None, approval_rows: list[Any] | None = None) -> dict[str, Any]:
+    def to_api(
+        row: Any, identity: Identity | None, approval_rows: list[Any] | None = None, *, counted: int | None = None
+    ) -> dict[str, Any]:
+        """The action as the API shows it. `counted` (or `approval_rows`, to count from) gives
+        `approval.counted`, the votes that count toward the quorum now."""
         status = _status_of(row)
+        if approval_rows is not None:
+            counted = counted_approvals(approval_rows, row.request_hash)
         human_denial = status is Status.DENIED and row.decision_reason
         data: dict[str, Any] = {
             "id": row.id,
@@ -990,6 +1036,8 @@ class Governor:
                 "approvers": orjson.loads(row.approval_groups) if row.approval_groups else [],
                 "expires_at": iso(row.expires_at),
             }
+            if counted is not None:
+                data["approval"]["counted"] = counted
         if approval_rows is not None:
             data["approvals"] = [
                 {
@@ -998,8 +1046,8 @@ class Governor:
                     "reason": a.reason,
                     "at": iso(a.created_at),
                     "request_hash": a.request_hash,
-                    # Does this vote count now? Only votes for the current arguments do.
-                    "counts": bool(a.approve) and a.request_hash == row.request_hash,
+                    # Does this vote count now? The same rule as the quorum.
+                    "counts": vote_counts(approve=a.approve, vote_hash=a.request_hash, current_hash=row.request_hash),
                 }
                 for a in approval_rows
             ]

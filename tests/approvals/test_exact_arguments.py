@@ -61,6 +61,16 @@ def test_approval_is_bound_to_the_hash_the_approver_saw(srv: ServerProcess, keys
     assert vote["request_hash"] == action["request_hash"] and vote["counts"]
 
 
+def test_a_deny_can_be_bound_to_the_hash_too(srv: ServerProcess, keys: dict[str, str]) -> None:
+    action = submit(srv, keys["agent"], "refund", "process", amount=500)
+    url = f"{srv.url}/v1/actions/{action['id']}/deny"
+    r = httpx.post(url, json={"reason": "no", "request_hash": "0" * 64}, headers=auth(keys["approver"]))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "request_hash_mismatch"
+    assert get(srv, keys["approver"], action["id"])["status"] == "pending_approval"
+    r = httpx.post(url, json={"reason": "no", "request_hash": action["request_hash"]}, headers=auth(keys["approver"]))
+    assert r.status_code == 200 and r.json()["status"] == "denied"
+
+
 def test_approval_token_is_single_use(srv: ServerProcess, keys: dict[str, str]) -> None:
     action = submit(srv, keys["agent"], "refund", "process", amount=500)
     token = get(srv, keys["approver"], action["id"])["approval_token"]

@@ -63,7 +63,9 @@ def message_for(receiver: Receiver, action_id: str) -> dict[str, Any]:
         for r in receiver.requests:
             body = r.json()
             for block in body.get("blocks", []):
-                if block.get("type") == "actions" and any(e.get("value") == action_id for e in block["elements"]):
+                if block.get("type") == "actions" and any(
+                    str(e.get("value")).partition(":")[0] == action_id for e in block["elements"]
+                ):
                     return dict(body)
         return None
 
@@ -78,8 +80,8 @@ def test_pending_action_is_posted_as_block_kit_with_buttons(slack: SlackSetup) -
     assert "Large refunds need approval" in text and "high" in text and "cus_42" in text
     [buttons] = [b for b in message["blocks"] if b["type"] == "actions"]
     assert [(e["action_id"], e["value"], e.get("style")) for e in buttons["elements"]] == [
-        ("faramesh_approve", action["id"], "primary"),
-        ("faramesh_deny", action["id"], "danger"),
+        ("faramesh_approve", f"{action['id']}:{action['request_hash']}", "primary"),
+        ("faramesh_deny", f"{action['id']}:{action['request_hash']}", "danger"),
     ]
     assert message["blocks"][0]["type"] == "header"
 
@@ -180,6 +182,32 @@ def test_the_usual_rules_apply_to_slack_decisions(slack: SlackSetup) -> None:
     assert again.json()["error"]["code"] == "invalid_transition"
     after = get(slack.server, slack.agent, wire["id"])
     assert after["status"] == "pending_approval" and len(after["approvals"]) == 1
+
+
+def test_a_button_decides_only_the_arguments_its_message_showed(slack: SlackSetup) -> None:
+    action = submit(slack.server, slack.agent, "refund", "process", amount=6000, customer_id="cus_1")
+    [buttons] = [b for b in message_for(slack.receiver, action["id"])["blocks"] if b["type"] == "actions"]
+    approve, deny = (e["value"] for e in buttons["elements"])
+    # Another approver approves smaller, edited arguments (the rule needs two approvers).
+    editor = slack.server.create_key("approver", name="editor")
+    r = httpx.post(
+        slack.server.url + f"/v1/actions/{action['id']}/approve",
+        json={"params": {"amount": 5500, "customer_id": "cus_1"}},
+        headers=auth(editor),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "pending_approval", r.text
+    # The old message's buttons, and buttons from before they carried the hash, are refused.
+    for value, approve_it in ((approve, True), (deny, False), (action["id"], True)):
+        body, headers = slack_request(SIGNING_SECRET, PLAIN_USER, value, approve=approve_it)
+        reply = slack.interact(body, headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["error"]["field"] == "request_hash" and "Could not" in reply.json()["text"]
+    after = get(slack.server, slack.agent, action["id"])
+    assert after["status"] == "pending_approval" and after["params"]["amount"] == 5500
+    assert len(after["approvals"]) == 1 and after["approval"]["counted"] == 1
+    # A button bound to the current arguments counts.
+    body, headers = slack_request(SIGNING_SECRET, PLAIN_USER, f"{action['id']}:{after['request_hash']}")
+    assert slack.interact(body, headers).json()["status"] == "approved"
 
 
 def test_revoked_mapped_key_is_refused(slack: SlackSetup) -> None:

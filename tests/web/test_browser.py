@@ -217,6 +217,39 @@ def test_quorum_progress_and_expiry_countdown(page: Page, web_server: ServerProc
     assert get_action(web_server, agent_key, action["id"])["status"] == "approved"
 
 
+def test_the_action_page_shows_edited_arguments_live(page: Page, web_server: ServerProcess) -> None:
+    agent_key = web_server.create_key("agent")
+    action = submit(web_server, agent_key, tool="payout", operation="send", params={"amount": 30, "to": "acct-1"})
+    login(page, web_server, web_server.create_key("approver", name="bea"))
+    page.goto(web_server.url + f"/actions/{action['id']}")
+    expect(page.locator("#params")).to_contain_text("acct-1")
+    expect(page.locator("#params-live-change")).to_be_hidden()
+
+    ann = web_server.create_key("approver", name="ann")
+    edited = httpx.post(
+        web_server.url + f"/v1/actions/{action['id']}/approve",
+        json={"params": {"amount": 30, "to": "acct-7"}},
+        headers=auth(ann),
+    )
+    edited.raise_for_status()
+    new_hash = edited.json()["request_hash"]
+    expect(page.locator("#params")).to_contain_text("acct-7")
+    expect(page.locator("#params")).not_to_contain_text("acct-1")
+    expect(page.locator("#params-live-change")).to_be_visible()
+    expect(page.locator("#params-live-change")).to_contain_text("(ann)")
+    expect(page.locator("#params-before")).to_contain_text("acct-1")
+    expect(page.locator("#flash")).to_contain_text("The arguments of this action changed")
+    expect(page.locator("#request-hash")).to_have_text(new_hash)
+    expect(page.locator("#shown-hash")).to_have_value(new_hash)
+    expect(page.locator("#quorum-given")).to_have_text("1")
+
+    # The form is now bound to the arguments on screen, so this vote counts for them.
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#flash")).to_contain_text("Approved.")
+    after = get_action(web_server, agent_key, action["id"])
+    assert after["status"] == "approved" and after["params"] == {"amount": 30, "to": "acct-7"}
+
+
 def test_keyboard_only_review_and_approve(page: Page, web_server: ServerProcess) -> None:
     agent_key = web_server.create_key("agent")
     action = submit(web_server, agent_key, params={"amount": 321})

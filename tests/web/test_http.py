@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -60,9 +61,7 @@ def test_no_page_is_shown_without_a_session(web_server: ServerProcess) -> None:
         assert anon.get("/ui/events").status_code == 401
         page = anon.get("/login")
         # A valid CSRF token is not a session: posts still need a login.
-        r = anon.post(
-            f"/actions/{action['id']}/decide", data={"decision": "approve", "csrf_token": csrf_of(page.text)}
-        )
+        r = anon.post(f"/actions/{action['id']}/decide", data={"decision": "approve", "csrf_token": csrf_of(page.text)})
         assert r.status_code == 403
     assert get_action(web_server, web_server.admin_key or "", action["id"])["status"] == "pending_approval"
 
@@ -167,16 +166,125 @@ def test_a_conflict_is_a_message_on_the_page(web_server: ServerProcess) -> None:
     agent_key = web_server.create_key("agent")
     action = submit(web_server, agent_key)
     client = http_login(web_server, web_server.create_key("approver"))
-    token = csrf_of(client.get(f"/actions/{action['id']}").text)
+    form = client.get(f"/actions/{action['id']}").text
+    token, shown = csrf_of(form), shown_hash(form)
     winner = web_server.create_key("approver", name="dana")
     httpx.post(
         web_server.url + f"/v1/actions/{action['id']}/deny", json={"reason": "no"}, headers=auth(winner)
     ).raise_for_status()
-    r = client.post(f"/actions/{action['id']}/decide", data={"decision": "approve", "csrf_token": token})
+    r = client.post(
+        f"/actions/{action['id']}/decide", data={"decision": "approve", "csrf_token": token, "request_hash": shown}
+    )
     assert r.status_code == 303
     page = client.get(f"/actions/{action['id']}")
     assert page.status_code == 200
     assert re.search(r"Already denied by key:\w+ \(dana\)\.", page.text)
+
+
+SHOWN_HASH_RE = re.compile(r'name="request_hash" id="shown-hash" value="([0-9a-f]{64})"')
+
+
+def shown_hash(html: str) -> str:
+    """The request hash the page's decision form is bound to."""
+    match = SHOWN_HASH_RE.search(html)
+    assert match, "the decision form carries no request hash"
+    return match.group(1)
+
+
+def pre(html: str, element_id: str) -> Any:
+    """The JSON shown in <pre id=element_id>."""
+    match = re.search(rf'<pre class="json" id="{element_id}"[^>]*>(.*?)</pre>', html, re.S)
+    assert match, f"no #{element_id} on the page"
+    return json.loads(unescape(match.group(1)))
+
+
+def test_a_vote_on_arguments_that_changed_meanwhile_is_refused(web_server: ServerProcess) -> None:
+    """B opens the page, A approves with edited params, B presses Approve (or Deny) on the old page."""
+    admin_key = web_server.admin_key or ""
+    agent_key = web_server.create_key("agent")
+    action = submit(web_server, agent_key, tool="payout", operation="send", params={"amount": 10, "to": "acct-1"})
+    bea = http_login(web_server, web_server.create_key("approver", name="bea"))
+    page = bea.get(f"/actions/{action['id']}").text
+    token, seen = csrf_of(page), action["request_hash"]  # the arguments the page shows
+
+    ann = web_server.create_key("approver", name="ann")
+    edited = httpx.post(
+        web_server.url + f"/v1/actions/{action['id']}/approve",
+        json={"reason": "pay the right account", "params": {"amount": 10, "to": "acct-2"}},
+        headers=auth(ann),
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["status"] == "pending_approval" and edited.json()["request_hash"] != seen
+
+    for decision in ("approve", "deny"):
+        r = bea.post(
+            f"/actions/{action['id']}/decide",
+            data={"decision": decision, "reason": "stale", "csrf_token": token, "request_hash": seen},
+        )
+        assert r.status_code == 303
+        assert get_action(web_server, admin_key, action["id"])["status"] == "pending_approval", decision
+        assert r.headers["location"] == f"/actions/{action['id']}?seen={seen}"
+        shown = bea.get(r.headers["location"]).text
+        assert "The arguments of this action changed since you opened this page" in shown
+        assert "was not recorded" in shown
+        # What Bea saw beside what the action has now.
+        assert pre(shown, "params-seen") == {"amount": 10, "to": "acct-1"}
+        assert pre(shown, "params-now") == {"amount": 10, "to": "acct-2"}
+        # The refreshed form is bound to the new arguments.
+        assert shown_hash(shown) == edited.json()["request_hash"]
+
+    assert shown_hash(page) == seen
+    # A form without the hash decides nothing either.
+    r = bea.post(f"/actions/{action['id']}/decide", data={"decision": "approve", "csrf_token": token})
+    assert "This form is out of date" in bea.get(r.headers["location"]).text
+
+    after = get_action(web_server, admin_key, action["id"])
+    assert after["status"] == "pending_approval"
+    assert after["params"] == {"amount": 10, "to": "acct-2"}
+    assert [v["approver"].endswith("(ann)") for v in after["approvals"]] == [True]
+    assert after["approval"]["counted"] == 1
+
+
+def test_the_quorum_count_is_one_number_everywhere(web_server: ServerProcess) -> None:
+    """After a vote on edited arguments, earlier votes stop counting in every view."""
+    admin_key = web_server.admin_key or ""
+    client = http_login(web_server, web_server.create_key("approver", name="viewer"))
+    agent_key = web_server.create_key("agent")
+    action = submit(web_server, agent_key, tool="payout", operation="send", params={"amount": 20, "to": "acct-1"})
+    url = f"/v1/actions/{action['id']}/approve"
+    with client.stream("GET", f"/ui/events?action={action['id']}", timeout=10) as stream:
+        lines = stream.iter_lines()
+        for line in lines:
+            if line == ": connected":
+                break
+        first = web_server.create_key("approver", name="cy")
+        httpx.post(web_server.url + url, json={}, headers=auth(first)).raise_for_status()
+        editor = web_server.create_key("approver", name="ed")
+        body = {"params": {"amount": 20, "to": "acct-9"}}
+        httpx.post(web_server.url + url, json=body, headers=auth(editor)).raise_for_status()
+        feed = []
+        for line in lines:
+            if line.startswith("data: "):
+                feed.append(json.loads(line[6:]))
+            if len(feed) == 2:
+                break
+
+    page = client.get(f"/actions/{action['id']}").text
+    assert re.search(r'<span id="quorum-given">1</span> of 2 needed', page)
+    queue = client.get("/").text
+    row = re.search(rf'<tr data-id="{action["id"]}">(.*?)</tr>', queue, re.S)
+    assert row and re.search(r">1 of 2 approvals<", row.group(1))
+    api = get_action(web_server, admin_key, action["id"])
+    assert api["status"] == "pending_approval"
+    assert api["approval"]["counted"] == 1
+    assert sum(v["counts"] for v in api["approvals"]) == 1 and len(api["approvals"]) == 2
+    listed = httpx.get(
+        web_server.url + "/v1/actions", params={"status": "pending_approval", "limit": 500}, headers=auth(admin_key)
+    ).json()["actions"]
+    assert [a["approval"]["counted"] for a in listed if a["id"] == action["id"]] == [1]
+
+    # The live feed carries the same number with each change.
+    assert [e["action"]["approval"]["counted"] for e in feed] == [1, 1]
 
 
 def test_an_unknown_action_is_a_404_page(admin: httpx.Client) -> None:
@@ -249,9 +357,7 @@ def test_admin_pages_are_for_admins(web_server: ServerProcess) -> None:
 
 def test_admin_creates_a_key_shown_once_and_revokes_it(web_server: ServerProcess, admin: httpx.Client) -> None:
     token = csrf_of(admin.get("/admin/keys").text)
-    r = admin.post(
-        "/admin/keys", data={"csrf_token": token, "role": "agent", "name": "new-bot", "agent_id": "new-bot"}
-    )
+    r = admin.post("/admin/keys", data={"csrf_token": token, "role": "agent", "name": "new-bot", "agent_id": "new-bot"})
     assert r.status_code == 201
     secret = re.search(r'id="new-key-value" class="secret" readonly value="(fm_[^"]+)"', r.text)
     assert secret
@@ -311,7 +417,9 @@ def test_secret_key_keeps_sessions_across_restarts(start_server: Any) -> None:
             second.stop()
 
     assert session_after_restart({"FARAMESH_SECRET_KEY": "a-long-random-secret-for-tests"}) == 200
-    assert session_after_restart({"FARAMESH_SECRET_KEY": ""}) == 303  # a random secret per start: sessions end on restart
+    assert (
+        session_after_restart({"FARAMESH_SECRET_KEY": ""}) == 303
+    )  # a random secret per start: sessions end on restart
 
 
 def test_webhooks_page_lists_webhooks_and_their_deliveries(start_server: Any) -> None:
@@ -330,14 +438,28 @@ def test_webhooks_page_lists_webhooks_and_their_deliveries(start_server: Any) ->
     with engine.begin() as conn:
         conn.execute(
             webhooks.insert().values(
-                id="wh_test1", url="http://127.0.0.1:9/hook", secret="s3cret-not-shown", events='["action.expired"]',
-                format="json", description="<b>ops</b> channel", created_by="key:admin", created_at=now,
+                id="wh_test1",
+                url="http://127.0.0.1:9/hook",
+                secret="s3cret-not-shown",
+                events='["action.expired"]',
+                format="json",
+                description="<b>ops</b> channel",
+                created_by="key:admin",
+                created_at=now,
             )
         )
         conn.execute(
             webhook_deliveries.insert().values(
-                webhook_id="wh_test1", event="action.expired", event_seq=1, action_id=None, payload="{}",
-                status="failed", attempts=10, last_status=502, last_error="bad gateway", next_attempt_at=now,
+                webhook_id="wh_test1",
+                event="action.expired",
+                event_seq=1,
+                action_id=None,
+                payload="{}",
+                status="failed",
+                attempts=10,
+                last_status=502,
+                last_error="bad gateway",
+                next_attempt_at=now,
                 created_at=now,
             )
         )
@@ -352,9 +474,7 @@ def test_webhooks_page_lists_webhooks_and_their_deliveries(start_server: Any) ->
 
 def test_a_malformed_form_is_an_html_error_not_a_crash(web_server: ServerProcess) -> None:
     client = http_login(web_server, web_server.create_key("approver"))
-    parts = b"".join(
-        b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(100)
-    )
+    parts = b"".join(b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(100))
     r = client.post(
         "/logout", content=parts + b"--x--\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"}
     )

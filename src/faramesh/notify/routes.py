@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from faramesh.errors import FarameshError, Forbidden, NotFound, Unauthorized
+from faramesh.errors import Conflict, FarameshError, Forbidden, NotFound, Unauthorized
 from faramesh.model import Identity, Role
 from faramesh.notify import deliveries
 from faramesh.notify.dispatcher import WebhookDispatcher
@@ -22,6 +22,7 @@ from faramesh.notify.slack import SlackConfig, interaction_reply, parse_interact
 from faramesh.notify.webhooks import check_spec, new_secret
 from faramesh.server.auth import AdminIdentity
 from faramesh.server.jsonbody import StrictJSONRoute
+from faramesh.service import Governor
 from faramesh.storage.schema import api_keys
 
 log = logging.getLogger("faramesh.notify")
@@ -118,6 +119,21 @@ def _identity_for_key(conn: Connection, key_id: str) -> Identity | None:
     )
 
 
+def _legacy_button_hash(g: Governor, identity: Identity, action_id: str) -> str:
+    """The hash a button without one stands for: a message posted before buttons carried
+    the hash showed the agent's arguments, so it may decide only an action never edited."""
+    action = g.get(identity, action_id)
+    if action.get("original_params") is not None:
+        raise Conflict(
+            "this Slack message is out of date: the action's arguments were changed after it was posted; "
+            "review the newer message or the dashboard",
+            field="request_hash",
+            code="request_hash_mismatch",
+            status=action["status"],
+        )
+    return str(action["request_hash"])
+
+
 @slack_router.post(
     "/integrations/slack/interactions",
     summary="Slack button presses (Approve / Deny), verified with Slack's signing secret",
@@ -148,7 +164,8 @@ async def slack_interactions(request: Request) -> JSONResponse:
     reason = f"{verb} in Slack by {press.user_name}"
     decide = g.approve if press.approve else g.deny
     try:
-        action = await run_in_threadpool(lambda: decide(identity, press.action_id, reason=reason))
+        shown = press.request_hash or await run_in_threadpool(_legacy_button_hash, g, identity, press.action_id)
+        action = await run_in_threadpool(lambda: decide(identity, press.action_id, reason=reason, expected_hash=shown))
     except FarameshError as exc:
         # The request was genuine: answer in a form Slack shows the presser, with the
         # usual error fields alongside.
@@ -156,8 +173,8 @@ async def slack_interactions(request: Request) -> JSONResponse:
         return JSONResponse(reply | exc.to_dict(), status_code=200)
     name = f"{action['tool']}.{action['operation']}"
     if action["status"] == "pending_approval":
-        quorum = (action.get("approval") or {}).get("quorum", 1)
-        counted = sum(1 for a in action.get("approvals", []) if a.get("counts"))
+        approval = action.get("approval") or {}
+        quorum, counted = approval.get("quorum", 1), approval.get("counted", 0)
         text = f"Your approval of {name} is recorded ({counted} of {quorum})."
     else:
         text = f"{verb} {name} ({action['id']}); it is now {action['status']}."

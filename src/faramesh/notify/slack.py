@@ -112,6 +112,17 @@ class Interaction:
     user_name: str
     approve: bool
     action_id: str
+    # The request_hash of the arguments the message showed; None for buttons posted
+    # before buttons carried it.
+    request_hash: str | None = None
+
+
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def button_value(action: Mapping[str, Any]) -> str:
+    """`<action id>:<request_hash>`: a press decides only the arguments the message showed."""
+    return f"{action.get('id')}:{action.get('request_hash')}"
 
 
 def parse_interaction(body: bytes) -> Interaction:
@@ -136,11 +147,20 @@ def parse_interaction(body: bytes) -> Interaction:
     kind = button.get("action_id")
     if kind not in (APPROVE_ACTION, DENY_ACTION):
         raise InvalidInput(f"unknown button {kind!r}", field="payload.actions")
-    target = button.get("value")
-    if not isinstance(target, str) or not target or len(target) > 64:
+    value = button.get("value")
+    if not isinstance(value, str) or not value or len(value) > 64 + 1 + 64:
         raise InvalidInput("the button carries no action id", field="payload.actions")
+    target, sep, shown = value.partition(":")
+    if not target or len(target) > 64 or (sep and not _HASH_RE.fullmatch(shown)):
+        raise InvalidInput("the button's value is not <action id>:<request_hash>", field="payload.actions")
     name = user.get("username") or user.get("name") or user["id"]
-    return Interaction(user_id=user["id"], user_name=str(name), approve=kind == APPROVE_ACTION, action_id=target)
+    return Interaction(
+        user_id=user["id"],
+        user_name=str(name),
+        approve=kind == APPROVE_ACTION,
+        action_id=target,
+        request_hash=shown or None,
+    )
 
 
 # -- messages ----------------------------------------------------------------------
@@ -186,7 +206,8 @@ def render_message(
         approval = action.get("approval") or {}
         quorum = approval.get("quorum") or 1
         if quorum > 1:
-            notes.append(f"needs {quorum} approvals")
+            # The service's count of votes for these arguments (an edit resets it).
+            notes.append(f"{approval.get('counted') or 0} of {quorum} approvals")
         if approval.get("expires_at"):
             notes.append(f"expires {approval['expires_at']}")
         blocks.append(
@@ -199,14 +220,14 @@ def render_message(
                         "action_id": APPROVE_ACTION,
                         "text": {"type": "plain_text", "text": "Approve"},
                         "style": "primary",
-                        "value": str(action.get("id")),
+                        "value": button_value(action),
                     },
                     {
                         "type": "button",
                         "action_id": DENY_ACTION,
                         "text": {"type": "plain_text", "text": "Deny"},
                         "style": "danger",
-                        "value": str(action.get("id")),
+                        "value": button_value(action),
                     },
                 ],
             }

@@ -43,6 +43,12 @@ class ReasonBody(BaseModel):
     reason: StrictStr | None = Field(default=None, max_length=2000)
 
 
+class DenyBody(ReasonBody):
+    request_hash: StrictStr | None = Field(
+        default=None, max_length=64, description="refuse unless the action still has this request_hash"
+    )
+
+
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: StrictStr | None = Field(default=None, max_length=2000)
@@ -190,10 +196,12 @@ async def approve_action(
 
 @router.post("/actions/{action_id}/deny", summary="Deny a pending action")
 async def deny_action(
-    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ReasonBody | None = None
+    action_id: ActionId, request: Request, identity: CurrentIdentity, body: DenyBody | None = None
 ) -> dict[str, Any]:
-    reason = body.reason if body else None
-    return await run_in_threadpool(lambda: gov(request).deny(identity, action_id, reason=reason))
+    body = body or DenyBody()
+    return await run_in_threadpool(
+        lambda: gov(request).deny(identity, action_id, reason=body.reason, expected_hash=body.request_hash)
+    )
 
 
 @router.post("/actions/{action_id}/approval", summary="Approve or deny with the approval token")

@@ -1,9 +1,10 @@
 """`/ui/events`: the dashboard's live feed, a session-authenticated relay of the EventHub.
 
 Each message is one unnamed SSE event whose JSON carries the change type, a trimmed
-action (no params, context or approval token: the pages do not need them) and the
-audit entry for the change, so the queue and detail pages can update without a
-reload. A page passes `after=<seq>` (the audit position it was rendered at) and the
+action (no context or approval token; params only on a one-action stream, where the
+action page shows them) and the audit entry for the change, so the queue and detail
+pages can update without a reload. The quorum progress is the service's own count
+(`approval.counted`). A page passes `after=<seq>` (the audit position it was rendered at) and the
 stream first replays what it missed; on reconnect the browser's Last-Event-ID does
 the same. When too much was missed the stream asks the page to reload instead.
 """
@@ -57,13 +58,18 @@ _ACTION_FIELDS = (
     "decision_reason",
     "approval",
     "error",
+    "request_hash",
 )
 
 
-def _brief(action: dict[str, Any] | None) -> dict[str, Any] | None:
+def _brief(action: dict[str, Any] | None, *, with_params: bool = False) -> dict[str, Any] | None:
+    """What the pages need; the action page also gets params, so it can show an edit live."""
     if action is None:
         return None
-    return {k: action.get(k) for k in _ACTION_FIELDS}
+    brief = {k: action.get(k) for k in _ACTION_FIELDS}
+    if with_params:
+        brief["params"] = action.get("params")
+    return brief
 
 
 def _entry(record: audit.AuditRecord | None) -> dict[str, Any] | None:
@@ -114,7 +120,12 @@ async def _replay(g: Governor, user: Identity, after: int, only: str | None) -> 
         except FarameshError:
             continue
         kind = "action.created" if rec.event == "action.submitted" else rec.event
-        payload = {"type": kind, "seq": rec.seq, "action_id": rec.action_id, "action": _brief(action)}
+        payload = {
+            "type": kind,
+            "seq": rec.seq,
+            "action_id": rec.action_id,
+            "action": _brief(action, with_params=only is not None),
+        }
         out.append(_message(payload | {"entry": _entry(rec)}, rec.seq))
     return out, last, False
 
@@ -181,7 +192,7 @@ async def ui_events(request: Request) -> Response:
                 "type": event.type,
                 "seq": event.seq,
                 "action_id": event.action_id,
-                "action": _brief(event.action),
+                "action": _brief(event.action, with_params=only is not None),
                 "entry": _entry(record),
             }
             sub.check()  # the key may have been revoked while the entry was read

@@ -6,6 +6,7 @@ these handlers only turn forms into service calls and results into HTML.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -32,13 +33,18 @@ from faramesh.server.web.guard import (
 from faramesh.server.web.render import RISKS, render
 from faramesh.server.web.session import Session, logged_in
 from faramesh.service import Governor
-from faramesh.storage.schema import actions, approvals
+from faramesh.storage.schema import actions
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 QUEUE_LIMIT = 200
 HISTORY_PAGE = 50
 MAX_KEY_LENGTH = 512
+HASH_RE = re.compile(r"[0-9a-f]{64}")
+STALE_FORM = (
+    "The arguments of this action changed since you opened this page (another approver edited them). "
+    "Your {verb} was not recorded. Compare the arguments below, then decide again."
+)
 
 
 def gov(request: Request) -> Governor:
@@ -106,17 +112,6 @@ async def logout(request: Request) -> Response:
 
 
 # -- queue -------------------------------------------------------------------------
-def _approval_counts(conn: Any, ids: list[str]) -> dict[str, int]:
-    if not ids:
-        return {}
-    query = (
-        select(approvals.c.action_id, func.count())
-        .where(approvals.c.action_id.in_(ids), approvals.c.approve.is_(True))
-        .group_by(approvals.c.action_id)
-    )
-    return {row[0]: int(row[1]) for row in conn.execute(query).all()}
-
-
 @router.get("/")
 async def queue(request: Request) -> Response:
     user = await page_user(request)
@@ -127,10 +122,6 @@ async def queue(request: Request) -> Response:
     items, more = await run_in_threadpool(
         lambda: g.list_actions(user, status=Status.PENDING_APPROVAL.value, limit=QUEUE_LIMIT)
     )
-    multi = [a["id"] for a in items if (a.get("approval") or {}).get("quorum", 1) > 1]
-    counts = await run_in_threadpool(g.store.read, lambda conn: _approval_counts(conn, multi))
-    for a in items:
-        a["approvals_given"] = counts.get(a["id"], 0)
     return render(
         request,
         "queue.html",
@@ -146,12 +137,19 @@ async def action_detail(action_id: str, request: Request) -> Response:
     after = await run_in_threadpool(g.store.read, _audit_head)
     action = await run_in_threadpool(g.get, user, action_id)
     timeline = await run_in_threadpool(g.events, user, action_id)
+    # After a vote refused because the arguments changed: what the approver saw, beside the new ones.
+    seen = request.query_params.get("seen") or ""
+    seen_params: dict[str, Any] | None = None
+    if HASH_RE.fullmatch(seen) and seen != action["request_hash"]:
+        seen_params = await run_in_threadpool(g.params_for_hash, user, action_id, seen)
     return render(
         request,
         "action.html",
         {
             "a": action,
             "timeline": timeline,
+            "seen_hash": seen if seen_params is not None else None,
+            "seen_params": seen_params,
             "active_policy_hash": g.policy.hash,
             "events_url": "/ui/events?" + urlencode({"after": after, "action": action["id"]}),
         },
@@ -191,12 +189,20 @@ async def decide(action_id: str, request: Request) -> Response:
     if choice == "deny" and not reason:
         session.set_flash("error", "A reason is required to deny. Say why, then press Deny again.")
         return redirect(back)
+    # The vote is bound to the arguments the page showed; a form without them decides nothing.
+    shown = form.get("request_hash")
+    if not isinstance(shown, str) or not HASH_RE.fullmatch(shown):
+        session.set_flash("error", "This form is out of date: review the action's arguments and decide again.")
+        return redirect(back)
     decide_fn = g.approve if choice == "approve" else g.deny
     try:
-        result = await run_in_threadpool(lambda: decide_fn(user, action_id, reason=reason or None))
+        result = await run_in_threadpool(lambda: decide_fn(user, action_id, reason=reason or None, expected_hash=shown))
     except NotFound:
         raise
     except Conflict as exc:
+        if exc.extra.get("code") == "request_hash_mismatch":
+            session.set_flash("error", STALE_FORM.format(verb="approval" if choice == "approve" else "denial"))
+            return redirect(back + "?" + urlencode({"seen": shown}))
         try:
             current: dict[str, Any] | None = await run_in_threadpool(g.get, user, action_id)
         except FarameshError:
@@ -207,8 +213,8 @@ async def decide(action_id: str, request: Request) -> Response:
         session.set_flash("error", exc.message)
         return redirect(back)
     if result["status"] == Status.PENDING_APPROVAL.value:
-        quorum = (result.get("approval") or {}).get("quorum", 1)
-        given = sum(1 for a in result.get("approvals") or () if a.get("approve"))
+        approval = result.get("approval") or {}
+        quorum, given = approval.get("quorum", 1), approval.get("counted", 0)
         session.set_flash("ok", f"Your approval was recorded: {given} of {quorum} needed.")
     else:
         session.set_flash("ok", "Approved." if choice == "approve" else "Denied.")

@@ -111,7 +111,8 @@ def event_label(event: str | None) -> str:
 
 
 def approvals_given(action: Mapping[str, Any]) -> int:
-    return sum(1 for a in action.get("approvals") or () if a.get("approve"))
+    """The votes that count toward the quorum, as the service counted them (never recounted here)."""
+    return int((action.get("approval") or {}).get("counted") or 0)
 
 
 def _asset_versions() -> dict[str, str]:

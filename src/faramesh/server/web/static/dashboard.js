@@ -169,7 +169,7 @@
         exp.hidden = false;
         row.querySelector(".never").remove();
       }
-      setQuorum(row, 0, approval.quorum);
+      setQuorum(row, approval.counted || 0, approval.quorum);
       row.classList.add("flash-new");
       return row;
     }
@@ -182,8 +182,9 @@
         if (!row) {
           rows.insertBefore(buildRow(a), rows.firstChild);
           count += 1;
-        } else if (ev.entry && typeof ev.entry.approvals === "number") {
-          setQuorum(row, ev.entry.approvals, ev.entry.quorum);
+        } else if (a.approval && typeof a.approval.counted === "number") {
+          // The service's count of votes for the current arguments, never a recount here.
+          setQuorum(row, a.approval.counted, a.approval.quorum);
         }
       } else if (row) {
         row.remove();
@@ -221,11 +222,45 @@
       timeline.appendChild(li);
     }
 
-    function announce(text) {
+    function announce(text, kind) {
       const p = document.createElement("p");
-      p.className = "flash flash-ok";
+      p.className = "flash flash-" + (kind || "ok");
       p.textContent = text;
       flash.replaceChildren(p);
+    }
+
+    // Keys sorted at every level, as the server's pretty_json shows them.
+    function sorted(value) {
+      if (Array.isArray(value)) return value.map(sorted);
+      if (value && typeof value === "object") {
+        const out = {};
+        Object.keys(value)
+          .sort()
+          .forEach((k) => (out[k] = sorted(value[k])));
+        return out;
+      }
+      return value;
+    }
+
+    // Another approver approved with edited arguments: show the new ones, and bind the
+    // form to them (the server refuses a vote whose hash is not the action's current one).
+    function showNewArguments(a, entry) {
+      const code = document.getElementById("request-hash");
+      if (!a.request_hash || !code || a.request_hash === code.textContent.trim()) return;
+      if (!a.params || typeof a.params !== "object") return;
+      const paramsEl = document.getElementById("params");
+      const before = paramsEl.textContent;
+      paramsEl.textContent = JSON.stringify(sorted(a.params), null, 2);
+      code.textContent = a.request_hash;
+      const input = document.getElementById("shown-hash");
+      if (input) input.value = a.request_hash;
+      const who = entry && entry.actor ? " by " + entry.actor : "";
+      document.getElementById("params-before").textContent = before;
+      document.getElementById("params-live-note").textContent =
+        "The arguments were edited" + who + ". Params now shows the new arguments (the earlier ones are below); " +
+        "votes for the earlier arguments no longer count. Review them before you decide.";
+      document.getElementById("params-live-change").hidden = false;
+      announce("The arguments of this action changed" + who + ": review the new params before deciding.", "error");
     }
 
     live(url, (ev) => {
@@ -235,8 +270,9 @@
       document.querySelectorAll("[data-status]").forEach((el) => setStatus(el, a.status));
       document.getElementById("decided-by").textContent = a.decided_by || "—";
       document.getElementById("decision-reason").textContent = a.decision_reason || "—";
+      showNewArguments(a, ev.entry);
       const given = document.getElementById("quorum-given");
-      if (given && ev.entry && typeof ev.entry.approvals === "number") given.textContent = String(ev.entry.approvals);
+      if (given && a.approval && typeof a.approval.counted === "number") given.textContent = String(a.approval.counted);
       document.title = a.tool + " " + a.operation + " (" + (STATUSES[a.status] || a.status) + ") · Faramesh";
       const form = document.getElementById("decision-form");
       if (a.status !== PENDING && form) {
