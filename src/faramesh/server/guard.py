@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -55,9 +56,10 @@ def nul_field(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
     """The request parameter (outside the body) that holds a NUL character, or None."""
     path = scope.get("path", "")
     if NUL in path:
-        for route in routes:
-            match, child = route.matches(scope)
-            if match is Match.FULL:
+        # Each route as FastAPI mounts it (included routers carry their prefix).
+        for context in iter_route_contexts(routes):
+            match, child = context.route.matches(scope)
+            if match is not Match.NONE:  # PARTIAL: the path fits, the method does not
                 for name, value in child.get("path_params", {}).items():
                     if isinstance(value, str) and NUL in value:
                         return str(name)
