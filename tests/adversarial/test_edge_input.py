@@ -372,3 +372,11 @@ def test_unicode_digits_in_the_live_feed_position_are_never_a_5xx(tmp_path: Path
                 assert r.headers["content-type"].startswith("text/event-stream")
     finally:
         srv.stop()
+
+
+def test_a_policy_field_path_with_unicode_digits_is_a_key_not_a_crash() -> None:
+    from faramesh.policy.values import parse_path
+
+    path = parse_path("params.items.²")
+    assert path is not None and path.steps()[-1] == ("²", -1)
+    assert parse_path("params.items.1").steps()[-1] == ("1", 1)  # type: ignore[union-attr]
