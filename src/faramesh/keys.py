@@ -23,9 +23,10 @@ from faramesh.errors import InvalidInput, NotFound
 from faramesh.model import Identity, Role
 from faramesh.storage.notify import send_notice_if_shared
 from faramesh.storage.schema import api_keys
-from faramesh.validation import check_agent_id
+from faramesh.validation import check_agent_id, refuse_nul
 
 KEY_PREFIX = "fm_"
+MAX_NAME = 200
 
 
 def hash_key(secret: str) -> str:
@@ -91,6 +92,11 @@ def create_key(
     if agent_id is not None:
         # The same rule as for claimed ids: a bound id must be one an agent could claim.
         agent_id = check_agent_id(agent_id)
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        # The name also stands in as the agent id of an unbound key's actions (200 characters).
+        raise InvalidInput(f"name must be a string of at most {MAX_NAME} characters", field="name")
+    refuse_nul(name, "name")
+    refuse_nul(list(groups), "groups")
     groups = tuple(sorted({g.strip() for g in groups if g.strip()}))
     ts = time.time() if now is None else now
     key_id = secrets.token_hex(8)
@@ -141,6 +147,7 @@ def revoke_key(
     database once it commits (whoever revokes: API, dashboard or CLI), so they close
     the key's open event streams and waits. `origin` is the revoking store's
     instance id, when a server revokes."""
+    refuse_nul(key_id, "key_id")
     ts = time.time() if now is None else now
     result = conn.execute(
         update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=ts)

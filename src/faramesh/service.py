@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from faramesh import audit, keys
 from faramesh.approvals_count import counted_approvals, vote_counts
-from faramesh.canonical import request_hash
+from faramesh.canonical import canonical_json, request_hash, sha256_hex
 from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from faramesh.events import ChangeEvent, EventHub
 from faramesh.model import EXECUTABLE, Identity, Role, Status
@@ -36,13 +36,23 @@ from faramesh.policy import Decision, Effect, Policy
 from faramesh.shadow import ShadowStats, shadow_decide
 from faramesh.storage import Store
 from faramesh.storage.schema import actions, api_keys, approvals, limit_usage
-from faramesh.validation import check_agent_id, check_json_object, normalize_name
+from faramesh.validation import (
+    MAX_AGENT_ID,
+    NUL,
+    SHOWN,
+    check_agent_id,
+    check_json_object,
+    normalize_name,
+    refuse_nul,
+    shown,
+)
 
 log = logging.getLogger("faramesh.service")
 
 # What the published faramesh-sdk sends when its user gave no agent id.
 PLACEHOLDER_AGENT_ID = "default-agent"
 MAX_REASON = 2000
+MAX_IDEMPOTENCY_KEY = 200  # the column's width
 # Seconds of slack when a time filter is turned into a starting sequence number.
 _TIME_SLACK = 60.0
 
@@ -71,7 +81,23 @@ def _check_reason(reason: Any, field: str = "reason") -> str | None:
         raise InvalidInput(f"{field} must be a string", field=field)
     if len(reason) > MAX_REASON:
         raise InvalidInput(f"{field} must be at most {MAX_REASON} characters", field=field)
+    refuse_nul(reason, field)
     return reason.strip() or None
+
+
+# limit_usage.bucket is VARCHAR(250); a key value longer than that was never stored raw.
+_LEGACY_BUCKET_MAX = 250
+
+
+def bucket_id(value: str) -> str:
+    """The stored bucket of a limit key's value: a fixed-length digest of its canonical
+    JSON, so any value (however long, whatever it holds) fits the column."""
+    return "sha256:" + sha256_hex(canonical_json(value))
+
+
+def _shown_key(value: str) -> str:
+    # The key as quoted in a reason: short values as before, long ones cut.
+    return value if len(value) <= SHOWN else shown(value)
 
 
 def _humanize(seconds: float) -> str:
@@ -204,7 +230,11 @@ class Governor:
             return distinct.pop()
         if sub.agent_id is not None:
             return sub.agent_id  # the placeholder, when nothing better was given
-        return identity.name or f"key:{identity.key_id}"
+        name = identity.name
+        if name and len(name) <= MAX_AGENT_ID and NUL not in name:
+            return name
+        # A name that cannot be stored as an agent id (keys made before names were checked).
+        return f"key:{identity.key_id}"
 
     # -- submit -----------------------------------------------------------------
     def evaluate(self, identity: Identity, sub: Submission) -> tuple[Decision, str, str]:
@@ -241,6 +271,10 @@ class Governor:
 
     def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
         started_ns = time.time_ns()
+        key = sub.idempotency_key
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY):
+            raise InvalidInput(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters", field="Idempotency-Key")
+        refuse_nul(key, "Idempotency-Key")
         decision, agent_id, rhash = self.evaluate(identity, sub)
         policy = self._policy
         now = self.clock()
@@ -383,20 +417,24 @@ class Governor:
             # Replicas count and record usage one at a time per bucket, so together they
             # cannot overshoot; locks are taken in one order, so they cannot deadlock.
             buckets = {
-                f"{spec.limit_id}:{bucket}"
+                f"{spec.limit_id}:{bucket_id(value)}"
                 for spec in decision.limits
-                if (bucket := spec.key_value(params=sub.params, context=sub.context, agent=agent)) is not None
+                if (value := spec.key_value(params=sub.params, context=sub.context, agent=agent)) is not None
             }
             for lock_key in sorted(buckets):
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
         for spec in decision.limits:
-            bucket = spec.key_value(params=sub.params, context=sub.context, agent=agent)
-            if bucket is None:
+            value = spec.key_value(params=sub.params, context=sub.context, agent=agent)
+            if value is None:
                 return f"Limit {spec.limit_id}: the key {spec.key} is missing, so the limit cannot be checked"
+            bucket = bucket_id(value)
             since = now - spec.per_seconds
+            # Usage recorded before buckets were digests was keyed by the value itself;
+            # it is counted too until it ages out of the window (no migration needed).
+            keyed = [bucket, value] if len(value) <= _LEGACY_BUCKET_MAX and NUL not in value else [bucket]
             used_q = select(func.count(), func.coalesce(func.sum(limit_usage.c.amount), 0.0)).where(
                 limit_usage.c.limit_id == spec.limit_id,
-                limit_usage.c.bucket == bucket,
+                limit_usage.c.bucket.in_(keyed),
                 limit_usage.c.at > since,
             )
             count, total = conn.execute(used_q).one()
@@ -407,12 +445,12 @@ class Governor:
                 if float(total) + amount > spec.max:
                     return (
                         f"Budget exceeded: {float(total) + amount:g} of {spec.max:g} "
-                        f"per {_humanize(spec.per_seconds)} for {bucket}"
+                        f"per {_humanize(spec.per_seconds)} for {_shown_key(value)}"
                     )
             else:
                 amount = 1.0
                 if int(count) + 1 > spec.max:
-                    return f"Rate limit exceeded: {spec.max} per {_humanize(spec.per_seconds)} for {bucket}"
+                    return f"Rate limit exceeded: {spec.max} per {_humanize(spec.per_seconds)} for {_shown_key(value)}"
             conn.execute(
                 limit_usage.insert().values(
                     limit_id=spec.limit_id, bucket=bucket, amount=amount, action_id=action_id, at=now
@@ -424,6 +462,7 @@ class Governor:
     def _load(self, conn: Connection, action_id: str) -> Any:
         if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
             raise NotFound("no such action", field="id")
+        refuse_nul(action_id, "id")
         return conn.execute(_SELECT_ACTION, {"action_id": action_id}).first()
 
     @staticmethod
@@ -489,6 +528,8 @@ class Governor:
             raise InvalidInput("offset must not be negative", field="offset")
         if status is not None and status not in {s.value for s in Status}:
             raise InvalidInput(f"status must be one of {', '.join(s.value for s in Status)}", field="status")
+        for field, value in (("tool", tool), ("agent_id", agent_id), ("risk", risk), ("id_prefix", id_prefix)):
+            refuse_nul(value, field)
         query = select(actions).order_by(actions.c.seq.desc()).limit(limit + 1)
         if identity.role is Role.AGENT:
             query = query.where(actions.c.submitted_by == identity.key_id)
@@ -616,9 +657,10 @@ class Governor:
             params = check_json_object(params, "params")
         now = self.clock()
 
-        def txn(conn: Connection) -> tuple[Any, str, int, int]:
+        def txn(conn: Connection) -> tuple[Any, list[Any], str, int, int]:
             if not isinstance(action_id, str) or not action_id or len(action_id) > 64:
                 raise NotFound("no such action", field="id")
+            refuse_nul(action_id, "id")
             # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
             row = conn.execute(select(actions).where(actions.c.id == action_id).with_for_update()).first()
             if row is None:
@@ -723,11 +765,13 @@ class Governor:
             )
             self.store.notify(conn, type=event, action_id=action_id, seq=seq)
             fresh = conn.execute(_SELECT_ACTION, {"action_id": action_id}).one()
-            return fresh, event, seq, votes
+            return fresh, self._approvals(conn, action_id), event, seq, votes
 
-        row, event, seq, counted = self.store.write(txn)
+        # The answer is what the transaction wrote: reading it back after the commit
+        # could fail (a dropped connection) and turn a committed vote into an error.
+        row, vote_rows, event, seq, counted = self.store.write(txn)
         self._publish(event, row, seq, counted=counted)
-        return self.get(identity, action_id)
+        return self.to_api(row, identity, vote_rows)
 
     def _edit_params(self, conn: Connection, row: Any, params: dict[str, Any], now: float) -> dict[str, Any] | None:
         """Re-evaluate an approver's edited params inside the approve transaction.
@@ -806,6 +850,7 @@ class Governor:
             raise InvalidInput("error must be a string", field="error")
         if error is not None and len(error) > 100_000:
             raise InvalidInput("error must be at most 100000 characters", field="error")
+        refuse_nul(error, "error")
         if result is not None:
             check_json_object({"result": result}, "body")
         now = self.clock()

@@ -21,6 +21,7 @@ from faramesh import audit
 from faramesh.cli.common import database_option, echo_json
 from faramesh.storage import Store, normalize_url
 from faramesh.storage.migrate import current_revision
+from faramesh.validation import parse_ascii_int
 
 EXIT_BROKEN = 1
 EXIT_ERROR = 2
@@ -67,8 +68,9 @@ def _since_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return int(text)
+    seq = parse_ascii_int(text)
+    if seq is not None:
+        return seq
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

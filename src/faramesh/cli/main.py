@@ -52,10 +52,15 @@ def keys_group() -> None:
 @database_option
 def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, ...], database_url: str) -> None:
     """Create a key. The secret is printed once, alone on the last line."""
+    from faramesh.errors import FarameshError
+
     with open_store(database_url) as store:
-        info, secret = store.write(
-            lambda conn: keys.create_key(conn, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli")
-        )
+        try:
+            info, secret = store.write(
+                lambda conn: keys.create_key(conn, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli")
+            )
+        except FarameshError as exc:
+            raise click.ClickException(exc.message) from None
     bound = f", bound to agent {info.agent_id}" if info.agent_id else ""
     grp = f", groups {', '.join(info.groups)}" if info.groups else ""
     click.echo(f"Created {info.role.value} key {info.id}{bound}{grp}. Store it now; it is not shown again:")
@@ -84,12 +89,12 @@ def keys_list(as_json: bool, database_url: str) -> None:
 @database_option
 def keys_revoke(key_id: str, database_url: str) -> None:
     """Revoke a key; requests with it are refused from now on."""
-    from faramesh.errors import NotFound
+    from faramesh.errors import FarameshError
 
     with open_store(database_url) as store:
         try:
             store.write(lambda conn: keys.revoke_key(conn, key_id, actor="cli"))
-        except NotFound as exc:
+        except FarameshError as exc:
             raise click.ClickException(exc.message) from None
     click.echo(f"Revoked key {key_id}.")
 

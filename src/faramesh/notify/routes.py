@@ -24,6 +24,7 @@ from faramesh.server.auth import AdminIdentity
 from faramesh.server.jsonbody import StrictJSONRoute
 from faramesh.service import Governor
 from faramesh.storage.schema import api_keys
+from faramesh.validation import ASCII_DIGITS
 
 log = logging.getLogger("faramesh.notify")
 
@@ -95,7 +96,7 @@ async def webhook_deliveries(
     webhook_id: Annotated[str, Field(max_length=64)],
     request: Request,
     identity: AdminIdentity,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Field(ge=1, le=500), ASCII_DIGITS, Query()] = 50,
 ) -> dict[str, Any]:
     d = dispatcher(request)
     d.invalidate()

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from faramesh.errors import InvalidInput
+from faramesh.validation import parse_ascii_int, refuse_nul
 
 APPROVE_ACTION = "faramesh_approve"
 DENY_ACTION = "faramesh_deny"
@@ -93,12 +94,11 @@ def verify_slack_request(
     """None when the request is genuine and fresh; else why it is refused."""
     if not timestamp or not signature:
         return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
-    # ASCII digits only, and few of them: str.isdigit() also accepts "²", which int()
-    # refuses, and int() refuses more than 4300 digits.
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+    sent = parse_ascii_int(timestamp, maximum=10**12)
+    if sent is None:
         return "X-Slack-Request-Timestamp is not a unix time"
     current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > window:
+    if abs(current - sent) > window:
         return "the request is too old (or from the future): replayed requests are refused"
     expected = slack_signature(signing_secret, timestamp, body)
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
@@ -135,6 +135,7 @@ def parse_interaction(body: bytes) -> Interaction:
         payload = json.loads(raw[0])
     except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise InvalidInput("payload is not valid JSON", field="payload") from None
+    refuse_nul(payload, "payload")  # the names and ids in it end up in stored text
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise InvalidInput("only block_actions interactions are handled", field="payload.type")
     user = payload.get("user")

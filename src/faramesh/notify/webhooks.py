@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from faramesh.errors import InvalidInput
+from faramesh.validation import parse_ascii_int, refuse_nul
 
 SIGNATURE_HEADER = "X-Faramesh-Signature"
 EVENT_HEADER = "X-Faramesh-Event"
@@ -111,6 +112,7 @@ def check_spec(raw: Mapping[str, Any], *, prefix: str = "", require_secret: bool
     unknown = set(raw) - {"url", "secret", "secret_env", "events", "format", "description"}
     if unknown:
         raise InvalidInput(f"unknown webhook field(s): {', '.join(sorted(unknown))}", field=prefix or None)
+    refuse_nul(dict(raw), prefix)
 
     url = raw.get("url")
     if not isinstance(url, str) or not url.strip():
@@ -219,8 +221,8 @@ def _parse_header(header: str) -> tuple[int | None, list[str]]:
     signatures: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
-            timestamp = int(value)
+        if key == "t" and (t := parse_ascii_int(value)) is not None:
+            timestamp = t
         elif key == "v1" and value:
             signatures.append(value)
     return timestamp, signatures

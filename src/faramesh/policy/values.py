@@ -53,7 +53,7 @@ class FieldPath:
 
     def steps(self) -> tuple[tuple[str, int], ...]:
         """Each segment with its list index (-1 when the segment is not a non-negative integer)."""
-        return tuple((s, int(s) if s.isdigit() else -1) for s in self.segments)
+        return tuple((s, int(s) if s.isascii() and s.isdigit() else -1) for s in self.segments)
 
     def resolve(
         self,

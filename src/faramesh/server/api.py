@@ -20,6 +20,7 @@ from faramesh.policy import Effect, PolicyError
 from faramesh.server.auth import AdminIdentity, CurrentIdentity
 from faramesh.server.jsonbody import FastJSONResponse, StrictJSONRoute
 from faramesh.service import Governor, Submission
+from faramesh.validation import ASCII_DIGITS, parse_ascii_int
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute, default_response_class=FastJSONResponse)
 
@@ -123,9 +124,9 @@ async def list_actions(
     agent_id: Annotated[str | None, Query(max_length=200)] = None,
     risk: Annotated[str | None, Query(max_length=16)] = None,
     id_prefix: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Field(ge=1, le=500), ASCII_DIGITS, Query()] = 50,
+    cursor: Annotated[Annotated[int, Field(ge=0, le=MAX_SEQ), ASCII_DIGITS] | None, Query()] = None,
+    offset: Annotated[int, Field(ge=0, le=1_000_000), ASCII_DIGITS, Query()] = 0,
 ) -> dict[str, Any]:
     g = gov(request)
     items, next_cursor = await run_in_threadpool(
@@ -240,12 +241,9 @@ async def events(
     g = gov(request)
     after: int | None = None
     if last_event_id:
-        try:
-            after = int(last_event_id)
-            if not 0 <= after <= MAX_SEQ:
-                raise ValueError(last_event_id)
-        except ValueError:
-            raise InvalidInput("Last-Event-ID must be an event id from this stream", field="Last-Event-ID") from None
+        after = parse_ascii_int(last_event_id, maximum=MAX_SEQ)
+        if after is None:
+            raise InvalidInput("Last-Event-ID must be an event id from this stream", field="Last-Event-ID")
 
     def visible(action: dict[str, Any] | None, submitted_by: str | None) -> bool:
         return identity.can_decide or submitted_by == identity.key_id

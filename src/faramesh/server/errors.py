@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faramesh.errors import FarameshError
@@ -115,4 +116,34 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Sent from outside the middleware that adds the security headers, so add them here.
         headers = dict(getattr(request.app, "guard_headers", {}))
-        return error_response(500, "internal error; the request was not applied", code="internal", headers=headers)
+        # Never claim a change was not applied: the failure may have come after its commit
+        # (e.g. the connection dropped while the answer was read, or during COMMIT itself).
+        changes = request.method not in SAFE_METHODS
+        if _lost_database(exc):
+            message = "the database is unavailable"
+            if changes:
+                message += "; the outcome of this request is unknown: re-read it before retrying"
+            return error_response(
+                503, message, code="unavailable", headers=headers | {"Retry-After": "1"}, outcome="unknown"
+            )
+        if changes:
+            return error_response(
+                500,
+                "internal error; the outcome of this request is unknown: re-read it before retrying",
+                code="internal",
+                headers=headers,
+                outcome="unknown",
+            )
+        return error_response(500, "internal error", code="internal", headers=headers)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _lost_database(exc: BaseException) -> bool:
+    """A database connection that failed or was cut (not a bad statement)."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
+    )

@@ -9,25 +9,30 @@ answers first, in the JSON error shape, without reading a byte of the body.
 
 Headers are bounded by the HTTP parser (h11) while they arrive; headers that came in
 one read and so slipped under its check are measured here and refused with 431.
+
+A NUL character (U+0000) in the path, the query string or a header is refused here
+with a 422 naming the parameter, for every route (API and dashboard) alike; request
+bodies are checked where they are parsed (`jsonbody`, the dashboard's forms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faramesh.server.errors import error_response
+from faramesh.validation import NUL, parse_ascii_int
 
 
 def declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            return parse_ascii_int(value, maximum=None)
     return None
 
 
@@ -47,6 +52,30 @@ def framing_problem(scope: Scope) -> str | None:
     return None
 
 
+def nul_field(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
+    """The request parameter (outside the body) that holds a NUL character, or None."""
+    path = scope.get("path", "")
+    if NUL in path:
+        # Each route as FastAPI mounts it (included routers carry their prefix).
+        for context in iter_route_contexts(routes):
+            match, child = context.route.matches(scope)
+            if match is not Match.NONE:  # PARTIAL: the path fits, the method does not
+                for name, value in child.get("path_params", {}).items():
+                    if isinstance(value, str) and NUL in value:
+                        return str(name)
+        return "path"
+    query = scope.get("query_string") or b""
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return name.replace(NUL, "\\u0000") or "query"
+        return "query"
+    for name, value in scope.get("headers", ()):
+        if b"\x00" in name or b"\x00" in value:
+            return name.decode("latin-1").replace(NUL, "\\u0000")
+    return None
+
+
 class RequestGuard:
     def __init__(
         self,
@@ -54,8 +83,10 @@ class RequestGuard:
         max_body_size: int | None,
         headers: Mapping[str, str],
         max_header_bytes: int | None = None,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.app = app
+        self.routes = routes
         self.max_body_size = max_body_size
         self.max_header_bytes = max_header_bytes
         self.headers = dict(headers)
@@ -96,6 +127,18 @@ class RequestGuard:
                 )
                 await response(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            field = nul_field(scope, self.routes)
+            if field is not None:
+                response = error_response(
+                    422,
+                    f"{field} must not contain the NUL character (\\u0000)",
+                    code="invalid_input",
+                    field=field,
+                    headers=self.headers,
+                )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -107,5 +150,9 @@ class GuardedFastAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return RequestGuard(
-            super().build_middleware_stack(), self.max_body_size, self.guard_headers, self.max_header_bytes
+            super().build_middleware_stack(),
+            self.max_body_size,
+            self.guard_headers,
+            self.max_header_bytes,
+            self.router.routes,
         )

@@ -1,6 +1,7 @@
 """Strict JSON request bodies: parsed with orjson, which refuses NaN/Infinity and
 nesting deeper than 1024 levels. Objects that repeat a key, and integers outside the
-64-bit range (which orjson would round to a float), are refused too."""
+64-bit range (which orjson would round to a float), are refused too, and so is a NUL
+character (U+0000) in any string or key (422 naming the field)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+
+from faramesh.validation import refuse_nul
 
 MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
@@ -65,12 +68,32 @@ class StrictJSONRequest(Request):
         return self._json
 
 
+async def _refuse_nul_in_body(request: Request) -> None:
+    """Raise InvalidInput naming the field when a JSON body's strings hold a NUL.
+
+    JSON can carry NUL only as the escape \\u0000, so bodies without that text (all
+    ordinary ones) are not walked. A body that does not parse is left to the handler,
+    which reports it.
+    """
+    body = await request.body()  # kept on the request, so the handler reads it again for free
+    if b"\\u0000" not in body:
+        return
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    refuse_nul(value, "" if isinstance(value, dict) else "body")
+
+
 class StrictJSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
+            strict = StrictJSONRequest(request.scope, request.receive)
+            if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                await _refuse_nul_in_body(strict)
+            return await handler(strict)
 
         return strict_handler
 

@@ -283,7 +283,7 @@ def build_inputs(solution: Solution) -> tuple[dict[str, Any], dict[str, Any], di
         for outer, outer_kind, _ in entries:
             n = len(outer.segments)
             inside = outer.root == path.root and n < len(path.segments) and path.segments[:n] == outer.segments
-            if outer_kind == "list" and inside and path.segments[n].isdigit():
+            if outer_kind == "list" and inside and path.segments[n].isascii() and path.segments[n].isdigit():
                 reserve[outer.text] = max(reserve.get(outer.text, -1), int(path.segments[n]))
     claimed = solution.values.get("context.agent_id")
     if claimed is not None and isinstance(claimed[1], str) and "agent.id" not in solution.values:
@@ -311,7 +311,7 @@ def _place(root: dict[str, Any], path: FieldPath, value: Any) -> None:
             if not isinstance(nxt, dict | list):
                 nxt = cur[seg] = {}
             cur = nxt
-        elif isinstance(cur, list) and seg.isdigit():
+        elif isinstance(cur, list) and seg.isascii() and seg.isdigit():
             index = int(seg)
             while len(cur) <= index:
                 cur.append(None)

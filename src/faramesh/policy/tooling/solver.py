@@ -165,7 +165,7 @@ def kinds_for(path: FieldPath) -> tuple[str, ...]:
         return ("str",)
     if segs == ("groups",):
         return ("list",)
-    if len(segs) == 2 and segs[0] == "groups" and segs[1].isdigit():
+    if len(segs) == 2 and segs[0] == "groups" and segs[1].isascii() and segs[1].isdigit():
         return ("missing", "str")
     return ("missing",)
 
@@ -453,7 +453,7 @@ def _nested_ok(outer: FieldPath, inner: FieldPath, outer_kind: str, inner_kind: 
     if outer_kind == "dict":
         return True
     nxt = inner.segments[len(outer.segments)]
-    return outer_kind == "list" and nxt.isdigit()
+    return outer_kind == "list" and nxt.isascii() and nxt.isdigit()
 
 
 def _is_prefix(a: FieldPath, b: FieldPath) -> bool:

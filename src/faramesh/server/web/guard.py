@@ -24,6 +24,7 @@ from faramesh.errors import FarameshError, Forbidden
 from faramesh.model import Identity
 from faramesh.server.web.render import PAGE_HEADERS, render
 from faramesh.server.web.session import Session, SessionCodec, session_identity
+from faramesh.validation import refuse_nul
 
 log = logging.getLogger("faramesh.server.web")
 
@@ -69,10 +70,14 @@ async def require_user(request: Request, *, admin: bool = False) -> Identity:
 
 
 async def read_form(request: Request) -> FormData:
-    """The submitted form, once its CSRF token matched this session's."""
+    """The submitted form, once its CSRF token matched this session's and no field
+    holds a NUL character (the rule for every request: 422 naming the field)."""
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     if not session_of(request).csrf_ok(form.get("csrf_token")):
         raise CsrfRejected()
+    for name, value in form.multi_items():
+        refuse_nul(name, "form")
+        refuse_nul(value, name)
     return form
 
 

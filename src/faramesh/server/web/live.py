@@ -31,6 +31,7 @@ from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_us
 from faramesh.server.web.pages import gov
 from faramesh.service import Governor
 from faramesh.storage.schema import audit_log
+from faramesh.validation import parse_ascii_int
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -99,9 +100,7 @@ def _message(payload: dict[str, Any], seq: int | None = None) -> bytes:
 
 def _position(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("after")
-    if raw and raw.isdigit() and len(raw) < 19:
-        return int(raw)
-    return None
+    return parse_ascii_int(raw)
 
 
 async def _replay(g: Governor, user: Identity, after: int, only: str | None) -> tuple[list[bytes], int, bool]:

@@ -34,6 +34,7 @@ from faramesh.server.web.render import RISKS, render
 from faramesh.server.web.session import Session, logged_in
 from faramesh.service import Governor
 from faramesh.storage.schema import actions
+from faramesh.validation import parse_ascii_int
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -266,7 +267,7 @@ async def history(request: Request) -> Response:
         if found is not None:
             return redirect(f"/actions/{found['id']}")
     cursor_raw = qp.get("cursor")
-    cursor = int(cursor_raw) if cursor_raw and cursor_raw.isdigit() and len(cursor_raw) < 19 else None
+    cursor = parse_ascii_int(cursor_raw)
     items, next_cursor = await run_in_threadpool(
         lambda: g.list_actions(
             user,

@@ -1,0 +1,158 @@
+"""A PostgreSQL connection that dies around a decision's commit.
+
+The connection is really cut: `pg_terminate_backend` from another connection, at the
+moment the store is told to (right after a write commits, or at the first statement
+of the next write). The client must never be told "not applied" about a change that
+committed, and what the database holds must match what the client was told.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from faramesh import keys
+from faramesh.config import Settings
+from faramesh.policy import Policy
+from faramesh.server.app import create_app
+from faramesh.service import Governor
+from faramesh.storage import Store
+from tests.adversarial.support import assert_error
+from tests.conftest import SEED_POLICY
+
+T = TypeVar("T")
+
+
+class DroppingStore(Store):
+    """A store whose next statement after a trigger runs on a connection that was cut."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.admin_dsn = url
+        self.drop_after_commit = False  # cut the connection of the next statement after the next write
+        self.drop_in_write = False  # cut the connection of the next write's first statement
+        self.armed = False  # cut the connection of the very next statement
+        self.dropped = 0
+        event.listen(self.engine, "before_cursor_execute", self._maybe_drop)
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        if self.drop_in_write:
+            self.drop_in_write, self.armed = False, True
+        result = super().write(fn)
+        if self.drop_after_commit:
+            self.drop_after_commit, self.armed = False, True
+        return result
+
+    def _maybe_drop(self, conn: Any, *_args: Any) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                assert time.monotonic() < deadline, "the backend did not end"
+                time.sleep(0.01)
+        self.dropped += 1
+
+
+@dataclass
+class Rig:
+    client: TestClient
+    store: DroppingStore
+    agent: str
+    approver: str
+
+    def h(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def pending(self) -> str:
+        r = self.client.post(
+            "/v1/actions",
+            json={"tool": "refund", "operation": "process", "params": {"amount": 500}},
+            headers=self.h(self.agent),
+        )
+        assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+        return str(r.json()["id"])
+
+    def read(self, action_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/v1/actions/{action_id}", headers=self.h(self.approver))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def events(self, action_id: str) -> list[str]:
+        r = self.client.get(f"/v1/actions/{action_id}/events", headers=self.h(self.approver))
+        return [e["event"] for e in r.json()["events"]]
+
+
+@pytest.fixture
+def rig(pg_url: str) -> Iterator[Rig]:
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    store = DroppingStore(dsn)
+    store.upgrade()
+    g = Governor(store, Policy.from_file(SEED_POLICY))
+    _, agent = store.write(lambda c: keys.create_key(c, role="agent", name="agent"))
+    _, approver = store.write(lambda c: keys.create_key(c, role="approver", name="approver"))
+    app = create_app(Settings(database_url=dsn, rate_limit="off"), governor=g)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Rig(client, store, agent, approver)
+    finally:
+        store.close()
+
+
+def test_an_approval_that_committed_is_answered_as_approved_when_the_connection_drops(rig: Rig) -> None:
+    action_id = rig.pending()
+    rig.store.drop_after_commit = True
+    r = rig.client.post(f"/v1/actions/{action_id}/approve", json={"reason": "ok"}, headers=rig.h(rig.approver))
+    rig.store.armed = False  # the answer needed no statement after the commit
+    assert "not applied" not in r.text
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["status"] == "approved" and answer["decision_reason"] == "ok"
+    assert [a["approve"] for a in answer["approvals"]] == [True]
+    stored = rig.read(action_id)
+    assert stored["status"] == "approved" and stored["version"] == answer["version"]
+    assert rig.events(action_id).count("action.approved") == 1
+
+
+def test_a_denial_that_committed_is_answered_as_denied_when_the_connection_drops(rig: Rig) -> None:
+    action_id = rig.pending()
+    rig.store.drop_after_commit = True
+    r = rig.client.post(f"/v1/actions/{action_id}/deny", json={"reason": "no"}, headers=rig.h(rig.approver))
+    rig.store.armed = False
+    assert r.status_code == 200 and r.json()["status"] == "denied", r.text
+    assert rig.read(action_id)["status"] == "denied"
+    assert rig.events(action_id).count("action.denied") == 1
+
+
+def test_a_connection_lost_inside_the_write_is_a_503_to_re_read_never_not_applied(rig: Rig) -> None:
+    action_id = rig.pending()
+    rig.store.drop_in_write = True  # the decision's first statement meets a dead connection
+    r = rig.client.post(f"/v1/actions/{action_id}/approve", json={"reason": "ok"}, headers=rig.h(rig.approver))
+    assert rig.store.dropped == 1
+    body = assert_error(r, 503, "unavailable")
+    assert "not applied" not in r.text
+    assert "re-read" in body["detail"] and body["error"]["outcome"] == "unknown"
+    assert r.headers["retry-after"] == "1"
+    # Re-reading tells the truth (here: nothing was written), and the retry goes through.
+    assert rig.read(action_id)["status"] == "pending_approval"
+    assert "action.approved" not in rig.events(action_id)
+    again = rig.client.post(f"/v1/actions/{action_id}/approve", json={"reason": "ok"}, headers=rig.h(rig.approver))
+    assert again.status_code == 200 and again.json()["status"] == "approved", again.text
+
+
+def test_a_read_that_loses_its_connection_is_a_503_without_an_outcome(rig: Rig) -> None:
+    action_id = rig.pending()
+    rig.store.armed = True
+    r = rig.client.get(f"/v1/actions/{action_id}", headers=rig.h(rig.approver))
+    body = assert_error(r, 503, "unavailable")
+    assert "re-read" not in body["detail"] and "not applied" not in r.text
