@@ -1,0 +1,218 @@
+"""The audit log's SQL: the records table, the chain head, and the reads that verify them.
+
+`faramesh.audit` decides what a record is, how it is hashed and what counts as a
+problem; this module only moves rows. Appends run inside the caller's transaction
+(the head row is locked FOR UPDATE on PostgreSQL; SQLite has a single writer), so
+concurrent appends form one line. The full-log reads stream plain tuples from the
+driver, because verification and export touch every row.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
+
+from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, audit_head, audit_log
+
+__all__ = [
+    "GENESIS_HASH",
+    "VOTES",
+    "Connection",
+    "KeyRow",
+    "action_records",
+    "key_rows",
+    "lock_head",
+    "orphaned_records",
+    "read_head",
+    "record_ts",
+    "records_after",
+    "seq_of_hash",
+    "snapshot",
+    "stream_action_records",
+    "stream_action_states",
+    "stream_records",
+    "write_record",
+]
+
+# -- append ------------------------------------------------------------------------
+
+# Built once: every state change runs these, and prebuilt statements skip SQLAlchemy's
+# per-call statement construction and cache-key work.
+_LOCK_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+_INSERT_RECORD = audit_log.insert()
+_MOVE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+
+
+def lock_head(conn: Connection) -> tuple[int, str]:
+    """The chain head's seq and hash, locked until the caller's transaction ends."""
+    row = conn.execute(_LOCK_HEAD).one()
+    return int(row.seq), row.hash
+
+
+def write_record(conn: Connection, row: dict[str, Any]) -> None:
+    """Insert a sealed record (the audit_log columns) and make it the chain head."""
+    conn.execute(_INSERT_RECORD, row)
+    conn.execute(_MOVE_HEAD, {"new_seq": row["seq"], "new_hash": row["hash"]})
+
+
+# -- reads -------------------------------------------------------------------------
+
+
+def read_head(conn: Connection) -> tuple[int, str]:
+    row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    return int(row.seq), str(row.hash)
+
+
+def record_ts(conn: Connection, seq: int) -> float | None:
+    ts = conn.execute(select(audit_log.c.ts).where(audit_log.c.seq == seq)).scalar()
+    return float(ts) if ts is not None else None
+
+
+def action_records(conn: Connection, action_id: str) -> Sequence[Any]:
+    """The rows (with the audit_log columns as attributes) of one action's records, in order."""
+    return conn.execute(select(audit_log).where(audit_log.c.action_id == action_id).order_by(audit_log.c.seq)).all()
+
+
+def records_after(conn: Connection, seq: int, limit: int) -> Sequence[Any]:
+    return conn.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq).limit(limit)).all()
+
+
+def seq_of_hash(conn: Connection, digest: str) -> int | None:
+    """The seq of a record stored with this hash, if any."""
+    found = conn.execute(select(audit_log.c.seq).where(audit_log.c.hash == digest).limit(1)).scalar()
+    return int(found) if found is not None else None
+
+
+# -- whole-log reads (verify and export) --------------------------------------------
+
+
+def snapshot(conn: Connection) -> Connection:
+    """The connection set to read one snapshot across several statements.
+
+    On a connection that has not started a transaction: REPEATABLE READ on PostgreSQL;
+    SQLite's read transaction is already one snapshot.
+    """
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
+# The columns of a chain row, in this order: (seq, ts, event, action_id, actor, data, prev_hash, hash).
+_COLUMNS = (
+    audit_log.c.seq,
+    audit_log.c.ts,
+    audit_log.c.event,
+    audit_log.c.action_id,
+    audit_log.c.actor,
+    audit_log.c.data,
+    audit_log.c.prev_hash,
+    audit_log.c.hash,
+)
+_BATCH = 5000
+_cursor_ids = itertools.count()
+
+
+def _stream(conn: Connection, stmt: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows as plain tuples, in batches, straight from the driver.
+
+    Verification reads every row of the log, so it skips SQLAlchemy's result rows and
+    type processing (the columns are text, integers and floats, which the drivers
+    return as such). PostgreSQL gets a server-side (named) cursor, so memory stays
+    flat however long the log is; it runs inside the connection's transaction.
+    """
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.params
+    args: Any = [params[name] for name in compiled.positiontup or ()] if compiled.positional else params
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if conn.dialect.name == "postgresql":
+        if not conn.in_transaction():
+            conn.begin()
+        cursor = dbapi.cursor(name=f"faramesh_audit_{next(_cursor_ids)}")
+    else:
+        cursor = dbapi.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        while batch := cursor.fetchmany(_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def stream_records(
+    conn: Connection,
+    *,
+    since_seq: int | None = None,
+    since_ts: float | None = None,
+    action_id: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Records as (seq, ts, event, action_id, actor, data, prev_hash, hash), in seq order:
+    after `since_seq`, at or after `since_ts`, of one action."""
+    stmt = select(*_COLUMNS).order_by(audit_log.c.seq)
+    if since_seq is not None:
+        stmt = stmt.where(audit_log.c.seq > since_seq)
+    if since_ts is not None:
+        stmt = stmt.where(audit_log.c.ts >= since_ts)
+    if action_id is not None:
+        stmt = stmt.where(audit_log.c.action_id == action_id)
+    return _stream(conn, stmt)
+
+
+VOTES = "votes"  # in stream_action_states: how many approval rows the action has
+
+
+def stream_action_states(conn: Connection, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """Every action as a tuple of `columns` (actions table columns, or VOTES), in the order
+    of the actions table's integer seq (the same on every database)."""
+    votes = (
+        select(func.count())
+        .select_from(approvals)
+        .where(approvals.c.action_id == actions.c.id)
+        .correlate(actions)
+        .scalar_subquery()
+    )
+    selected = [votes if name == VOTES else actions.c[name] for name in columns]
+    return _stream(conn, select(*selected).order_by(actions.c.seq))
+
+
+def stream_action_records(conn: Connection) -> Iterator[tuple[Any, ...]]:
+    """(action seq, record seq, event, data) of every record about an existing action, in the
+    order of stream_action_states, then of the records."""
+    stmt = (
+        select(actions.c.seq, audit_log.c.seq, audit_log.c.event, audit_log.c.data)
+        .select_from(actions.join(audit_log, audit_log.c.action_id == actions.c.id))
+        .order_by(actions.c.seq, audit_log.c.seq)
+    )
+    return _stream(conn, stmt)
+
+
+def orphaned_records(conn: Connection, limit: int) -> list[tuple[int, str]]:
+    """(seq, action_id) of records naming an action whose row does not exist, in seq order."""
+    known = select(actions.c.id).where(actions.c.id == audit_log.c.action_id).correlate(audit_log).exists()
+    stmt = (
+        select(audit_log.c.seq, audit_log.c.action_id)
+        .where(audit_log.c.action_id.is_not(None), ~known)
+        .order_by(audit_log.c.seq)
+        .limit(limit)
+    )
+    return [(int(seq), str(aid)) for seq, aid in conn.execute(stmt)]
+
+
+class KeyRow(NamedTuple):
+    id: str
+    name: str | None
+    role: str
+    agent_id: str | None
+    groups: str | None  # JSON list
+    key_hash: str
+    revoked_at: float | None
+
+
+def key_rows(conn: Connection) -> list[KeyRow]:
+    """Every API key, oldest first."""
+    stmt = select(*(api_keys.c[name] for name in KeyRow._fields)).order_by(api_keys.c.created_at)
+    return [KeyRow(*row) for row in conn.execute(stmt)]
