@@ -195,3 +195,25 @@ def test_tool_exception_is_reported_as_failed(gov_server: ServerProcess, agent_k
         Runner.run_sync(agent, "look up Q")
     action = actions_of(gov_server, agent_key, bot)["lookup_order"]
     assert action["status"] == "failed" and "KeyError" in action["error"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        '{"amount": 100.000000000000001, "to_account": "acct-1"}',
+        '{"amount": 5, "amount": 5000, "to_account": "acct-1"}',
+        '{"amount": 18446744073709551616, "to_account": "acct-1"}',
+    ],
+)
+def test_arguments_the_policy_would_read_differently_are_refused_before_submitting(
+    gov_server: ServerProcess, agent_key: str, bot: str, arguments: str
+) -> None:
+    # The tool runs with the model's text, so the policy must judge exactly that text:
+    # a number a double rounds, or a repeated key, is refused rather than judged as something else.
+    bank = Bank()
+    client = ExecutionGovernorClient(gov_server.url, agent_key)
+    governed = govern_function_tool(bank.tools[1], client=client, agent_id=bot)
+    output = asyncio.run(governed.on_invoke_tool(None, arguments))  # type: ignore[arg-type]
+    assert "not valid JSON" in str(output), output
+    assert bank.ran == []
+    assert actions_of(gov_server, agent_key, bot) == {}

@@ -159,3 +159,57 @@ def test_ignore_and_render() -> None:
     [finding] = lint(policy)
     assert finding.render("p.yaml").startswith("p.yaml:2:5: approval-timeout: rule rules[0]:")
     assert lint(policy, ignore=("approval-timeout",)) == []
+
+
+FREE_TEXT = """
+default: deny
+rules:
+  - id: no-rm
+    match: {tool: shell, command_contains: "rm -rf"}
+    deny: true
+  - id: no-sudo
+    match: {tool: shell, any: [{command_matches: '.*sudo.*'}, {context.note_contains: sudo}]}
+    deny: true
+  - id: shell
+    match: {tool: shell}
+    allow: true
+"""
+
+
+def test_a_deny_on_free_text_is_reported_with_the_way_around_it() -> None:
+    found = [f for f in lint(Policy.from_yaml(FREE_TEXT)) if f.code == "free-text-deny"]
+    assert [(f.rule_id, f.line) for f in found] == [("no-rm", 5), ("no-sudo", 8), ("no-sudo", 8)]
+    assert "compared exactly" in found[0].message and "command_in" in found[0].message
+
+
+def test_a_pinned_field_or_an_allow_list_is_not_free_text() -> None:
+    pinned_here = """
+default: deny
+rules:
+  - id: no-rm
+    match: {tool: shell, command_in: ["rm -rf /", "ls"], command_contains: rm}
+    deny: true
+  - id: shell
+    match: {tool: shell}
+    allow: true
+"""
+    allow_list = FREE_TEXT.replace(
+        "match: {tool: shell}\n", "match: {tool: shell, command_matches: 'ls( -[a-z]+)*', context.note_eq: x}\n"
+    )
+    list_of_groups = """
+default: deny
+rules:
+  - id: readers
+    match: {tool: db, agent.groups_contains: readers-banned}
+    deny: true
+  - id: db
+    match: {tool: db}
+    allow: true
+"""
+    for text in (pinned_here, allow_list, list_of_groups):
+        assert "free-text-deny" not in [c for c, _ in codes(text)], text
+
+
+def test_default_allow_makes_every_free_text_deny_a_finding() -> None:
+    text = "default: allow\nrules:\n  - {id: x, match: {tool: shell, command_contains: rm}, deny: true}\n"
+    assert ("free-text-deny", "x") in codes(text)

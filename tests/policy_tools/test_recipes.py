@@ -39,7 +39,9 @@ def test_recipe(name: str) -> None:
     result = validate_text(parts["policy"], f"recipes.md:{name}")
     assert result.policy is not None, "\n".join(result.render())
     policy = result.policy
-    assert [f.render(name) for f in lint(policy)] == []
+    # secrets is a best-effort filter on free text, and lint says so (docs/security.md)
+    expected = ["free-text-deny", "free-text-deny"] if name == "secrets" else []
+    assert [f.code for f in lint(policy)] == expected, [f.render(name) for f in lint(policy)]
     report = run_cases(policy, load_cases(parts["cases"], f"recipes.md:{name}:cases"))
     assert report.ok, report.render()
     for claim in parts.get("claims", "").splitlines():

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from faramesh import __version__, keys
+from faramesh import __version__, jsonstrict, keys
 from faramesh.cli.audit_cmd import audit_group
 from faramesh.cli.common import (
     api_errors,
@@ -179,7 +178,7 @@ def actions_watch(url: str, api_key: str | None) -> None:
     "params_json",
     default=None,
     metavar="JSON",
-    help='Approve these edited params instead, e.g. \'{"amount": 80}\' (the policy re-checks them).',
+    help="Approve these edited params instead, e.g. '{\"amount\": 80}' (the policy re-checks them).",
 )
 @url_option
 @key_option
@@ -227,7 +226,7 @@ def _json_arg(value: str | None, name: str) -> Any:
     if value is None:
         return None
     try:
-        return json.loads(value)
+        return jsonstrict.loads(value)
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=name) from None
 

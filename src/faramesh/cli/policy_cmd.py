@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
+from faramesh import jsonstrict
 from faramesh.cli.common import database_option, echo_json
 
 CANNOT_DECIDE_EXIT = 3
@@ -41,7 +42,7 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        parsed = json.loads(value)
+        parsed = jsonstrict.loads(value)
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
     if not isinstance(parsed, dict):

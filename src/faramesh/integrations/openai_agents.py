@@ -25,6 +25,7 @@ from typing import Any
 from agents import FunctionTool
 from agents.tool_context import ToolContext
 
+from faramesh import jsonstrict
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout
 from faramesh.sdk.govern import DEFAULT_TIMEOUT, AnyClient, Gate
 
@@ -65,9 +66,10 @@ def govern_function_tool(
 
     async def governed(ctx: ToolContext[Any], arguments: str) -> Any:
         try:
-            params = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
-            return _refusal("the arguments are not valid JSON")
+            # strict: the text the tool runs with must be the values the policy judged
+            params = jsonstrict.loads(arguments) if arguments.strip() else {}
+        except ValueError as exc:
+            return _refusal(f"the arguments are not valid JSON ({exc})")
         if not isinstance(params, dict):
             return _refusal("the arguments are not a JSON object")
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from faramesh.errors import InvalidInput
+from faramesh.policy.parser import load_plain
 from faramesh.validation import parse_ascii_int, refuse_nul
 
 APPROVE_ACTION = "faramesh_approve"
@@ -52,7 +53,7 @@ def load_slack_config(path: str | Path) -> SlackConfig:
     """Read `serve --slack-config FILE` (YAML or JSON): {signing_secret, users: {U123: key id}}."""
     text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = load_plain(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", field="slack") from None
     if not isinstance(data, Mapping):

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from faramesh.errors import InvalidInput
+from faramesh.policy.parser import load_plain
 from faramesh.validation import parse_ascii_int, refuse_nul
 
 SIGNATURE_HEADER = "X-Faramesh-Signature"
@@ -173,7 +174,7 @@ def load_webhook_file(path: str | Path) -> list[Webhook]:
     """Read `serve --webhooks FILE`: a YAML list of webhooks, or a mapping with a `webhooks:` list."""
     text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = load_plain(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", field="webhooks") from None
     if isinstance(data, Mapping) and set(data) == {"webhooks"}:

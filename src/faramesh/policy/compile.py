@@ -25,7 +25,7 @@ from .conditions import (
 )
 from .model import RISK_LEVELS, ApprovalSpec, BudgetSpec, Decision, Effect, LimitSpec, RateLimitSpec, Rule
 from .names import NameMatcher, is_glob
-from .parser import Loc, YMap, YNode, YScalar, YSeq
+from .parser import Loc, YMap, YNode, YScalar, YSeq, yaml11_hint
 from .timing import TimingError, Window, parse_days, parse_duration, parse_hours, parse_tz
 from .values import FieldPath, is_number, parse_path
 
@@ -312,7 +312,10 @@ class PolicyCompiler:
                 )
                 valid = False
             else:
-                self.r.error(value.loc, child, f"{name} must be true", f"write {name}: true")
+                shown = value.value if isinstance(value, YScalar) else None
+                word = yaml11_hint(shown, "bool")
+                message = f"{name} must be true" + (f", got the text {shown!r}" if word else "")
+                self.r.error(value.loc, child, message, f"write {name}: true")
                 valid = False
         if len(found) > 1:
             names = " and ".join(f"{e.value}: true" for e in found)
@@ -404,7 +407,7 @@ class PolicyCompiler:
             value.loc,
             f"{key}.{name}",
             f"{name} must be a whole number of at least 1, got {number!r}",
-            f"e.g. {name}: 2",
+            yaml11_hint(number, "number") or f"e.g. {name}: 2",
         )
         return None
 

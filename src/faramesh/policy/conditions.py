@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import PolicyProblem
 from .names import PATTERN_CHARS, NameMatcher
-from .parser import Loc, YMap, YNode, YScalar, YSeq
+from .parser import Loc, YMap, YNode, YScalar, YSeq, yaml11_hint
 from .values import MISSING, ROOTS, FieldPath, is_number, lookup, parse_path
 
 Env = tuple[Any, Any, Any, str, str]
@@ -347,7 +347,8 @@ class MatchCompiler:
         value = node.value if isinstance(node, YScalar) else None
         if op in _COMPARE:
             if not isinstance(node, YScalar) or not is_number(value):
-                self._bad(node, key, "a number", f"write it without quotes, e.g. {key.rsplit('.', 1)[-1]}: 100")
+                hint = yaml11_hint(value, "number") or f"write it without quotes, e.g. {key.rsplit('.', 1)[-1]}: 100"
+                self._bad(node, key, "a number", hint)
                 return None
             return _compare(get, _COMPARE[op], value), canonical_scalar(value)
         if op in ("eq", "ne", "contains"):
@@ -375,7 +376,7 @@ class MatchCompiler:
             return self._regex(get, node, key)
         # exists
         if not isinstance(value, bool):
-            self._bad(node, key, "true or false", "e.g. approved_by_exists: true")
+            self._bad(node, key, "true or false", yaml11_hint(value, "bool") or "e.g. approved_by_exists: true")
             return None
         return _exists(get, value), value
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from faramesh.jsonstrict import reads_exactly
+
 from .errors import PolicyProblem
 
 # An alias-heavy document can expand exponentially; a policy never needs this many values.
@@ -74,14 +76,62 @@ _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Loader(_Base):  # type: ignore[valid-type,misc]
-    """PyYAML's safe loader, also reading ``1e6`` as a float (YAML 1.2); YAML 1.1 wants ``1.0e+6``."""
+    """PyYAML's safe loader with YAML 1.2 core-schema scalars, so a value means what it looks like.
+
+    YAML 1.1 (PyYAML's default) reads ``yes``/``no``/``on``/``off`` as booleans, ``010`` as 8,
+    ``1:30`` as 90 and ``2024-01-05`` as a date: in a list of user names or ids that silently
+    changes what a rule compares. Here only ``true``/``false`` are booleans, numbers are
+    decimal (``0x``/``0b`` prefixes and ``_`` separators allowed; a leading zero keeps the text a
+    string), ``1e6`` is a float as in YAML 1.2, and everything else plain is a string.
+    """
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+# Implicit resolvers replaced wholesale: (tag, pattern, first characters).
+_SCALARS: tuple[tuple[str, str, str], ...] = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (
+        "tag:yaml.org,2002:int",
+        r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?0b[01_]+)$",
+        "-+0123456789",
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:0|[1-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?(?:0|[1-9][0-9_]*)[eE][-+]?[0-9]+"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),
 )
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in _SCALARS:
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), [*_first, ""] if _tag.endswith("null") else list(_first))
+
+# Plain scalars that YAML 1.1 tools read as something other than text; used for hints.
+YAML11_BOOLS = frozenset(["yes", "no", "on", "off", "y", "n"])
+_YAML11_NUMBER = re.compile(r"[-+]?(?:0[0-9_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)")
+
+
+def yaml11_hint(value: object, expected: str) -> str | None:
+    """A fix for a string that YAML 1.1 would have read as a boolean or number, or None."""
+    if not isinstance(value, str):
+        return None
+    if value.lower() in YAML11_BOOLS:
+        if expected == "bool":
+            return f"{value!r} is text in a policy file, not a boolean; write true or false"
+        return None
+    if expected == "number" and _YAML11_NUMBER.fullmatch(value):
+        digits = value.replace("_", "")
+        if ":" in digits:
+            return f"{value!r} is text in a policy file, not a number; write one decimal number (YAML 1.1 would read it as base 60)"
+        return f"{value!r} is text in a policy file, not a number; write {int(digits)} without the leading zero"
+    return None
+
+
+def load_plain(text: str) -> Any:
+    """Plain Python values from YAML with the same scalar rules as policies, for Faramesh's other YAML files."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def _loc(mark: Any) -> Loc:
@@ -140,8 +190,8 @@ class _Builder:
         self.source = source
         self.problems = problems
         self.count = 0
-        # Scalars are turned into Python values by PyYAML's own safe constructor,
-        # so `yes`, `1_000`, `.inf`, `~` and quoted strings mean what YAML says they mean.
+        # Scalars are turned into Python values by PyYAML's own safe constructor, after
+        # _Loader's YAML 1.2 resolvers chose their type (so `yes` stays the text "yes").
         self.constructor = _Loader("")
 
     def problem(self, loc: Loc, path: str, message: str, hint: str = "") -> None:
@@ -161,6 +211,13 @@ class _Builder:
             except yaml.YAMLError as exc:
                 self.problem(loc, path, f"cannot read this value: {getattr(exc, 'problem', exc)}", "remove the tag")
                 value = None
+            if isinstance(value, float) and not reads_exactly(node.value, value):
+                self.problem(
+                    loc,
+                    path,
+                    f"the number {node.value} has more digits than a policy can compare exactly (it reads as {value!r})",
+                    f"write {value!r}, or at most 17 significant digits",
+                )
             return YScalar(value, loc)
         active = active | {id(node)}
         if isinstance(node, yaml.SequenceNode):

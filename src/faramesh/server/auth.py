@@ -14,13 +14,17 @@ from faramesh.server.ratelimit import RateLimiter, retry_after_header
 
 
 def bearer_key(request: Request) -> str | None:
+    """The key from `Authorization: Bearer <key>`, the only way the API takes a key.
+
+    No other header (such as X-API-Key) is read: one documented way in, so a proxy
+    that strips or logs Authorization is not bypassed by a header it does not know.
+    """
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-        return None
-    return request.headers.get("x-api-key")
+    return None
 
 
 async def current_identity(request: Request) -> Identity:

@@ -1,7 +1,8 @@
 """Strict JSON request bodies: parsed with orjson, which refuses NaN/Infinity and
-nesting deeper than 1024 levels. Objects that repeat a key, and integers outside the
-64-bit range (which orjson would round to a float), are refused too, and so is a NUL
-character (U+0000) in any string or key (422 naming the field)."""
+nesting deeper than 1024 levels. Objects that repeat a key, integers outside the
+64-bit range and decimals a double cannot hold as written (which orjson would round)
+are refused too (see :mod:`faramesh.jsonstrict`), and so is a NUL character (U+0000)
+in any string or key (422 naming the field)."""
 
 from __future__ import annotations
 
@@ -13,44 +14,8 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from faramesh.jsonstrict import strictness_problem
 from faramesh.validation import refuse_nul
-
-MIN_INT = -(2**63)
-MAX_INT = 2**64 - 1
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key[:60]!r} in an object")
-        seen.add(key)
-
-
-def _exact_int(literal: str) -> None:
-    if not MIN_INT <= int(literal) <= MAX_INT:
-        raise ValueError(
-            f"integer {literal[:30]}{'…' if len(literal) > 30 else ''} is outside the 64-bit range; send it as a string"
-        )
-
-
-def strictness_problem(body: bytes) -> str | None:
-    """Why a body that orjson accepted must still be refused, or None.
-
-    - A repeated key: orjson keeps the last value while other parsers keep the first,
-      so {"amount": 500, "amount": 5} could be judged on one value and run with the other.
-    - An integer beyond 64 bits: orjson reads it as the nearest float, so the policy
-      would judge (and the audit record) a different number from the one sent.
-
-    A second pass with the standard library, on valid JSON of bounded depth, finds both.
-    """
-    try:
-        json.loads(body, object_pairs_hook=_no_duplicates, parse_int=_exact_int)
-    except ValueError as exc:
-        return str(exc)
-    except RecursionError:
-        return "nesting is too deep"
-    return None
 
 
 class StrictJSONRequest(Request):

@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from importlib import resources
 
-import yaml
+from faramesh.policy.parser import load_plain
 
 INDEX = "index.yaml"
 
@@ -49,7 +49,7 @@ def _read(relative: str) -> str:
 
 def list_packs() -> list[Pack]:
     """Every pack, in the index's order."""
-    data = yaml.safe_load(_read(INDEX))
+    data = load_plain(_read(INDEX))
     return [
         Pack(
             name=str(entry["name"]),

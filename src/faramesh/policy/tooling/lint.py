@@ -14,7 +14,11 @@ Each finding has a code, the rule and line it concerns and a message:
   separate the repetitions, which can take exponential time on a crafted input;
 - ``default-allow``: ``default: allow`` lets through tools that no rule mentions;
 - ``approval-timeout``: a rule requires approval but sets no ``approval.timeout``;
-- ``name-field``: ``tool_…``/``operation_…`` conditions test params, not the names.
+- ``name-field``: ``tool_…``/``operation_…`` conditions test params, not the names;
+- ``free-text-deny``: a deny rule relies on ``contains`` (of a string) or ``matches``
+  over a field it does not also pin down with ``_in``/``_eq``: values are compared
+  exactly, so other case, extra spaces, quoting, ``$IFS``, look-alike letters or
+  base64 get the same command past it. Allow the expected values instead.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ CODES = (
     "default-allow",
     "approval-timeout",
     "name-field",
+    "free-text-deny",
 )
 # Characters that let a shell command do more than it says.
 SHELL_META = frozenset(";|&$`<>()\n")
@@ -79,6 +84,7 @@ def lint(policy: Policy, *, ignore: tuple[str, ...] = (), budget: int = 20_000) 
         findings.extend(_approval(rule))
         findings.extend(_name_fields(rule))
         findings.extend(_regexes(rule))
+        findings.extend(_free_text_deny(rule, model))
     explorer = Explorer(model, budget=budget)  # one, so its name classes are worked out once
     findings.extend(_unreachable(model, explorer))
     findings.extend(_allow_before_deny(model, explorer))
@@ -126,6 +132,54 @@ def _name_fields(rule: RuleModel) -> list[Finding]:
                     f"{atom.path.segments[0]} name; to match names write {atom.path.segments[0]}: [...]",
                 )
             )
+    return out
+
+
+def _polar_atoms(formula: Formula | None, positive: bool, ops: tuple[str, ...]) -> list[Atom]:
+    """Atoms with an operator in ``ops`` whose being true makes the formula true (polarity flips under not)."""
+    if formula is None:
+        return []
+    if isinstance(formula, Cond):
+        return [formula.atom] if positive and formula.atom.op in ops else []
+    if isinstance(formula, NotOf):
+        return _polar_atoms(formula.part, not positive, ops)
+    parts = getattr(formula, "parts", ())
+    return [a for p in parts for a in _polar_atoms(p, positive, ops)]
+
+
+def _pins(rule: RuleModel, path: str, ops: tuple[str, ...]) -> bool:
+    return any(a.path.text == path for a in _polar_atoms(rule.cond, True, ops))
+
+
+def _free_text_deny(rule: RuleModel, model: PolicyModel) -> list[Finding]:
+    """A deny rule that searches inside free text: a caller-supplied string that neither this rule
+    (with ``_in``/``_eq``) nor every allow rule that may take the same tool (with ``_in``/``_eq``/
+    ``_matches``) pins down, so a dodged spelling falls through to an allow."""
+    if rule.effect is not Effect.DENY:
+        return []
+    allows = [r for r in model.rules if r.effect is Effect.ALLOW and _may_share_names(r, rule)]
+    out = []
+    for atom in _polar_atoms(rule.cond, True, ("contains", "matches")):
+        path = atom.path.text
+        if atom.path.root == "agent" or not isinstance(atom.operand, str):
+            continue  # agent fields come from the key, not from the caller
+        if _pins(rule, path, ("in", "eq")):
+            continue
+        if model.default is not Effect.ALLOW and all(_pins(a, path, ("in", "eq", "matches")) for a in allows):
+            continue
+        how = f"looks for {atom.operand!r} inside" if atom.op == "contains" else f"matches {atom.operand!r} against"
+        out.append(
+            Finding(
+                "free-text-deny",
+                atom.line,
+                atom.column,
+                rule.id,
+                f"{atom.key}: this deny rule {how} free text in {atom.path.text}; values are compared exactly, so "
+                "other case, extra spaces, quotes, $IFS, look-alike letters or base64 get the same thing past it; "
+                f"allow the values you expect instead (e.g. {atom.path.segments[-1]}_in: [...]) and let the rest "
+                "fall to default: deny",
+            )
+        )
     return out
 
 
