@@ -8,6 +8,11 @@ When several server processes share a PostgreSQL database, `RemoteRelay` turns t
 change notices of the other processes (LISTEN/NOTIFY, `faramesh.storage.notify`) into
 events on the local hub, so a waiter on one replica wakes when another one decides.
 
+What a stream or the relay missed is read back from the audit log in one way:
+`changes_after` (the records after a position, under the names subscribers know, see
+`published_type`) and, for a caller's stream, `replay_for` (those changes with each
+action as that caller may see it now).
+
 Every subscription made for a request remembers the key id that opened it. When that
 key is revoked (here, on another replica, or by the CLI), `EventHub.revoke` ends those
 subscriptions at once: their next `get` raises `KeyRevoked`, so streams close and waits
@@ -26,7 +31,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from faramesh.errors import KeyRevoked
+from faramesh import audit
+from faramesh.errors import FarameshError, KeyRevoked
+from faramesh.model import Identity
 
 if TYPE_CHECKING:
     from faramesh.storage import Store
@@ -214,8 +221,84 @@ class ActionSource(Protocol):
         ...
 
 
-# Audit event names that differ from the event names published to subscribers.
-_EVENT_TYPES = {"action.submitted": "action.created"}
+# -- reading back what was missed ---------------------------------------------------
+
+# The audit log records a submit as "action.submitted"; subscribers have always been
+# told "action.created" (the service publishes that name). Every other name is the same.
+_PUBLISHED_TYPES = {"action.submitted": "action.created"}
+RELAY_BATCH = 1000
+
+
+def published_type(audit_event: str) -> str:
+    """The event name subscribers see for an audit record's event name."""
+    return _PUBLISHED_TYPES.get(audit_event, audit_event)
+
+
+@dataclass(frozen=True)
+class MissedChange:
+    """A change read back from the audit log, named as it was published."""
+
+    seq: int
+    type: str
+    action_id: str | None
+    record: audit.AuditRecord
+
+
+def changes_after(store: Store, after: int, limit: int) -> list[MissedChange]:
+    """The first `limit` changes recorded after the audit position `after`, oldest first."""
+    records = store.read(partial(audit.events_after, seq=after, limit=limit))
+    return [MissedChange(rec.seq, published_type(rec.event), rec.action_id, rec) for rec in records]
+
+
+class ActionReader(Protocol):
+    """What a replay needs from the service (the Governor provides it)."""
+
+    store: Store
+
+    def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        """The action as `identity` may see it; raises NotFound when it may not."""
+        ...
+
+
+@dataclass(frozen=True)
+class Replay:
+    changes: list[tuple[MissedChange, dict[str, Any]]]  # each change with its action as it is now
+    last: int  # the audit position read up to: the live stream goes on from here
+    truncated: bool  # more than `limit` changes were missed
+
+
+def replay_for(
+    reader: ActionReader,
+    identity: Identity,
+    after: int,
+    *,
+    limit: int,
+    action_id: str | None = None,
+    keep_first: bool = False,
+) -> Replay:
+    """What a stream of `identity`'s missed after the audit position `after`: the changes
+    to actions it may see (to `action_id` alone when given), each with the action as
+    `identity` may see it now. When more than `limit` were missed, `keep_first` decides:
+    the first `limit` of them, or none (the caller then asks its client to reload).
+
+    Only "you may not see this action" (a FarameshError from the read) skips a change;
+    any other failure propagates, so a stream never silently drops what it owes.
+    """
+    found = changes_after(reader.store, after, limit + 1)
+    truncated = len(found) > limit
+    if truncated and not keep_first:
+        return Replay([], after, True)
+    found = found[:limit]
+    out: list[tuple[MissedChange, dict[str, Any]]] = []
+    for change in found:
+        if change.action_id is None or (action_id is not None and change.action_id != action_id):
+            continue
+        try:
+            action = reader.get(identity, change.action_id)
+        except FarameshError:
+            continue
+        out.append((change, action))
+    return Replay(out, found[-1].seq if found else after, truncated)
 
 
 class RemoteRelay:
@@ -243,8 +326,6 @@ class RemoteRelay:
             self._publish(seq, event_type, action_id)
 
     def on_connect(self, first: bool) -> None:
-        from faramesh import audit
-
         store = self.source.store
         if first or self.last_seq is None:
             # Listening now; anything committed after the current head arrives as a notice.
@@ -255,16 +336,17 @@ class RemoteRelay:
         # Reconnected: notices sent meanwhile are lost, but the audit log has them all.
         after = self.last_seq
         while True:
-            records = store.read(partial(audit.events_after, seq=after, limit=1000))
-            for rec in records:
-                if rec.event == "key.revoked" and isinstance(rec.data.get("key_id"), str):
-                    self.hub.revoke(rec.data["key_id"])
-                elif rec.action_id is not None:
-                    self._publish(rec.seq, _EVENT_TYPES.get(rec.event, rec.event), rec.action_id)
-                after = rec.seq
+            changes = changes_after(store, after, RELAY_BATCH)
+            for change in changes:
+                key_id = change.record.data.get("key_id")
+                if change.type == "key.revoked" and isinstance(key_id, str):
+                    self.hub.revoke(key_id)
+                elif change.action_id is not None:
+                    self._publish(change.seq, change.type, change.action_id)
+                after = change.seq
             with self._lock:
                 self.last_seq = max(self.last_seq or 0, after)
-            if len(records) < 1000:
+            if len(changes) < RELAY_BATCH:
                 break
 
     def _publish(self, seq: int, event_type: str, action_id: str) -> None:

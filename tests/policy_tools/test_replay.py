@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from click.testing import CliRunner
 
 from faramesh.cli.main import main
 from faramesh.policy import Policy
-from faramesh.policy.tooling import ReplayError, parse_since, replay
+from faramesh.policy.tooling import ReplayReport, Since, parse_since, replay
+from faramesh.storage.history_reads import HistoryError, RecordedAction, recorded_actions
 from tests.conftest import ServerProcess, auth, faramesh_cmd, fresh_database
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -147,20 +149,67 @@ def test_fail_on_change_and_the_text_report(history: dict[str, Any]) -> None:
     assert "allow → require_approval" in result.output and "deny → allow" in result.output
 
 
+def replay_database(policy: Policy, url: str, since: Since) -> ReplayReport:
+    """What `faramesh policy replay` does: read the recorded actions, replay them (no database)."""
+    with recorded_actions(url, since_seq=since.seq, since_at=since.at) as records:
+        return replay(policy, records, since)
+
+
 def test_since_limits_the_replay(history: dict[str, Any]) -> None:
     policy = Policy.from_file(history["candidate"])
-    everything = replay(policy, history["url"], parse_since("7d"))
+    everything = replay_database(policy, history["url"], parse_since("7d"))
     assert everything.total == 7 and len(everything.changed) == 2
     # from the sequence number of the last action on: only the finance delete
     last = max(everything.changed, key=lambda c: c.seq)
-    tail = replay(policy, history["url"], parse_since(str(last.seq)))
+    tail = replay_database(policy, history["url"], parse_since(str(last.seq)))
     assert tail.total == 1 and [c.id for c in tail.changed] == [history["actions"]["delete-finance"]["id"]]
-    assert replay(policy, history["url"], parse_since("2999-01-01")).total == 0
+    assert replay_database(policy, history["url"], parse_since("2999-01-01")).total == 0
     out = run_cli("policy", "replay", str(history["candidate"]), "--since", "someday", database_url=history["url"])
     assert out.returncode == 2 and "--since" in out.stderr
 
 
 def test_replay_refuses_a_missing_database(tmp_path: Path) -> None:
-    with pytest.raises(ReplayError, match="no database"):
-        replay(Policy.from_yaml(ACTIVE), f"sqlite:///{tmp_path / 'nope.db'}")
+    with pytest.raises(HistoryError, match="no database"), recorded_actions(f"sqlite:///{tmp_path / 'nope.db'}"):
+        pass
     assert not (tmp_path / "nope.db").exists()
+    (tmp_path / "policy.yaml").write_text(ACTIVE)
+    out = run_cli("policy", "replay", str(tmp_path / "policy.yaml"), database_url=f"sqlite:///{tmp_path / 'nope.db'}")
+    assert out.returncode == 2 and "no database at" in out.stderr
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_the_replay_itself_needs_no_database() -> None:
+    """The policy package re-decides plain records; only the CLI and storage read the database."""
+    record = RecordedAction(
+        seq=1,
+        id="a1",
+        tool="user_management",
+        operation="delete",
+        params={"user": "u2"},
+        context={},
+        agent_id="finance-bot",
+        decision="deny",
+        reason="denied",
+        rule_id="no-deletes",
+        created_at=1_700_000_000.0,
+        role="agent",
+        groups=("finance",),
+    )
+    report = replay(Policy.from_yaml(CANDIDATE), [record], parse_since("3"))
+    assert report.total == 1 and [(c.id, c.was, c.now, c.rule_id) for c in report.changed] == [
+        ("a1", "deny", "allow", "finance-deletes")
+    ]
+    assert "from sequence number 3" in report.render()
+    with pytest.raises(TypeError, match="recorded_actions"):
+        replay(Policy.from_yaml(ACTIVE), "sqlite:///faramesh.db")  # type: ignore[arg-type]
+
+
+def test_the_policy_tools_load_no_database_code() -> None:
+    code = (
+        "import sys, faramesh.policy.tooling; "
+        "print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if m.startswith('faramesh.') else m.split('.')[0] "
+        "for m in sys.modules if m.startswith(('sqlalchemy', 'faramesh.storage'))}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,16 @@ Where things are:
 The SQL they run is in faramesh.storage.audit_log; the JSON encoding in faramesh.canonical.
 """
 
-from faramesh.audit.chain import action_events, append, chain_hash, events_after, head, record_hash, seal
+from faramesh.audit.chain import (
+    action_events,
+    append,
+    chain_hash,
+    event_at,
+    events_after,
+    head,
+    record_hash,
+    seal,
+)
 from faramesh.audit.checkpoints import Checkpoint, checkpoint, iso
 from faramesh.audit.export import export, export_line, parse_export_line
 from faramesh.audit.export import loads_exact as _loads_exact
@@ -36,6 +45,7 @@ __all__ = [
     "append",
     "chain_hash",
     "checkpoint",
+    "event_at",
     "events_after",
     "export",
     "export_line",

@@ -79,3 +79,9 @@ def action_events(conn: Connection, action_id: str) -> list[AuditRecord]:
 
 def events_after(conn: Connection, seq: int, limit: int = 1000) -> list[AuditRecord]:
     return [row_to_record(r) for r in audit_log.records_after(conn, seq, limit)]
+
+
+def event_at(conn: Connection, seq: int) -> AuditRecord | None:
+    """The record with this seq, or None when there is none."""
+    row = audit_log.record_at(conn, seq)
+    return row_to_record(row) if row is not None else None

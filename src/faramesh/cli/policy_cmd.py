@@ -195,11 +195,14 @@ def policy_diff(old_path: str, new_path: str, as_json: bool, exit_code: bool) ->
 def policy_replay(path: str, since: str | None, as_json: bool, fail_on_change: bool, database_url: str) -> None:
     """Re-decide the stored actions with the policy in FILE and report every decision that would change."""
     from faramesh.policy.tooling import ReplayError, parse_since, replay
+    from faramesh.storage.history_reads import HistoryError, recorded_actions
 
     policy = _load(path)
     try:
-        report = replay(policy, database_url, parse_since(since))
-    except ReplayError as exc:
+        window = parse_since(since)
+        with recorded_actions(database_url, since_seq=window.seq, since_at=window.at) as records:
+            report = replay(policy, records, window)
+    except (ReplayError, HistoryError) as exc:
         _fail([f"Error: {exc}"], 2)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))

@@ -10,14 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faramesh import __version__, notify
+from faramesh import __version__, notify, service_reads
 from faramesh.config import Settings
 from faramesh.events import start_remote_relay
-from faramesh.model import Status
 from faramesh.notify import routes as notify_routes
 from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
@@ -31,7 +29,6 @@ from faramesh.server.readiness import WriteProbe
 from faramesh.server.tracing_middleware import TracingMiddleware
 from faramesh.service import Governor
 from faramesh.storage import Store
-from faramesh.storage.schema import actions
 
 log = logging.getLogger("faramesh.server")
 
@@ -87,11 +84,6 @@ async def _key_watch(governor: Governor) -> None:
             await run_in_threadpool(governor.check_revoked_keys)
         except Exception:  # keep watching; a transient database error must not stop it
             log.exception("re-checking the keys of open streams failed")
-
-
-def _count_pending(g: Governor) -> int:
-    query = select(func.count()).select_from(actions).where(actions.c.status == Status.PENDING_APPROVAL.value)
-    return int(g.store.read(lambda conn: conn.execute(query).scalar_one()))
 
 
 class SecurityHeaders:
@@ -153,7 +145,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         app.state.governor = g
         app.state.write_probe = WriteProbe(g.store, g.clock)
         g.telemetry.tracing = g.telemetry.tracing or traces
-        g.telemetry.metrics.count_pending_with(lambda: _count_pending(g))
+        g.telemetry.metrics.count_pending_with(lambda: service_reads.pending_count(g))
         # Other replicas on the same PostgreSQL database wake this one's waiters.
         listener = await run_in_threadpool(start_remote_relay, g)
 

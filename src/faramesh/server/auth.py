@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from faramesh import keys
+from faramesh import service_reads
 from faramesh.errors import Forbidden, RateLimited, Unauthorized
 from faramesh.model import Identity
 from faramesh.server.ratelimit import RateLimiter, retry_after_header
@@ -31,8 +31,7 @@ async def current_identity(request: Request) -> Identity:
     secret = bearer_key(request)
     if not secret:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    store = request.app.state.governor.store
-    identity = await run_in_threadpool(store.read, lambda conn: keys.authenticate(conn, secret))
+    identity = await run_in_threadpool(service_reads.authenticate, request.app.state.governor, secret)
     if identity is None:
         raise Unauthorized("invalid or revoked API key")
     # Limited per key, after the key is known: floods without a valid key hold no state.

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faramesh.errors import FarameshError
+from faramesh.storage.errors import connection_lost
 
 log = logging.getLogger("faramesh.server")
 
@@ -119,7 +119,7 @@ def install(app: FastAPI) -> None:
         # Never claim a change was not applied: the failure may have come after its commit
         # (e.g. the connection dropped while the answer was read, or during COMMIT itself).
         changes = request.method not in SAFE_METHODS
-        if _lost_database(exc):
+        if connection_lost(exc):
             message = "the database is unavailable"
             if changes:
                 message += "; the outcome of this request is unknown: re-read it before retrying"
@@ -138,12 +138,3 @@ def install(app: FastAPI) -> None:
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _lost_database(exc: BaseException) -> bool:
-    """A database connection that failed or was cut (not a bad statement)."""
-    if isinstance(exc, DisconnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
-    )

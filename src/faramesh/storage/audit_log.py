@@ -28,6 +28,7 @@ __all__ = [
     "lock_head",
     "orphaned_records",
     "read_head",
+    "record_at",
     "record_ts",
     "records_after",
     "seq_of_hash",
@@ -70,6 +71,11 @@ def read_head(conn: Connection) -> tuple[int, str]:
 def record_ts(conn: Connection, seq: int) -> float | None:
     ts = conn.execute(select(audit_log.c.ts).where(audit_log.c.seq == seq)).scalar()
     return float(ts) if ts is not None else None
+
+
+def record_at(conn: Connection, seq: int) -> Any | None:
+    """The row (with the audit_log columns as attributes) of the record with this seq, if any."""
+    return conn.execute(select(audit_log).where(audit_log.c.seq == seq)).first()
 
 
 def action_records(conn: Connection, action_id: str) -> Sequence[Any]:

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import orjson
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
+from typing import Any, Protocol
 
 from faramesh.policy.model import Decision, Effect
 from faramesh.policy.policy import Policy
@@ -30,11 +25,10 @@ from faramesh.policy.timing import TimingError, parse_duration
 # The reasons service.py gives when a limit turns a decision into a deny.
 LIMIT_REASONS = ("Rate limit exceeded", "Budget exceeded", "Limit ", "Budget ")
 _SEQ = re.compile(r"\d+")
-BATCH = 1000
 
 
 class ReplayError(ValueError):
-    """The database or the --since value could not be used; the message says why."""
+    """The --since value could not be used; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -120,81 +114,60 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def replay(policy: Policy, database_url: str, since: Since | None = None) -> ReplayReport:
-    """Evaluate every stored action (oldest first) with ``policy``; report those whose decision changes."""
-    from faramesh.storage import Store
-    from faramesh.storage.schema import actions, api_keys
+class ReplayRecord(Protocol):
+    """One recorded action as the server decided it (faramesh.storage.history_reads.RecordedAction)."""
 
-    since = since or Since()
-    _check_exists(database_url)
-    store = Store(database_url)
-    report = ReplayReport(policy.hash, since)
-    try:
-        if not store.read(lambda conn: inspect(conn).has_table("actions")):
-            raise ReplayError(f"{database_url} has no actions table; is it a Faramesh database?")
-        query = (
-            select(
-                actions.c.seq,
-                actions.c.id,
-                actions.c.tool,
-                actions.c.operation,
-                actions.c.params,
-                actions.c.context,
-                actions.c.agent_id,
-                actions.c.decision,
-                actions.c.reason,
-                actions.c.rule_id,
-                actions.c.created_at,
-                api_keys.c.role,
-                api_keys.c.groups,
-            )
-            .select_from(actions.outerjoin(api_keys, api_keys.c.id == actions.c.submitted_by))
-            .order_by(actions.c.seq)
-            .limit(BATCH)
+    @property
+    def seq(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def tool(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def params(self) -> Any: ...
+    @property
+    def context(self) -> Any: ...
+    @property
+    def agent_id(self) -> str | None: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def rule_id(self) -> str | None: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def groups(self) -> Sequence[str]: ...
+
+
+def replay(policy: Policy, records: Iterable[ReplayRecord], since: Since | None = None) -> ReplayReport:
+    """Evaluate each recorded action (oldest first) with ``policy``; report those whose decision changes.
+
+    ``records`` are the stored actions, already limited to ``since`` (which only labels
+    the report): read them with ``faramesh.storage.history_reads.recorded_actions``.
+    """
+    if isinstance(records, (str, bytes)):
+        raise TypeError(
+            "replay() takes recorded actions, not a database URL: read them with "
+            "faramesh.storage.history_reads.recorded_actions(database_url, since_seq=…, since_at=…)"
         )
-        if since.seq is not None:
-            query = query.where(actions.c.seq >= since.seq)
-        if since.at is not None:
-            query = query.where(actions.c.created_at >= since.at)
-        for row in _rows(store, query, actions.c.seq):
-            report.total += 1
-            change = _replay_one(policy, row)
-            if change is not None:
-                report.changed.append(change)
-    finally:
-        store.close()
+    report = ReplayReport(policy.hash, since or Since())
+    for record in records:
+        report.total += 1
+        change = _replay_one(policy, record)
+        if change is not None:
+            report.changed.append(change)
     return report
 
 
-def _check_exists(database_url: str) -> None:
-    try:
-        url = make_url(database_url)
-    except Exception as exc:
-        raise ReplayError(f"invalid database URL {database_url!r}: {exc}") from None
-    local = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if local and not Path(str(url.database)).expanduser().exists():
-        raise ReplayError(f"no database at {url.database}; set FARAMESH_DATABASE_URL or --database-url")
-
-
-def _rows(store: Any, query: Any, seq_column: Any) -> Iterator[Any]:
-    last: int | None = None
-    while True:
-        page = query if last is None else query.where(seq_column > last)
-        rows = store.read(lambda conn, q=page: conn.execute(q).all())
-        yield from rows
-        if len(rows) < BATCH:
-            return
-        last = rows[-1].seq
-
-
-def _replay_one(policy: Policy, row: Any) -> ReplayChange | None:
-    try:
-        params = orjson.loads(row.params)
-        context = orjson.loads(row.context)
-        groups = orjson.loads(row.groups) if row.groups else []
-    except orjson.JSONDecodeError:
-        params, context, groups = None, None, []
-    agent = {"id": row.agent_id, "groups": groups, "role": row.role or "agent"}
+def _replay_one(policy: Policy, row: ReplayRecord) -> ReplayChange | None:
+    params, context = row.params, row.context
+    agent = {"id": row.agent_id, "groups": list(row.groups), "role": row.role or "agent"}
     decision = policy.evaluate(
         tool=row.tool,
         operation=row.operation,
@@ -219,7 +192,7 @@ def _replay_one(policy: Policy, row: Any) -> ReplayChange | None:
     )
 
 
-def _limit_denied(row: Any, decision: Decision) -> bool:
+def _limit_denied(row: ReplayRecord, decision: Decision) -> bool:
     """A limit turned this rule's decision into a deny, and the candidate still decides by that rule."""
     return (
         row.decision == Effect.DENY.value

@@ -20,10 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from faramesh import service_reads
 from faramesh.errors import FarameshError, Forbidden
 from faramesh.model import Identity
 from faramesh.server.web.render import PAGE_HEADERS, render
-from faramesh.server.web.session import Session, SessionCodec, session_identity
+from faramesh.server.web.session import Session, SessionCodec
 from faramesh.validation import refuse_nul
 
 log = logging.getLogger("faramesh.server.web")
@@ -55,8 +56,7 @@ async def require_user(request: Request, *, admin: bool = False) -> Identity:
     if session.kid is None:
         raise LoginRequired()
     kid = session.kid
-    store = request.app.state.governor.store
-    identity = await run_in_threadpool(store.read, lambda conn: session_identity(conn, kid))
+    identity = await run_in_threadpool(service_reads.dashboard_identity, request.app.state.governor, kid)
     if identity is None:
         codec(request).end(session)
         fresh = Session(expires=session.expires, dirty=True)
@@ -118,7 +118,10 @@ class WebRoute(APIRoute):
             except Exception:
                 log.exception("dashboard error on %s %s", request.method, request.url.path)
                 response = _error_page(
-                    request, 500, "Something went wrong", "The request failed. Reload the page to see the current state."
+                    request,
+                    500,
+                    "Something went wrong",
+                    "The request failed. Reload the page to see the current state.",
                 )
             session = session_of(request)
             if session.dirty and not sessions.is_ended(session.sid):

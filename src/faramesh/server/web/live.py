@@ -18,19 +18,17 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from faramesh import audit
-from faramesh.errors import FarameshError, KeyRevoked
+from faramesh import audit, service_reads
+from faramesh.errors import KeyRevoked
 from faramesh.events import Subscription
 from faramesh.model import Identity
 from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_user, session_of
 from faramesh.server.web.pages import gov
 from faramesh.service import Governor
-from faramesh.storage.schema import audit_log
 from faramesh.validation import parse_ascii_int
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -88,11 +86,6 @@ def _entry(record: audit.AuditRecord | None) -> dict[str, Any] | None:
     }
 
 
-def _record(conn: Any, seq: int) -> audit.AuditRecord | None:
-    row = conn.execute(select(audit_log).where(audit_log.c.seq == seq)).first()
-    return audit.row_to_record(row) if row is not None else None
-
-
 def _message(payload: dict[str, Any], seq: int | None = None) -> bytes:
     head = b"id: " + str(seq).encode() + b"\n" if seq is not None else b""
     return head + b"data: " + orjson.dumps(payload) + b"\n\n"
@@ -105,28 +98,22 @@ def _position(request: Request) -> int | None:
 
 async def _replay(g: Governor, user: Identity, after: int, only: str | None) -> tuple[list[bytes], int, bool]:
     """Messages for what happened after `after`; (messages, last seq, too_many)."""
-    records = await run_in_threadpool(g.store.read, lambda conn: audit.events_after(conn, after, REPLAY_LIMIT + 1))
-    if len(records) > REPLAY_LIMIT:
+    missed = await run_in_threadpool(
+        lambda: service_reads.missed_changes(g, user, after, limit=REPLAY_LIMIT, action_id=only)
+    )
+    if missed.truncated:
         return [], after, True
     out = []
-    last = after
-    for rec in records:
-        last = rec.seq
-        if rec.action_id is None or (only is not None and rec.action_id != only):
-            continue
-        try:
-            action = await run_in_threadpool(g.get, user, rec.action_id)
-        except FarameshError:
-            continue
-        kind = "action.created" if rec.event == "action.submitted" else rec.event
+    for change, action in missed.changes:
         payload = {
-            "type": kind,
-            "seq": rec.seq,
-            "action_id": rec.action_id,
+            "type": change.type,
+            "seq": change.seq,
+            "action_id": change.action_id,
             "action": _brief(action, with_params=only is not None),
+            "entry": _entry(change.record),
         }
-        out.append(_message(payload | {"entry": _entry(rec)}, rec.seq))
-    return out, last, False
+        out.append(_message(payload, change.seq))
+    return out, missed.last, False
 
 
 @router.get("/ui/events")
@@ -186,7 +173,7 @@ async def ui_events(request: Request) -> Response:
                 continue
             if last is not None and event.seq <= last:
                 continue  # already sent during the replay
-            record = await run_in_threadpool(g.store.read, lambda conn, s=event.seq: _record(conn, s))
+            record = await run_in_threadpool(service_reads.audit_event, g, event.seq)
             payload = {
                 "type": event.type,
                 "seq": event.seq,

@@ -12,12 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from faramesh import audit, keys
+from faramesh import service_reads
 from faramesh.errors import Conflict, FarameshError, NotFound
 from faramesh.model import Identity, Status
 from faramesh.server.web.guard import (
@@ -33,7 +32,6 @@ from faramesh.server.web.guard import (
 from faramesh.server.web.render import RISKS, render
 from faramesh.server.web.session import Session, logged_in
 from faramesh.service import Governor
-from faramesh.storage.schema import actions
 from faramesh.validation import parse_ascii_int
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -56,17 +54,8 @@ def gov(request: Request) -> Governor:
 async def page_user(request: Request, *, admin: bool = False) -> Identity:
     """The signed-in user, plus the pending count every page shows in its navigation."""
     user = await require_user(request, admin=admin)
-    request.state.pending_count = await run_in_threadpool(gov(request).store.read, _pending_count)
+    request.state.pending_count = await run_in_threadpool(service_reads.pending_count, gov(request))
     return user
-
-
-def _pending_count(conn: Any) -> int:
-    query = select(func.count()).select_from(actions).where(actions.c.status == Status.PENDING_APPROVAL.value)
-    return int(conn.execute(query).scalar_one())
-
-
-def _audit_head(conn: Any) -> int:
-    return audit.head(conn)[0]
 
 
 # -- login -------------------------------------------------------------------------
@@ -87,7 +76,7 @@ async def login(request: Request) -> Response:
     identity = None
     if isinstance(secret, str) and 0 < len(secret.strip()) <= MAX_KEY_LENGTH:
         key = secret.strip()
-        identity = await run_in_threadpool(gov(request).store.read, lambda conn: keys.authenticate(conn, key))
+        identity = await run_in_threadpool(service_reads.authenticate, gov(request), key)
     if identity is None:
         error = "That key is not valid or has been revoked."
         return render(request, "login.html", {"next": nxt, "error": error}, status=401)
@@ -119,7 +108,7 @@ async def queue(request: Request) -> Response:
     g = gov(request)
     # Read the event position first: the page's live stream replays anything after it,
     # so nothing that happens between this read and the browser connecting is lost.
-    after = await run_in_threadpool(g.store.read, _audit_head)
+    after = await run_in_threadpool(service_reads.audit_position, g)
     items, more = await run_in_threadpool(
         lambda: g.list_actions(user, status=Status.PENDING_APPROVAL.value, limit=QUEUE_LIMIT)
     )
@@ -135,7 +124,7 @@ async def queue(request: Request) -> Response:
 async def action_detail(action_id: str, request: Request) -> Response:
     user = await page_user(request)
     g = gov(request)
-    after = await run_in_threadpool(g.store.read, _audit_head)
+    after = await run_in_threadpool(service_reads.audit_position, g)
     action = await run_in_threadpool(g.get, user, action_id)
     timeline = await run_in_threadpool(g.events, user, action_id)
     # After a vote refused because the arguments changed: what the approver saw, beside the new ones.

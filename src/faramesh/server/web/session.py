@@ -17,14 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from faramesh.model import Identity, Role
-from faramesh.storage.schema import api_keys
+from faramesh.model import Identity
 
 COOKIE_NAME = "faramesh_session"
 SESSION_MAX_AGE = 8 * 3600  # a working day; then log in again
@@ -133,22 +130,3 @@ class SessionCodec:
 def logged_in(identity: Identity) -> Session:
     """A fresh session for someone who just logged in: new id and CSRF token (no fixation)."""
     return Session(kid=identity.key_id, expires=time.time() + SESSION_MAX_AGE, dirty=True)
-
-
-def session_identity(conn: Any, key_id: str) -> Identity | None:
-    """The identity behind a session's key id, if that key may still use the dashboard."""
-    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    identity = identity_of(row)
-    return identity if identity.can_decide else None
-
-
-def identity_of(row: Any) -> Identity:
-    return Identity(
-        key_id=row.id,
-        role=Role(row.role),
-        name=row.name or "",
-        agent_id=row.agent_id,
-        groups=tuple(orjson.loads(row.groups or "[]")),
-    )
