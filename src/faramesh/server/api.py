@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from faramesh import audit, keys
+from faramesh import keys, service_reads
 from faramesh.errors import Forbidden, InvalidInput, KeyRevoked
 from faramesh.events import Subscription
 from faramesh.model import Identity, Status
@@ -229,9 +229,6 @@ def _sse(event: dict[str, Any], seq: int) -> bytes:
     return b"id: " + str(seq).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-_REPLAY_TYPES = {"action.submitted": "action.created"}
-
-
 @router.get("/events", summary="Server-sent events for every state change")
 async def events(
     request: Request,
@@ -261,25 +258,21 @@ async def events(
     async def messages(sub: Subscription) -> Any:
         last = after
         if after is not None:
-            records = await run_in_threadpool(g.store.read, lambda c: audit.events_after(c, after, 5000))
-            for rec in records:
-                last = rec.seq
-                if rec.action_id is None:
-                    continue
-                try:
-                    action = await run_in_threadpool(g.get, identity, rec.action_id)
-                except Exception:
-                    continue
-                sub.check()  # the key may have been revoked while the action was read
+            missed = await run_in_threadpool(
+                lambda: service_reads.missed_changes(g, identity, after, limit=5000, keep_first=True)
+            )
+            last = missed.last
+            for change, action in missed.changes:
+                sub.check()  # the key may have been revoked while the actions were read
                 yield _sse(
                     {
-                        "type": _REPLAY_TYPES.get(rec.event, rec.event),
-                        "seq": rec.seq,
-                        "action_id": rec.action_id,
-                        "status": rec.data.get("status"),
+                        "type": change.type,
+                        "seq": change.seq,
+                        "action_id": change.action_id,
+                        "status": change.record.data.get("status"),
                         "action": action,
                     },
-                    rec.seq,
+                    change.seq,
                 )
         yield b": connected\n\n"
         while not await request.is_disconnected():
