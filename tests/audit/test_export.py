@@ -210,7 +210,7 @@ def test_missing_database_is_an_error_not_a_verdict(tmp_path: Path) -> None:
     for command in (["verify"], ["export"], ["checkpoint"]):
         result = CliRunner().invoke(main, ["audit", *command], env={"FARAMESH_DATABASE_URL": url})
         assert result.exit_code == 2, result.output
-        assert "no database file" in result.output
+        assert "no database at" in result.output
     assert not (tmp_path / "nothing.db").exists()
 
 

@@ -10,17 +10,15 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from faramesh import audit
 from faramesh.cli.common import database_option, echo_json
-from faramesh.storage import Store, normalize_url
-from faramesh.storage.migrate import current_revision
+from faramesh.storage import Store, audit_log
+from faramesh.storage.errors import DatabaseError
+from faramesh.storage.existing import DatabaseUnusable, describe, open_existing
 from faramesh.validation import parse_ascii_int
 
 EXIT_BROKEN = 1
@@ -35,25 +33,11 @@ def _fail(message: str) -> None:
 @contextlib.contextmanager
 def _read_store(database_url: str) -> Iterator[Store]:
     """Open an existing database without migrating or creating anything."""
-    url = make_url(normalize_url(database_url))
-    if url.get_backend_name() == "sqlite":
-        path = url.database or ""
-        if path in ("", ":memory:") or not Path(path).expanduser().exists():
-            _fail(f"no database file at {path or database_url!r} (set FARAMESH_DATABASE_URL)")
     try:
-        store = Store(database_url)
-    except ValueError as exc:
+        with open_existing(database_url) as store:
+            yield store
+    except DatabaseUnusable as exc:
         _fail(str(exc))
-    try:
-        try:
-            revision = current_revision(store.engine)
-        except SQLAlchemyError as exc:
-            _fail(f"cannot read the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
-        if revision is None:
-            _fail(f"{database_url} holds no Faramesh schema (start the server or run `faramesh db upgrade` first)")
-        yield store
-    finally:
-        store.close()
 
 
 def _checkpoint_arg(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[audit.Checkpoint]:
@@ -134,8 +118,8 @@ def verify(
         with _read_store(database_url) as store, store.connect() as conn:
             try:
                 report = audit.verify_database(conn, checkpoints=checkpoints, max_problems=max_problems)
-            except SQLAlchemyError as exc:
-                _fail(f"cannot read the audit log: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
+            except DatabaseError as exc:
+                _fail(f"cannot read the audit log: {describe(exc)}")
     if as_json:
         echo_json(report.to_dict())
         sys.exit(0 if report.ok else EXIT_BROKEN)
@@ -185,13 +169,12 @@ def export(since: int | float | None, action_id: str | None, output: IO[bytes], 
     since_seq = since if isinstance(since, int) else None
     since_ts = since if isinstance(since, float) else None
     with _read_store(database_url) as store, store.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="REPEATABLE READ")
+        conn = audit_log.snapshot(conn)  # one consistent view of the log while it is written
         try:
             for line in audit.export(conn, since_seq=since_seq, since_ts=since_ts, action_id=action_id):
                 output.write(line)
-        except SQLAlchemyError as exc:
-            _fail(f"cannot read the audit log: {type(exc).__name__}: {exc.args[0] if exc.args else exc}")
+        except DatabaseError as exc:
+            _fail(f"cannot read the audit log: {describe(exc)}")
     output.flush()
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 
-__all__ = ["connection_lost"]
+__all__ = ["DatabaseError", "connection_lost"]
+
+# Any failure of the database layer, for callers that report it and stop.
+DatabaseError = SQLAlchemyError
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -12,13 +12,13 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import inspect, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
+from faramesh.storage.existing import DatabaseUnusable, check_exists
 from faramesh.storage.schema import actions, api_keys
 from faramesh.storage.store import Store
 
@@ -75,7 +75,10 @@ def recorded_actions(
     Refuses (HistoryError) an invalid URL, a SQLite file that does not exist (it is not
     created) and a database without an actions table.
     """
-    _check_exists(database_url)
+    try:
+        check_exists(database_url)
+    except DatabaseUnusable as exc:
+        raise HistoryError(str(exc)) from None
     store = Store(database_url)
     try:
         if not store.read(lambda conn: inspect(conn).has_table("actions")):
@@ -83,16 +86,6 @@ def recorded_actions(
         yield _read(store, since_seq, since_at)
     finally:
         store.close()
-
-
-def _check_exists(database_url: str) -> None:
-    try:
-        url = make_url(database_url)
-    except Exception as exc:
-        raise HistoryError(f"invalid database URL {database_url!r}: {exc}") from None
-    local = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if local and not Path(str(url.database)).expanduser().exists():
-        raise HistoryError(f"no database at {url.database}; set FARAMESH_DATABASE_URL or --database-url")
 
 
 def _read(store: Store, since_seq: int | None, since_at: float | None) -> Iterator[RecordedAction]:
