@@ -26,12 +26,12 @@ import orjson
 import pytest
 import uvicorn
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.policy import Policy
 from faramesh.server.app import create_app
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database
@@ -69,7 +69,7 @@ class LiveServer:
 def serve_in_process(database_url: str, key_recheck: float | None = None) -> Iterator[LiveServer]:
     store = Store(database_url)
     store.upgrade()
-    _, admin = store.write(lambda conn: keys.create_key(conn, role=Role.ADMIN, name="admin", actor="test"))
+    _, admin = service_keys.create_key(store, role=Role.ADMIN, name="admin", actor="test")
     governor = Governor(store, Policy.from_file(SEED_POLICY))
     if key_recheck is not None:
         governor.hub.key_recheck_interval = key_recheck
