@@ -20,10 +20,10 @@ import orjson
 
 from faramesh import audit
 from faramesh.canonical import request_hash
-from faramesh.errors import Conflict, Forbidden, InvalidInput
+from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
-from faramesh.service import access, limits
+from faramesh.service import access, keys, limits
 from faramesh.storage import actions_repo, approvals_repo, keys_repo, limits_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import check_json_object, refuse_nul
@@ -122,6 +122,9 @@ def decide(
 
 def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float) -> Decided:
     identity, verb = vote.identity, vote.verb
+    # The key was checked when the request arrived; one revoked since must not vote.
+    if not keys.still_active(conn, identity.key_id):
+        raise KeyRevoked(f"this API key was revoked; the {verb} was not recorded")
     # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
     row = actions_repo.get_for_update(conn, action_id)
     if row is None:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from faramesh import audit
-from faramesh.errors import Conflict, Forbidden, InvalidInput
+from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import EXECUTABLE, Identity, Status
-from faramesh.service import access
+from faramesh.service import access, keys
 from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import check_json_object, refuse_nul
@@ -42,6 +42,9 @@ def report(
     new_status = Status.SUCCEEDED if success else Status.FAILED
 
     def txn(conn: Connection) -> tuple[Any, int, str]:
+        # The key was checked when the request arrived; one revoked since must not report.
+        if not keys.still_active(conn, identity.key_id):
+            raise KeyRevoked("this API key was revoked; the result was not recorded")
         row = access.load(conn, action_id)
         if row is None or not access.visible(row, identity):
             raise access.not_found(action_id)

@@ -32,7 +32,13 @@ KeyRow = Any  # a row with the api_keys columns as attributes
 # Built once: every request runs these, and prebuilt statements skip SQLAlchemy's per-call work.
 _SELECT_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))
 _SELECT_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("key_id"))
-_IS_ACTIVE = select(api_keys.c.id).where(api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
+# FOR SHARE (PostgreSQL): a revocation waits for the transaction that read the key active
+# to end, so the two are ordered one way or the other; SQLite has one writer already.
+_IS_ACTIVE = (
+    select(api_keys.c.id)
+    .where(api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
+    .with_for_update(read=True)
+)
 
 
 def insert(
@@ -80,7 +86,8 @@ def get_active(conn: Connection, key_id: str) -> KeyRow | None:
 
 
 def is_active(conn: Connection, key_id: str) -> bool:
-    """Whether the key exists and is not revoked: one primary-key read."""
+    """Whether the key exists and is not revoked: one primary-key read, which holds the
+    key row (shared) until the caller's transaction ends."""
     return conn.execute(_IS_ACTIVE, {"key_id": key_id}).first() is not None
 
 
