@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faramesh import keys
 from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import SEED_POLICY
 
@@ -16,7 +16,7 @@ def test_since_and_until_select_exactly_the_rows_in_range(tmp_path: Path) -> Non
     store.upgrade()
     now = [1_000_000.0]
     gov = Governor(store, Policy.from_file(SEED_POLICY), clock=lambda: now[0])
-    info, _ = store.write(lambda conn: keys.create_key(conn, role="admin"))
+    info, _ = service_keys.create_key(store, role="admin")
     admin = info.identity()
     stamped: dict[float, str] = {}
     for t in (1_000_000.0, 1_000_100.0, 1_000_200.0, 1_000_300.0, 1_000_400.0):

@@ -3,30 +3,27 @@
 Keys carry 256 bits of randomness, so a plain SHA-256 digest is safe to store and
 lets a key be found by an index lookup; the comparison that grants access is done on
 digests with `hmac.compare_digest`, so timing reveals nothing about stored keys.
+
+Creating and revoking keys is the service's job (`faramesh.service.keys`), so every
+change is audited one way; this module holds what a key is and how one is verified.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection
 
-from faramesh import audit
-from faramesh.errors import InvalidInput, NotFound
 from faramesh.model import Identity, Role
-from faramesh.storage.notify import send_notice_if_shared
-from faramesh.storage.schema import api_keys
-from faramesh.validation import check_agent_id, refuse_nul
+from faramesh.storage import keys_repo
+from faramesh.storage.actions_repo import Connection
 
 KEY_PREFIX = "fm_"
 MAX_NAME = 200
+MAX_SECRET = 512
 
 
 def hash_key(secret: str) -> str:
@@ -61,7 +58,8 @@ class KeyInfo:
         return Identity(key_id=self.id, role=self.role, name=self.name, agent_id=self.agent_id, groups=self.groups)
 
 
-def _row_to_info(row: Any) -> KeyInfo:
+def row_to_info(row: Any) -> KeyInfo:
+    """A stored api_keys row as a KeyInfo (the one place a key row becomes an identity)."""
     return KeyInfo(
         id=row.id,
         name=row.name or "",
@@ -74,130 +72,18 @@ def _row_to_info(row: Any) -> KeyInfo:
     )
 
 
-def create_key(
-    conn: Connection,
-    *,
-    role: Role | str,
-    name: str = "",
-    agent_id: str | None = None,
-    groups: tuple[str, ...] | list[str] = (),
-    actor: str | None = None,
-    now: float | None = None,
-) -> tuple[KeyInfo, str]:
-    """Create a key inside the caller's transaction; return its info and the secret (shown once)."""
-    try:
-        role = Role(role)
-    except ValueError:
-        raise InvalidInput("role must be one of agent, approver, admin", field="role") from None
-    if agent_id is not None:
-        # The same rule as for claimed ids: a bound id must be one an agent could claim.
-        agent_id = check_agent_id(agent_id)
-    if not isinstance(name, str) or len(name) > MAX_NAME:
-        # The name also stands in as the agent id of an unbound key's actions (200 characters).
-        raise InvalidInput(f"name must be a string of at most {MAX_NAME} characters", field="name")
-    refuse_nul(name, "name")
-    refuse_nul(list(groups), "groups")
-    groups = tuple(sorted({g.strip() for g in groups if g.strip()}))
-    ts = time.time() if now is None else now
-    key_id = secrets.token_hex(8)
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(
-        api_keys.insert().values(
-            id=key_id,
-            name=name,
-            role=role.value,
-            agent_id=agent_id,
-            groups=orjson.dumps(list(groups)).decode(),
-            key_hash=hash_key(secret),
-            prefix=secret[:10],
-            created_at=ts,
-            revoked_at=None,
-        )
-    )
-    audit.append(
-        conn,
-        event="key.created",
-        ts=ts,
-        actor=actor,
-        data={
-            "key_id": key_id,
-            "name": name,
-            "role": role.value,
-            "agent_id": agent_id,
-            "groups": list(groups),
-            # The digest (never the secret): verify can then tell if a stored digest was swapped.
-            "key_hash": hash_key(secret),
-        },
-    )
-    info = KeyInfo(key_id, name, role, agent_id, groups, secret[:10], ts, None)
-    return info, secret
+def matches(row: Any, secret: str) -> bool:
+    """Whether an active stored key is the one this secret names (compared on digests)."""
+    return row is not None and hmac.compare_digest(row.key_hash, hash_key(secret)) and row.revoked_at is None
 
 
-def revoke_key(
-    conn: Connection,
-    key_id: str,
-    *,
-    actor: str | None = None,
-    now: float | None = None,
-    origin: str | None = None,
-) -> KeyInfo:
-    """Revoke a key inside the caller's transaction.
-
-    On PostgreSQL the revocation is also announced to every server process on the
-    database once it commits (whoever revokes: API, dashboard or CLI), so they close
-    the key's open event streams and waits. `origin` is the revoking store's
-    instance id, when a server revokes."""
-    refuse_nul(key_id, "key_id")
-    ts = time.time() if now is None else now
-    result = conn.execute(
-        update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=ts)
-    )
-    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
-    if row is None:
-        raise NotFound(f"no key with id {key_id!r}", field="key_id")
-    if result.rowcount:
-        seq = audit.append(conn, event="key.revoked", ts=ts, actor=actor, data={"key_id": key_id})
-        send_notice_if_shared(
-            conn, {"type": "key.revoked", "action_id": None, "key_id": key_id, "seq": seq, "origin": origin}
-        )
-    return _row_to_info(row)
-
-
-def revoked_among(conn: Connection, key_ids: set[str]) -> set[str]:
-    """Which of these key ids are revoked (or no longer exist)."""
-    wanted = sorted(key_ids)
-    active: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        rows = conn.execute(
-            select(api_keys.c.id).where(api_keys.c.id.in_(chunk), api_keys.c.revoked_at.is_(None))
-        ).all()
-        active.update(r.id for r in rows)
-    return key_ids - active
-
-
-def list_keys(conn: Connection) -> list[KeyInfo]:
-    rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
-    return [_row_to_info(r) for r in rows]
-
-
-def count_active_keys(conn: Connection, role: Role | None = None) -> int:
-    query = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None))
-    if role is not None:
-        query = query.where(api_keys.c.role == role.value)
-    return len(conn.execute(query).all())
-
-
-# Built once: every request runs it, and a prebuilt statement skips SQLAlchemy's per-call work.
-_SELECT_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))
-
-
-def authenticate(conn: Connection, secret: str) -> Identity | None:
+def verify(conn: Connection, secret: str) -> Identity | None:
     """The identity for a presented key, or None when it is unknown or revoked."""
-    if not secret or len(secret) > 512:
+    if not secret or len(secret) > MAX_SECRET:
         return None
-    digest = hash_key(secret)
-    row = conn.execute(_SELECT_BY_HASH, {"key_hash": digest}).first()
-    if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
-        return None
-    return _row_to_info(row).identity()
+    row = keys_repo.by_hash(conn, hash_key(secret))
+    return row_to_info(row).identity() if matches(row, secret) else None
+
+
+# The name callers use inside a read: `store.read(lambda conn: keys.authenticate(conn, key))`.
+authenticate = verify

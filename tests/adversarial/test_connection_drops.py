@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.policy import Policy
 from faramesh.server.app import create_app
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY
@@ -99,8 +99,8 @@ def rig(pg_url: str) -> Iterator[Rig]:
     store = DroppingStore(dsn)
     store.upgrade()
     g = Governor(store, Policy.from_file(SEED_POLICY))
-    _, agent = store.write(lambda c: keys.create_key(c, role="agent", name="agent"))
-    _, approver = store.write(lambda c: keys.create_key(c, role="approver", name="approver"))
+    _, agent = service_keys.create_key(store, role="agent", name="agent")
+    _, approver = service_keys.create_key(store, role="approver", name="approver")
     app = create_app(Settings(database_url=dsn, rate_limit="off"), governor=g)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:

@@ -27,6 +27,7 @@ from faramesh.errors import InvalidInput
 from faramesh.server.app import create_app
 from faramesh.server.web.guard import WebRoute
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage.schema import actions, api_keys, audit_log, limit_usage
 from tests.adversarial.support import assert_error
 from tests.conftest import fresh_database
@@ -81,8 +82,8 @@ def edge(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edg
         app = create_app(Settings(database_url=url, policy=str(policy), rate_limit="off", secret_key="k" * 32))
         with TestClient(app, raise_server_exceptions=False) as client:
             g: Governor = app.state.governor
-            _, admin = g.store.write(lambda c: keys.create_key(c, role="admin", name="admin"))
-            _, agent = g.store.write(lambda c: keys.create_key(c, role="agent", name="agent"))
+            _, admin = service_keys.create_key(g.store, role="admin", name="admin")
+            _, agent = service_keys.create_key(g.store, role="agent", name="agent")
             r = client.post(
                 "/v1/actions",
                 json={"tool": "refund", "operation": "process", "params": {"amount": 500}},
@@ -261,9 +262,9 @@ def test_service_and_cli_doors_refuse_nul_too(edge: Edge, tmp_path: Path) -> Non
         (lambda: edge.g.deny(admin, edge.pending, reason=NUL), "reason"),
         (lambda: edge.g.get(admin, NUL), "id"),
         (lambda: edge.g.list_actions(admin, tool=NUL), "tool"),
-        (lambda: edge.g.store.write(lambda c: keys.create_key(c, role="agent", name=NUL)), "name"),
-        (lambda: edge.g.store.write(lambda c: keys.create_key(c, role="agent", name="x" * 201)), "name"),
-        (lambda: edge.g.store.write(lambda c: keys.revoke_key(c, NUL)), "key_id"),
+        (lambda: service_keys.create_key(edge.g.store, role="agent", name=NUL), "name"),
+        (lambda: service_keys.create_key(edge.g.store, role="agent", name="x" * 201), "name"),
+        (lambda: service_keys.revoke_key(edge.g.store, NUL), "key_id"),
     ):
         with pytest.raises(InvalidInput) as info:
             call()

@@ -18,6 +18,7 @@ from faramesh import keys as keys_module
 from faramesh.model import Role
 from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error, db_path, unchanged
 from tests.conftest import SEED_POLICY, ServerProcess, auth
@@ -268,8 +269,8 @@ def test_key_and_token_checks_use_constant_time_comparison(
     store = Store(f"sqlite:///{tmp_path / 'ct.db'}")
     store.upgrade()
     try:
-        info, secret = store.write(lambda c: keys_module.create_key(c, role=Role.AGENT))
-        approver_info, _ = store.write(lambda c: keys_module.create_key(c, role=Role.APPROVER))
+        info, secret = service_keys.create_key(store, role=Role.AGENT)
+        approver_info, _ = service_keys.create_key(store, role=Role.APPROVER)
         calls: list[tuple[str, str]] = []
         real = hmac.compare_digest
 

@@ -26,12 +26,12 @@ import orjson
 import pytest
 import uvicorn
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.policy import Policy
 from faramesh.server.app import create_app
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database
@@ -69,7 +69,7 @@ class LiveServer:
 def serve_in_process(database_url: str, key_recheck: float | None = None) -> Iterator[LiveServer]:
     store = Store(database_url)
     store.upgrade()
-    _, admin = store.write(lambda conn: keys.create_key(conn, role=Role.ADMIN, name="admin", actor="test"))
+    _, admin = service_keys.create_key(store, role=Role.ADMIN, name="admin", actor="test")
     governor = Governor(store, Policy.from_file(SEED_POLICY))
     if key_recheck is not None:
         governor.hub.key_recheck_interval = key_recheck
@@ -342,6 +342,61 @@ def test_a_subscription_opened_after_the_revocation_is_already_ended() -> None:
             sub.close()
 
     asyncio.run(scenario())
+
+
+# -- changes already in flight when the key is revoked ------------------------------------
+@pytest.fixture
+def governor(backend: str, tmp_path: Path) -> Iterator[Governor]:
+    with fresh_database(backend, tmp_path) as url:
+        store = Store(url)
+        store.upgrade()
+        try:
+            yield Governor(store, Policy.from_file(SEED_POLICY))
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("verb", ["approve", "deny"])
+def test_a_decision_in_flight_when_its_key_is_revoked_is_refused_with_401(governor: Governor, verb: str) -> None:
+    """The key is checked when a request arrives; a revocation that commits between that
+    check and the decision's transaction must still keep the vote from being recorded."""
+    from faramesh.errors import Unauthorized
+    from faramesh.service import Submission
+
+    g = governor
+    agent_info, _ = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
+    _, secret = service_keys.create_key(g.store, role=Role.APPROVER, name="approver")
+    agent = agent_info.identity()
+    action = g.submit(agent, Submission("refund", "process", {"amount": 500}, {}))
+    voter = g.authenticate(secret)  # the request arrived with an active key...
+    assert voter is not None
+    g.revoke_key(voter.key_id, actor="admin")  # ...which is revoked before its decision runs
+    decide = g.approve if verb == "approve" else g.deny
+    with pytest.raises(Unauthorized) as refused:
+        decide(voter, action["id"], reason="in flight")
+    assert refused.value.status_code == 401
+    after = g.get(agent, action["id"])
+    assert after["status"] == "pending_approval"
+    assert after["approvals"] == []
+    assert [e["event"] for e in g.events(agent, action["id"])] == ["action.submitted"]
+
+
+def test_a_result_in_flight_when_its_key_is_revoked_is_refused_with_401(governor: Governor) -> None:
+    from faramesh.errors import Unauthorized
+    from faramesh.service import Submission
+
+    g = governor
+    _, secret = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
+    agent = g.authenticate(secret)
+    assert agent is not None
+    action = g.submit(agent, Submission("refund", "process", {"amount": 50}, {}))
+    assert action["status"] == "allowed"
+    g.revoke_key(agent.key_id, actor="admin")
+    with pytest.raises(Unauthorized) as refused:
+        g.report_result(agent, action["id"], success=True, result={"ok": True})
+    assert refused.value.status_code == 401
+    admin_info, _ = service_keys.create_key(g.store, role=Role.ADMIN, name="admin")
+    assert g.get(admin_info.identity(), action["id"])["status"] == "allowed"
 
 
 # -- replicas (PostgreSQL) ---------------------------------------------------------------

@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from faramesh import keys
 from faramesh.cli.main import main
 from faramesh.model import Identity, Role
 from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store, normalize_url
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -120,7 +120,7 @@ class History:
 
 
 def _identity(store: Store, role: Role, name: str, groups: tuple[str, ...] = ()) -> Identity:
-    info, _ = store.write(lambda conn: keys.create_key(conn, role=role, name=name, groups=groups, actor="test"))
+    info, _ = service_keys.create_key(store, role=role, name=name, groups=groups, actor="test")
     return info.identity()
 
 
@@ -138,7 +138,7 @@ def populate(url: str) -> History:
         bob = _identity(store, Role.APPROVER, "bob")
         spare = _identity(store, Role.AGENT, "spare")
         history.keys.update(agent=agent.key_id, alice=alice.key_id, bob=bob.key_id, spare=spare.key_id)
-        store.write(lambda conn: keys.revoke_key(conn, spare.key_id, actor="test"))
+        service_keys.revoke_key(store, spare.key_id, actor="test")
 
         def submit(tool: str, operation: str, via: Governor = gov, **params: Any) -> str:
             ctx = {"agent_id": "billing-bot", "note": "café ☕"}

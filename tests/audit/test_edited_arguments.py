@@ -3,9 +3,9 @@ follows the approval record, and still names a later change made behind its back
 
 from __future__ import annotations
 
-from faramesh import keys
 from faramesh.policy import Policy
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.audit.conftest import RELOADED_POLICY, Database
 
@@ -13,7 +13,7 @@ from tests.audit.conftest import RELOADED_POLICY, Database
 def approve_with_edit(db: Database, action_id: str, params: dict[str, object]) -> None:
     store = Store(db.url)
     try:
-        alice = next(k for k in store.read(keys.list_keys) if k.id == db.history.keys["alice"])
+        alice = next(k for k in service_keys.list_keys(store) if k.id == db.history.keys["alice"])
         Governor(store, Policy.from_yaml(RELOADED_POLICY)).approve(
             alice.identity(), action_id, reason="lowered", params=params
         )

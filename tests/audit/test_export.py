@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from faramesh import keys
 from faramesh.canonical import canonical_json
 from faramesh.cli.main import main
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.audit.conftest import Database
 
@@ -171,7 +171,7 @@ def test_checkpoint_is_printed_and_still_proves_the_prefix_after_more_records(db
     # The log grows; the old head is still in it.
     store = Store(db.url)
     try:
-        store.write(lambda conn: keys.create_key(conn, role="approver", name="later", actor="test"))
+        service_keys.create_key(store, role="approver", name="later", actor="test")
     finally:
         store.close()
     result = db.cli("audit", "verify", "--checkpoint", f"{seq}:{digest}")

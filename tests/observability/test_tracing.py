@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.observability import Telemetry
@@ -24,6 +23,7 @@ from faramesh.observability.tracing import Tracing, requested
 from faramesh.policy import Policy
 from faramesh.server.app import create_app
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import SEED_POLICY, ServerProcess, auth, free_port
 
@@ -40,7 +40,7 @@ def traced_app(tmp_path: Path) -> Iterator[tuple[str, str, InMemorySpanExporter]
     url = f"sqlite:///{tmp_path / 'traced.db'}"
     store = Store(url)
     store.upgrade()
-    _, agent_key = store.write(lambda conn: keys.create_key(conn, role=Role.AGENT, name="agent", actor="test"))
+    _, agent_key = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
     governor = Governor(
         store, Policy.from_file(SEED_POLICY), telemetry=Telemetry(tracing=Tracing(provider.get_tracer("faramesh")))
     )

@@ -22,12 +22,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.policy import load_starter_policy
 from faramesh.server.app import create_app
 from faramesh.server.policy_reload import SIGHUP_ACTOR, PolicyReloader
+from faramesh.service import keys as service_keys
 from tests.conftest import ServerProcess, auth
 
 NO_REFUNDS = """
@@ -52,8 +52,8 @@ async def running(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         store = app.state.governor.store
-        _, agent = store.write(lambda c: keys.create_key(c, role=Role.AGENT, name="agent", actor="test"))
-        _, admin = store.write(lambda c: keys.create_key(c, role=Role.ADMIN, name="admin", actor="test"))
+        _, agent = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
+        _, admin = service_keys.create_key(store, role=Role.ADMIN, name="admin", actor="test")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             yield client, app, agent, admin

@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.policy import Policy
 from faramesh.server.app import create_app
 from faramesh.service import Governor
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import SEED_POLICY, _pg_admin, auth, create_pg_database, drop_pg_database
 
@@ -46,7 +46,7 @@ async def ready_app(url: str, clock: Clock) -> AsyncIterator[tuple[httpx.AsyncCl
     store = Store(url)
     store.upgrade()
     governor = Governor(store, Policy.from_file(SEED_POLICY), clock=clock)
-    _, agent = store.write(lambda c: keys.create_key(c, role=Role.AGENT, name="agent", actor="test"))
+    _, agent = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
     app = create_app(Settings(database_url=url, policy=str(SEED_POLICY), policy_watch_interval=0), governor=governor)
     try:
         async with app.router.lifespan_context(app):

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from faramesh import __version__, jsonstrict, keys
+from faramesh import __version__, jsonstrict
 from faramesh.cli.audit_cmd import audit_group
 from faramesh.cli.common import (
     api_errors,
@@ -52,11 +52,12 @@ def keys_group() -> None:
 def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, ...], database_url: str) -> None:
     """Create a key. The secret is printed once, alone on the last line."""
     from faramesh.errors import FarameshError
+    from faramesh.service import keys as service_keys
 
     with open_store(database_url) as store:
         try:
-            info, secret = store.write(
-                lambda conn: keys.create_key(conn, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli")
+            info, secret = service_keys.create_key(
+                store, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli"
             )
         except FarameshError as exc:
             raise click.ClickException(exc.message) from None
@@ -71,8 +72,10 @@ def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, .
 @database_option
 def keys_list(as_json: bool, database_url: str) -> None:
     """List keys (never their secrets)."""
+    from faramesh.service import keys as service_keys
+
     with open_store(database_url) as store:
-        infos = store.read(keys.list_keys)
+        infos = service_keys.list_keys(store)
     if as_json:
         echo_json([k.to_dict() for k in infos])
         return
@@ -89,10 +92,11 @@ def keys_list(as_json: bool, database_url: str) -> None:
 def keys_revoke(key_id: str, database_url: str) -> None:
     """Revoke a key; requests with it are refused from now on."""
     from faramesh.errors import FarameshError
+    from faramesh.service import keys as service_keys
 
     with open_store(database_url) as store:
         try:
-            store.write(lambda conn: keys.revoke_key(conn, key_id, actor="cli"))
+            service_keys.revoke_key(store, key_id, actor="cli")
         except FarameshError as exc:
             raise click.ClickException(exc.message) from None
     click.echo(f"Revoked key {key_id}.")

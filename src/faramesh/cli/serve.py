@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from faramesh import keys
 from faramesh.config import Settings, parse_duration
 from faramesh.model import Role
 
@@ -125,6 +124,7 @@ def serve(
     from faramesh.server.policy_reload import load_shadow_policy
     from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
+    from faramesh.service import keys as service_keys
     from faramesh.storage import Store
 
     try:
@@ -174,10 +174,8 @@ def serve(
             click.echo("The database schema is not current; run `faramesh db upgrade`.", err=True)
             sys.exit(2)
         secret = None
-        if store.read(lambda conn: keys.count_active_keys(conn, Role.ADMIN)) == 0:
-            _, secret = store.write(
-                lambda conn: keys.create_key(conn, role=Role.ADMIN, name="first admin", actor="serve")
-            )
+        if service_keys.count_active_keys(store, Role.ADMIN) == 0:
+            _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
     finally:
         store.close()
 
@@ -185,7 +183,9 @@ def serve(
     url = f"http://{shown_host}:{port}"
     click.echo(f"Faramesh {active.source} policy ({len(active.rules)} rules, hash {active.hash[:12]})")
     if shadow is not None:
-        click.echo(f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied")
+        click.echo(
+            f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied"
+        )
     click.echo(f"Database: {database_url}")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
     if secret:

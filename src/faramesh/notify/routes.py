@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from faramesh.errors import Conflict, FarameshError, Forbidden, NotFound, Unauthorized
-from faramesh.model import Identity, Role
+from faramesh.model import Identity
 from faramesh.notify import deliveries
 from faramesh.notify.dispatcher import WebhookDispatcher
 from faramesh.notify.slack import SlackConfig, interaction_reply, parse_interaction, verify_slack_request
@@ -23,7 +19,6 @@ from faramesh.notify.webhooks import check_spec, new_secret
 from faramesh.server.auth import AdminIdentity
 from faramesh.server.jsonbody import StrictJSONRoute
 from faramesh.service import Governor
-from faramesh.storage.schema import api_keys
 from faramesh.validation import ASCII_DIGITS
 
 log = logging.getLogger("faramesh.notify")
@@ -51,6 +46,11 @@ def dispatcher(request: Request) -> WebhookDispatcher:
     return notifier
 
 
+def governor(request: Request) -> Governor:
+    g: Governor = request.app.state.governor
+    return g
+
+
 @router.get("/webhooks", summary="List webhooks (admin)", tags=["webhooks"])
 async def list_webhooks(request: Request, identity: AdminIdentity) -> dict[str, Any]:
     d = dispatcher(request)
@@ -65,8 +65,8 @@ async def create_webhook(body: WebhookBody, request: Request, identity: AdminIde
     if body.secret is None:
         raw["secret"] = new_secret()
     spec = check_spec(raw)
-    hook = await run_in_threadpool(
-        d.store.write, lambda conn: deliveries.create_webhook(conn, spec, actor=identity.label, now=time.time())
+    hook = deliveries.row_to_webhook(
+        await run_in_threadpool(lambda: governor(request).create_webhook(spec, actor=identity.label))
     )
     d.listen()
     d.invalidate()
@@ -84,8 +84,8 @@ async def delete_webhook(
             field="id",
             code="read_only",
         )
-    hook = await run_in_threadpool(
-        d.store.write, lambda conn: deliveries.delete_webhook(conn, webhook_id, actor=identity.label, now=time.time())
+    hook = deliveries.row_to_webhook(
+        await run_in_threadpool(lambda: governor(request).delete_webhook(webhook_id, actor=identity.label))
     )
     d.invalidate()
     return hook.to_dict()
@@ -102,24 +102,11 @@ async def webhook_deliveries(
     d.invalidate()
     if webhook_id not in {h.id for h in await d.hooks()}:
         raise NotFound(f"no webhook with id {webhook_id!r}", field="id")
-    rows = await run_in_threadpool(d.store.read, lambda conn: deliveries.list_deliveries(conn, webhook_id, limit))
-    return {"deliveries": rows}
+    rows = await run_in_threadpool(governor(request).webhook_deliveries, webhook_id, limit)
+    return {"deliveries": [deliveries.delivery_to_dict(r) for r in rows]}
 
 
 # -- Slack ---------------------------------------------------------------------------
-def _identity_for_key(conn: Connection, key_id: str) -> Identity | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))).first()
-    if row is None:
-        return None
-    return Identity(
-        key_id=row.id,
-        role=Role(row.role),
-        name=row.name or "",
-        agent_id=row.agent_id,
-        groups=tuple(orjson.loads(row.groups or "[]")),
-    )
-
-
 def _legacy_button_hash(g: Governor, identity: Identity, action_id: str) -> str:
     """The hash a button without one stands for: a message posted before buttons carried
     the hash showed the agent's arguments, so it may decide only an action never edited."""
@@ -158,7 +145,7 @@ async def slack_interactions(request: Request) -> JSONResponse:
     if key_id is None:
         raise Forbidden(f"Slack user {press.user_id} is not mapped to a Faramesh approver", field="user")
     g = request.app.state.governor
-    identity = await run_in_threadpool(g.store.read, lambda conn: _identity_for_key(conn, key_id))
+    identity = await run_in_threadpool(g.identity_for_key, key_id)
     if identity is None:
         raise Forbidden(f"the key mapped to Slack user {press.user_id} is unknown or revoked", field="user")
     verb = "Approved" if press.approve else "Denied"

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from faramesh import keys, service_reads
+from faramesh import service_reads
 from faramesh.errors import Forbidden, InvalidInput, KeyRevoked
 from faramesh.events import Subscription
 from faramesh.model import Identity, Status
@@ -389,7 +389,7 @@ async def reload_policy(request: Request, identity: AdminIdentity) -> dict[str, 
 # -- keys --------------------------------------------------------------------------
 @router.get("/keys", summary="List API keys (admin)")
 async def list_keys(request: Request, identity: AdminIdentity) -> dict[str, Any]:
-    infos = await run_in_threadpool(gov(request).store.read, keys.list_keys)
+    infos = await run_in_threadpool(gov(request).list_keys)
     return {"keys": [k.to_dict() for k in infos]}
 
 
@@ -397,15 +397,9 @@ async def list_keys(request: Request, identity: AdminIdentity) -> dict[str, Any]
 async def create_key(body: KeyCreateBody, request: Request, identity: AdminIdentity) -> JSONResponse:
     g = gov(request)
     info, secret = await run_in_threadpool(
-        g.store.write,
-        lambda conn: keys.create_key(
-            conn,
-            role=body.role,
-            name=body.name,
-            agent_id=body.agent_id,
-            groups=body.groups,
-            actor=identity.label,
-        ),
+        lambda: g.create_key(
+            role=body.role, name=body.name, agent_id=body.agent_id, groups=body.groups, actor=identity.label
+        )
     )
     return JSONResponse(info.to_dict() | {"key": secret}, status_code=201)
 

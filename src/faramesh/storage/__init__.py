@@ -1,5 +1,11 @@
-"""Storage: SQLite (default) or PostgreSQL behind one interface."""
+"""Storage: SQLite (default) or PostgreSQL behind one interface.
 
+The only package that speaks SQL: `Store` runs transactions, and the repository
+modules (`actions_repo`, `approvals_repo`, `limits_repo`, `keys_repo`, `webhooks_repo`,
+`audit_log`) hold the statements, with every SQLite/PostgreSQL difference.
+"""
+
+from faramesh.storage.errors import DuplicateRow
 from faramesh.storage.store import Store, normalize_url
 
-__all__ = ["Store", "normalize_url"]
+__all__ = ["DuplicateRow", "Store", "normalize_url"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 
-__all__ = ["DatabaseError", "connection_lost"]
+__all__ = ["DatabaseError", "DuplicateRow", "connection_lost"]
 
 # Any failure of the database layer, for callers that report it and stop.
 DatabaseError = SQLAlchemyError
+
+# A write hit a unique constraint (e.g. two submits raced on one Idempotency-Key).
+DuplicateRow = IntegrityError
 
 
 def connection_lost(exc: BaseException) -> bool:

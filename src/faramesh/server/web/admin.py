@@ -5,25 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from fastapi import APIRouter
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import YamlLexer
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from faramesh import keys
 from faramesh.errors import FarameshError
 from faramesh.model import Role
+from faramesh.notify.deliveries import row_to_webhook
 from faramesh.policy import Policy
 from faramesh.server.web.guard import WebRoute, read_form, redirect, session_of
 from faramesh.server.web.pages import gov, page_user
 from faramesh.server.web.render import render
-from faramesh.storage.schema import webhook_deliveries, webhooks
+from faramesh.service import Governor
+from faramesh.service import webhooks as stored_webhooks
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -66,7 +65,7 @@ def _shadow(request: Request) -> dict[str, Any] | None:
 
 # -- keys --------------------------------------------------------------------------
 async def _keys_page(request: Request, *, created: Mapping[str, Any] | None = None, status: int = 200) -> Response:
-    infos = await run_in_threadpool(gov(request).store.read, keys.list_keys)
+    infos = await run_in_threadpool(gov(request).list_keys)
     infos.sort(key=lambda k: (k.revoked_at is not None, -k.created_at))
     return render(
         request,
@@ -99,15 +98,9 @@ async def create_key(request: Request) -> Response:
     agent_s = agent_id.strip() if isinstance(agent_id, str) and agent_id.strip() else None
     try:
         info, secret = await run_in_threadpool(
-            gov(request).store.write,
-            lambda conn: keys.create_key(
-                conn,
-                role=str(role),
-                name=name_s,
-                agent_id=agent_s,
-                groups=_groups(form.get("groups")),
-                actor=user.label,
-            ),
+            lambda: gov(request).create_key(
+                role=str(role), name=name_s, agent_id=agent_s, groups=_groups(form.get("groups")), actor=user.label
+            )
         )
     except FarameshError as exc:
         session_of(request).set_flash("error", exc.message)
@@ -149,45 +142,22 @@ async def _configured_webhooks(request: Request) -> list[dict[str, Any]] | None:
     return [h.to_dict() for h in await hooks()]
 
 
-def _stored_webhooks(conn: Any) -> list[dict[str, Any]]:
-    rows = conn.execute(select(webhooks).order_by(webhooks.c.created_at)).all()
-    return [
-        {
-            "id": row.id,
-            "url": row.url,
-            "events": orjson.loads(row.events or "[]"),
-            "format": row.format,
-            "description": row.description,
-            "source": "api",
-            "created_by": row.created_by,
-            "created_at": row.created_at,
-        }
-        for row in rows
-    ]
+def _stored_webhooks(g: Governor) -> list[dict[str, Any]]:
+    return [row_to_webhook(row).to_dict() for row in stored_webhooks.list_webhooks(g.store)]
 
 
-def _webhook_overview(conn: Any, hooks: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _webhook_overview(g: Governor, hooks: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Webhooks with their latest delivery, and the most recent deliveries overall."""
-    listed = hooks if hooks is not None else _stored_webhooks(conn)
+    listed = hooks if hooks is not None else _stored_webhooks(g)
+    seen = stored_webhooks.overview(g.store, [hook["id"] for hook in listed], RECENT_DELIVERIES)
     for hook in listed:
-        hook["last"] = conn.execute(
-            select(webhook_deliveries)
-            .where(webhook_deliveries.c.webhook_id == hook["id"])
-            .order_by(webhook_deliveries.c.id.desc())
-            .limit(1)
-        ).first()
-    recent = conn.execute(
-        select(webhook_deliveries).order_by(webhook_deliveries.c.id.desc()).limit(RECENT_DELIVERIES)
-    ).all()
-    waiting = conn.execute(
-        select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == "pending")
-    ).scalar_one()
-    return {"webhooks": listed, "recent": recent, "waiting": int(waiting)}
+        hook["last"] = seen.latest.get(hook["id"])
+    return {"webhooks": listed, "recent": seen.recent, "waiting": seen.waiting}
 
 
 @router.get("/admin/webhooks")
 async def webhooks_page(request: Request) -> Response:
     await page_user(request, admin=True)
     hooks = await _configured_webhooks(request)
-    overview = await run_in_threadpool(gov(request).store.read, lambda conn: _webhook_overview(conn, hooks))
+    overview = await run_in_threadpool(_webhook_overview, gov(request), hooks)
     return render(request, "webhooks.html", overview)

@@ -1,0 +1,332 @@
+"""`Governor`: the facade over the action lifecycle. This is the only door to state.
+
+It holds what the modules share (the store, the active and shadow policies, the event
+hub, the clock, telemetry) and turns what they wrote into events and API views. Every
+transition is a compare-and-set on the stored row (UPDATE ... WHERE id = ? AND status = ?)
+and appends its audit record in the same transaction. A transition that finds the row in
+another status raises Conflict carrying the current status, so of two racing requests
+exactly one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from faramesh import audit
+from faramesh.events import ChangeEvent, EventHub
+from faramesh.keys import KeyInfo
+from faramesh.model import Identity, Role, Status
+from faramesh.observability import Telemetry
+from faramesh.policy import Decision, Policy
+from faramesh.service import agents, approvals, expiry, keys, reads, results, submit, views, webhooks
+from faramesh.service.submit import Submission
+from faramesh.shadow import ShadowStats
+from faramesh.storage import Store
+
+log = logging.getLogger("faramesh.service")
+
+
+class Governor:
+    """Submit, decide, report. Thread-safe; every method runs its own transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        hub: EventHub | None = None,
+        approval_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
+        shadow_policy: Policy | None = None,
+    ) -> None:
+        self.store = store
+        self._policy = policy
+        self._policy_loaded_at = clock()
+        self._policy_lock = threading.Lock()
+        self.hub = hub or EventHub()
+        self.approval_timeout = approval_timeout
+        self.clock = clock
+        self.telemetry = telemetry or Telemetry()
+        # A candidate policy evaluated beside the active one; it never decides anything.
+        self._shadow = shadow_policy
+        self._shadow_loaded_at = clock() if shadow_policy is not None else None
+        self.shadow_stats = ShadowStats()
+
+    # -- policy ---------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def policy_loaded_at(self) -> float:
+        return self._policy_loaded_at
+
+    def set_policy(self, policy: Policy, *, actor: str | None = None, source: str | None = None) -> None:
+        """Swap the active policy and record the reload in the audit log."""
+        now = self.clock()
+        with self._policy_lock:
+            old = self._policy
+            self.store.write(
+                lambda conn: audit.append(
+                    conn,
+                    event="policy.reloaded",
+                    ts=now,
+                    actor=actor,
+                    data={"old_hash": old.hash, "new_hash": policy.hash, "source": source or policy.source},
+                )
+            )
+            self._policy = policy
+            self._policy_loaded_at = now
+        self.telemetry.metrics.policy_reload(applied=True)
+
+    @property
+    def shadow_policy(self) -> Policy | None:
+        return self._shadow
+
+    @property
+    def shadow_loaded_at(self) -> float | None:
+        return self._shadow_loaded_at
+
+    def set_shadow_policy(self, policy: Policy | None) -> None:
+        """Swap (or, with None, stop) the shadow policy; its divergence counts start again."""
+        with self._policy_lock:
+            if policy is not None and self._shadow is not None and policy.hash == self._shadow.hash:
+                return
+            self._shadow = policy
+            self._shadow_loaded_at = self.clock() if policy is not None else None
+            self.shadow_stats.reset()
+
+    # -- keys -------------------------------------------------------------------
+    def create_key(
+        self,
+        *,
+        role: Role | str,
+        name: str = "",
+        agent_id: str | None = None,
+        groups: tuple[str, ...] | list[str] = (),
+        actor: str | None = None,
+    ) -> tuple[KeyInfo, str]:
+        """Create an API key; its secret is returned once and never stored."""
+        return keys.create_key(
+            self.store, role=role, name=name, agent_id=agent_id, groups=groups, actor=actor, now=self.clock()
+        )
+
+    def revoke_key(self, key_id: str, *, actor: str | None = None) -> KeyInfo:
+        """Revoke a key and end its open event streams and waits in this process now;
+        other processes on a shared database hear of it through the change notice."""
+        info = keys.revoke_key(self.store, key_id, actor=actor, now=self.clock())
+        # Also when it was already revoked: whatever it still holds here is closed.
+        self.hub.revoke(info.id)
+        return info
+
+    def list_keys(self) -> list[KeyInfo]:
+        return keys.list_keys(self.store)
+
+    def authenticate(self, secret: str) -> Identity | None:
+        return keys.authenticate(self.store, secret)
+
+    def identity_for_key(self, key_id: str) -> Identity | None:
+        return keys.identity_for_key(self.store, key_id)
+
+    def check_revoked_keys(self) -> int:
+        """End the streams and waits of keys revoked without notice (e.g. by the CLI on
+        SQLite): one read for every key that holds one. Returns how many were ended."""
+        return self.hub.check_keys(lambda held: keys.revoked_among(self.store, held))
+
+    # -- webhooks ---------------------------------------------------------------
+    def create_webhook(self, spec: webhooks.WebhookFields, *, actor: str | None = None) -> Any:
+        """Store a webhook receiver; returns its row (the secret is shown to its creator once)."""
+        return webhooks.create_webhook(self.store, spec, actor=actor, now=self.clock())
+
+    def delete_webhook(self, webhook_id: str, *, actor: str | None = None) -> Any:
+        """Remove a stored webhook receiver; returns the removed row."""
+        return webhooks.delete_webhook(self.store, webhook_id, actor=actor, now=self.clock())
+
+    def webhook_deliveries(self, webhook_id: str | None = None, limit: int = 50) -> list[Any]:
+        return webhooks.deliveries(self.store, webhook_id, limit)
+
+    # -- submit -----------------------------------------------------------------
+    @staticmethod
+    def _resolve_agent(identity: Identity, sub: Submission) -> str:
+        return agents.resolve_agent(identity, sub)
+
+    def evaluate(self, identity: Identity, sub: Submission) -> tuple[Decision, str, str]:
+        """Validate and evaluate without recording: (decision, agent_id, request_hash)."""
+        return submit.evaluate(self._policy, self.clock(), identity, sub)
+
+    def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
+        started_ns = time.time_ns()
+        done = submit.submit(self, identity, sub)
+        if not done.created:
+            return views.to_api(done.row, identity, counted=reads.counted(self.store, done.row))
+        if done.shadow is not None:
+            self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
+            self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)
+        self._publish("action.created", done.row, done.seq, counted=0)
+        self._observe(self.telemetry.submitted, done.row, started_ns)
+        return views.to_api(done.row, identity, counted=0)
+
+    # -- reads ------------------------------------------------------------------
+    def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        row, votes = reads.get(self.store, identity, action_id)
+        return views.to_api(row, identity, votes)
+
+    def get_status(self, identity: Identity, action_id: str) -> Status:
+        return reads.get_status(self.store, identity, action_id)
+
+    def list_actions(
+        self,
+        identity: Identity,
+        *,
+        status: str | None = None,
+        tool: str | None = None,
+        agent_id: str | None = None,
+        risk: str | None = None,
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        page = reads.list_actions(
+            self.store,
+            identity,
+            status=status,
+            tool=tool,
+            agent_id=agent_id,
+            risk=risk,
+            id_prefix=id_prefix,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+        )
+        return [views.to_api(r, identity, counted=page.counted.get(r.id)) for r in page.rows], page.next_cursor
+
+    def events(self, identity: Identity, action_id: str) -> list[dict[str, Any]]:
+        return [views.event_view(r) for r in reads.events(self.store, identity, action_id)]
+
+    def params_for_hash(self, identity: Identity, action_id: str, rhash: str) -> dict[str, Any] | None:
+        """The params the action had when its request_hash was `rhash`, if it ever was."""
+        return reads.params_for_hash(self.store, self.get(identity, action_id), rhash)
+
+    def snapshot(self, action_id: str) -> tuple[dict[str, Any], str] | None:
+        """The action as events carry it (no approval token) and its submitter's key id."""
+        row = self.store.read(lambda conn: reads.access.load(conn, action_id))
+        if row is None:
+            return None
+        return views.to_api(row, None, counted=reads.counted(self.store, row)), row.submitted_by
+
+    # -- decisions --------------------------------------------------------------
+    def approve(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        params: Any = None,
+        expected_hash: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve; with `params`, approve edited arguments (re-evaluated by the policy).
+
+        `expected_hash` binds the vote to the arguments the approver saw: when the
+        action's request_hash differs (someone edited it), the vote is refused.
+        """
+        return self._decide(
+            identity, action_id, approve=True, reason=reason, token=token, params=params, expected_hash=expected_hash
+        )
+
+    def deny(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        expected_hash: str | None = None,
+    ) -> dict[str, Any]:
+        return self._decide(identity, action_id, approve=False, reason=reason, token=token, expected_hash=expected_hash)
+
+    def _decide(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        approve: bool,
+        reason: str | None,
+        token: str | None,
+        params: Any = None,
+        expected_hash: str | None = None,
+    ) -> dict[str, Any]:
+        done = approvals.decide(
+            self,
+            identity,
+            action_id,
+            approve=approve,
+            reason=reason,
+            token=token,
+            params=params,
+            expected_hash=expected_hash,
+        )
+        self._publish(done.event, done.row, done.seq, counted=done.counted)
+        return views.to_api(done.row, identity, done.votes)
+
+    # -- results ----------------------------------------------------------------
+    def report_result(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        success: Any,
+        result: Any = None,
+        error: Any = None,
+    ) -> dict[str, Any]:
+        row, seq, event = results.report(self, identity, action_id, success=success, result=result, error=error)
+        counted = reads.counted(self.store, row)
+        self._publish(event, row, seq, counted=counted)
+        return views.to_api(row, identity, counted=counted)
+
+    # -- expiry -----------------------------------------------------------------
+    def expire_due(self, now: float | None = None, batch: int = 500) -> int:
+        """Deny every pending action whose approval window has passed. Returns how many."""
+        now = self.clock() if now is None else now
+        return expiry.expire_due(self.store, now, batch, lambda row, seq: self._publish("action.expired", row, seq))
+
+    def next_expiry(self) -> float | None:
+        return expiry.next_expiry(self.store)
+
+    # -- output -----------------------------------------------------------------
+    def _counted(self, row: Any) -> int | None:
+        return reads.counted(self.store, row)
+
+    def _publish(self, event_type: str, row: Any, seq: int, *, counted: int | None = None) -> None:
+        if counted is None:
+            counted = self._counted(row)
+        self.hub.publish(
+            ChangeEvent(
+                seq=seq,
+                type=event_type,
+                action_id=row.id,
+                action=views.to_api(row, None, counted=counted),
+                data={"submitted_by": row.submitted_by},
+            )
+        )
+        self._observe(self.telemetry.changed, event_type, row)
+
+    @staticmethod
+    def _observe(record: Callable[..., None], *args: Any) -> None:
+        # The change is committed: a failure to record metrics must not fail the request.
+        try:
+            record(*args)
+        except Exception:
+            log.exception("recording telemetry failed")
+
+    to_api = staticmethod(views.to_api)

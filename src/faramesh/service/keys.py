@@ -1,0 +1,144 @@
+"""API keys: the only code that creates or revokes one, and records it in the audit log.
+
+Secrets are made and hashed by `faramesh.keys` (pure); the rows are moved by
+`faramesh.storage.keys_repo`. Each function runs its own transaction on the store it is
+given, so the server, the dashboard, the CLI and `serve` all change keys the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+
+import orjson
+
+from faramesh import audit
+from faramesh.errors import InvalidInput, NotFound
+from faramesh.keys import KEY_PREFIX, MAX_NAME, KeyInfo, hash_key, row_to_info, verify
+from faramesh.model import Identity, Role
+from faramesh.storage import Store, keys_repo
+from faramesh.storage.actions_repo import Connection
+from faramesh.storage.notify import send_notice_if_shared
+from faramesh.validation import check_agent_id, refuse_nul
+
+
+def _check_new_key(
+    role: Role | str, name: object, agent_id: str | None, groups: Iterable[str]
+) -> tuple[Role, str, str | None, tuple[str, ...]]:
+    try:
+        role = Role(role)
+    except ValueError:
+        raise InvalidInput("role must be one of agent, approver, admin", field="role") from None
+    if agent_id is not None:
+        # The same rule as for claimed ids: a bound id must be one an agent could claim.
+        agent_id = check_agent_id(agent_id)
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        # The name also stands in as the agent id of an unbound key's actions (200 characters).
+        raise InvalidInput(f"name must be a string of at most {MAX_NAME} characters", field="name")
+    refuse_nul(name, "name")
+    listed = list(groups)
+    refuse_nul(listed, "groups")
+    return role, name, agent_id, tuple(sorted({g.strip() for g in listed if g.strip()}))
+
+
+def create_key(
+    store: Store,
+    *,
+    role: Role | str,
+    name: str = "",
+    agent_id: str | None = None,
+    groups: Iterable[str] = (),
+    actor: str | None = None,
+    now: float | None = None,
+) -> tuple[KeyInfo, str]:
+    """Create a key; return its info and the secret (shown once, never stored)."""
+    role, name, agent_id, group_set = _check_new_key(role, name, agent_id, groups)
+    ts = time.time() if now is None else now
+    key_id = secrets.token_hex(8)
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    digest = hash_key(secret)
+
+    def txn(conn: Connection) -> None:
+        keys_repo.insert(
+            conn,
+            key_id=key_id,
+            name=name,
+            role=role.value,
+            agent_id=agent_id,
+            groups_json=orjson.dumps(list(group_set)).decode(),
+            key_hash=digest,
+            prefix=secret[:10],
+            created_at=ts,
+        )
+        audit.append(
+            conn,
+            event="key.created",
+            ts=ts,
+            actor=actor,
+            data={
+                "key_id": key_id,
+                "name": name,
+                "role": role.value,
+                "agent_id": agent_id,
+                "groups": list(group_set),
+                # The digest (never the secret): verify can then tell if a stored digest was swapped.
+                "key_hash": digest,
+            },
+        )
+
+    store.write(txn)
+    return KeyInfo(key_id, name, role, agent_id, group_set, secret[:10], ts, None), secret
+
+
+def revoke_key(store: Store, key_id: str, *, actor: str | None = None, now: float | None = None) -> KeyInfo:
+    """Revoke a key (revoking a revoked key changes nothing and records nothing).
+
+    On PostgreSQL the revocation is also announced to every server process on the
+    database once it commits (whoever revokes: API, dashboard or CLI), so they close
+    the key's open event streams and waits."""
+    refuse_nul(key_id, "key_id")
+    ts = time.time() if now is None else now
+
+    def txn(conn: Connection) -> KeyInfo:
+        changed = keys_repo.revoke(conn, key_id, ts)
+        row = keys_repo.get(conn, key_id)
+        if row is None:
+            raise NotFound(f"no key with id {key_id!r}", field="key_id")
+        if changed:
+            seq = audit.append(conn, event="key.revoked", ts=ts, actor=actor, data={"key_id": key_id})
+            notice = {"type": "key.revoked", "action_id": None, "key_id": key_id, "seq": seq}
+            send_notice_if_shared(conn, notice | {"origin": store.instance_id})
+        return row_to_info(row)
+
+    return store.write(txn)
+
+
+def list_keys(store: Store) -> list[KeyInfo]:
+    """Every key (never a secret), oldest first."""
+    return [row_to_info(r) for r in store.read(keys_repo.list_all)]
+
+
+def count_active_keys(store: Store, role: Role | None = None) -> int:
+    return store.read(lambda conn: keys_repo.count_active(conn, role.value if role is not None else None))
+
+
+def authenticate(store: Store, secret: str) -> Identity | None:
+    """The identity for a presented key, or None when it is unknown or revoked."""
+    return store.read(lambda conn: verify(conn, secret))
+
+
+def identity_for_key(store: Store, key_id: str) -> Identity | None:
+    """The identity of an active key named by id (e.g. the key a Slack user is mapped to)."""
+    row = store.read(lambda conn: keys_repo.get_active(conn, key_id))
+    return row_to_info(row).identity() if row is not None else None
+
+
+def revoked_among(store: Store, key_ids: set[str]) -> set[str]:
+    """Which of these key ids are revoked (or no longer exist): one read."""
+    return key_ids - store.read(lambda conn: keys_repo.active_among(conn, key_ids))
+
+
+def still_active(conn: Connection, key_id: str) -> bool:
+    """Inside a transaction: whether the key is still active (one primary-key read)."""
+    return keys_repo.is_active(conn, key_id)

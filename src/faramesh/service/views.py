@@ -1,0 +1,110 @@
+"""The wire format: how an action, its votes and its events look in the API, the
+events and the dashboard. The only code that builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from faramesh.audit import AuditRecord
+from faramesh.model import Identity, Status
+from faramesh.policy import Effect
+from faramesh.service.approvals import counted_approvals, vote_counts
+
+# How the published faramesh-sdk names a decision (as /v1/gate/decide answers).
+GATE_OUTCOMES = {"allow": "EXECUTE", "require_approval": "ABSTAIN", "deny": "HALT"}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def to_api(
+    row: Any, identity: Identity | None, approval_rows: Sequence[Any] | None = None, *, counted: int | None = None
+) -> dict[str, Any]:
+    """The action as the API shows it. `counted` (or `approval_rows`, to count from) gives
+    `approval.counted`, the votes that count toward the quorum now."""
+    status = Status(row.status)
+    if approval_rows is not None:
+        counted = counted_approvals(approval_rows, row.request_hash)
+    human_denial = status is Status.DENIED and row.decision_reason
+    data: dict[str, Any] = {
+        "id": row.id,
+        "status": status.value,
+        "decision": row.decision,
+        "reason": row.decision_reason if human_denial else row.reason,
+        "policy_reason": row.reason,
+        # Read by the published faramesh-sdk, which compares them with /v1/gate/decide.
+        "outcome": GATE_OUTCOMES.get(row.decision),
+        "reason_code": row.rule_id or "default",
+        "risk_level": row.risk_level,
+        "rule_id": row.rule_id,
+        "policy_hash": row.policy_hash,
+        "request_hash": row.request_hash,
+        "tool": row.tool,
+        "operation": row.operation,
+        "params": orjson.loads(row.params),
+        "original_params": orjson.loads(row.original_params) if row.original_params else None,
+        "context": orjson.loads(row.context),
+        "agent_id": row.agent_id,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "decided_by": row.decided_by,
+        "decision_reason": row.decision_reason,
+        "result": orjson.loads(row.result) if row.result is not None else None,
+        "error": row.error,
+        "version": row.version,
+    }
+    data |= _shadow_view(row)
+    if row.decision == Effect.REQUIRE_APPROVAL.value:
+        data["approval"] = _approval_view(row, counted)
+    if approval_rows is not None:
+        data["approvals"] = [_vote_view(a, row.request_hash) for a in approval_rows]
+    if identity is not None and identity.can_decide and status is Status.PENDING_APPROVAL:
+        data["approval_token"] = row.approval_token
+    return data
+
+
+def _shadow_view(row: Any) -> dict[str, Any]:
+    # Only actions decided beside a shadow policy carry these fields.
+    shadow_decision = getattr(row, "shadow_decision", None)
+    if shadow_decision is None:
+        return {}
+    return {
+        "shadow_decision": shadow_decision,
+        "shadow_rule_id": row.shadow_rule_id,
+        "shadow_policy_hash": row.shadow_policy_hash,
+    }
+
+
+def _approval_view(row: Any, counted: int | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "quorum": row.approval_quorum,
+        "approvers": orjson.loads(row.approval_groups) if row.approval_groups else [],
+        "expires_at": iso(row.expires_at),
+    }
+    if counted is not None:
+        view["counted"] = counted
+    return view
+
+
+def _vote_view(vote: Any, current_hash: str) -> dict[str, Any]:
+    return {
+        "approver": vote.approver_label,
+        "approve": bool(vote.approve),
+        "reason": vote.reason,
+        "at": iso(vote.created_at),
+        "request_hash": vote.request_hash,
+        # Does this vote count now? The same rule as the quorum.
+        "counts": vote_counts(approve=vote.approve, vote_hash=vote.request_hash, current_hash=current_hash),
+    }
+
+
+def event_view(record: AuditRecord) -> dict[str, Any]:
+    """One audit record as GET /v1/actions/{id}/events shows it."""
+    return record.to_dict() | {"at": iso(record.ts)}

@@ -1,0 +1,156 @@
+"""The actions table's SQL: load, insert, compare-and-set, list and the expiry picks.
+
+`faramesh.service` decides what a transition means; this module only moves rows. Every
+function takes the caller's connection, so it runs inside the caller's transaction
+(`Store.read` / `Store.write`). Rows come back with the actions columns as attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
+
+from faramesh.storage.schema import actions
+
+__all__ = [
+    "ActionFilter",
+    "ActionRow",
+    "Connection",
+    "compare_and_set",
+    "current_status",
+    "earliest_expiry",
+    "find_idempotent",
+    "get",
+    "get_for_update",
+    "insert",
+    "list_page",
+    "next_due",
+]
+
+ActionRow = Any  # a row with the actions columns as attributes
+
+# Hot-path statements built once: SQLAlchemy then reuses their compiled form, where
+# building a statement per call (`.values(...)`, `.where(... == value)`) costs ~6x more.
+_SELECT_ACTION = select(actions).where(actions.c.id == bindparam("action_id"))
+_SELECT_FOR_UPDATE = _SELECT_ACTION.with_for_update()
+_INSERT_ACTION = actions.insert()
+_BY_IDEMPOTENCY_KEY = select(actions).where(
+    actions.c.submitted_by == bindparam("submitted_by"), actions.c.idempotency_key == bindparam("key")
+)
+# Seconds of slack when a time filter is turned into a starting sequence number.
+_TIME_SLACK = 60.0
+
+
+def get(conn: Connection, action_id: str) -> ActionRow | None:
+    return conn.execute(_SELECT_ACTION, {"action_id": action_id}).first()
+
+
+def current_status(conn: Connection, action_id: str) -> str | None:
+    return conn.execute(select(actions.c.status).where(actions.c.id == action_id)).scalar()
+
+
+def get_for_update(conn: Connection, action_id: str) -> ActionRow | None:
+    """The row, locked until the transaction ends (PostgreSQL; SQLite has one writer),
+    so concurrent decisions on one action see each other's votes."""
+    return conn.execute(_SELECT_FOR_UPDATE, {"action_id": action_id}).first()
+
+
+def find_idempotent(conn: Connection, submitted_by: str, key: str) -> ActionRow | None:
+    """The action this key already submitted under this Idempotency-Key, if any."""
+    return conn.execute(_BY_IDEMPOTENCY_KEY, {"submitted_by": submitted_by, "key": key}).first()
+
+
+def insert(conn: Connection, values: Mapping[str, Any]) -> None:
+    """Insert a new action (raises the driver's IntegrityError on a duplicate Idempotency-Key)."""
+    conn.execute(_INSERT_ACTION, dict(values))
+
+
+def compare_and_set(
+    conn: Connection, action_id: str, *, statuses: Collection[str], version: int, values: Mapping[str, Any]
+) -> bool:
+    """Update the row only if it is still in one of `statuses` at `version`; True if it was."""
+    result = conn.execute(
+        update(actions)
+        .where(actions.c.id == action_id, actions.c.status.in_(list(statuses)), actions.c.version == version)
+        .values(**values)
+    )
+    return bool(result.rowcount == 1)
+
+
+@dataclass(frozen=True)
+class ActionFilter:
+    """What a list of actions is narrowed to; None means no filter."""
+
+    submitted_by: str | None = None
+    status: str | None = None
+    tool: str | None = None
+    agent_id: str | None = None
+    risk: str | None = None
+    id_prefix: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+def list_page(
+    conn: Connection, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0
+) -> list[ActionRow]:
+    """Up to `limit` matching actions, newest first (by seq), below `cursor` when given."""
+    query = select(actions).order_by(actions.c.seq.desc()).limit(limit)
+    exact = (
+        (actions.c.submitted_by, where.submitted_by),
+        (actions.c.status, where.status),
+        (actions.c.tool, where.tool),
+        (actions.c.agent_id, where.agent_id),
+        (actions.c.risk_level, where.risk),
+    )
+    for column, value in exact:
+        if value:
+            query = query.where(column == value)
+    if where.id_prefix:
+        query = query.where(actions.c.id.startswith(where.id_prefix, autoescape=True))
+        if conn.dialect.name == "sqlite":
+            # SQLite cannot use an index for LIKE; a byte-ordered range on the id index can.
+            query = query.where(actions.c.id >= where.id_prefix, actions.c.id < where.id_prefix + "\U0010ffff")
+    if where.since is not None:
+        query = query.where(actions.c.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(actions.c.created_at < where.until)
+        # Start the newest-first walk near `until` rather than at the newest row. Times are
+        # nearly in seq order; the slack keeps rows committed slightly out of order.
+        bound = (
+            select(actions.c.seq)
+            .where(actions.c.created_at < where.until + _TIME_SLACK)
+            .order_by(actions.c.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = query.where(actions.c.seq <= func.coalesce(bound, 0))
+    if cursor is not None:
+        query = query.where(actions.c.seq < cursor)
+    if offset:
+        query = query.offset(offset)
+    return list(conn.execute(query).all())
+
+
+def next_due(conn: Connection, status: str, now: float) -> str | None:
+    """The id of the `status` action whose expiry passed first, locked for this transaction.
+
+    On PostgreSQL a row another transaction holds is skipped (SKIP LOCKED), so replicas
+    sweeping one database split the work; SQLite has a single writer and no row locks.
+    """
+    return conn.execute(
+        select(actions.c.id)
+        .where(actions.c.status == status, actions.c.expires_at.is_not(None), actions.c.expires_at <= now)
+        .order_by(actions.c.expires_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar()
+
+
+def earliest_expiry(conn: Connection, status: str) -> float | None:
+    value = conn.execute(select(func.min(actions.c.expires_at)).where(actions.c.status == status)).scalar()
+    return float(value) if value is not None else None
