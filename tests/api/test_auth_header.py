@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from faramesh import keys
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.server.app import create_app
+from faramesh.service import keys as service_keys
 from tests.conftest import SEED_POLICY
 
 
@@ -24,7 +24,7 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestC
     settings = Settings(database_url=f"sqlite:///{tmp / 'f.db'}", policy=str(SEED_POLICY))
     with TestClient(create_app(settings)) as client:
         store = client.app.state.governor.store  # type: ignore[attr-defined]
-        _, key = store.write(lambda conn: keys.create_key(conn, role=Role.AGENT, name="agent", actor="test"))
+        _, key = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
         yield client, key
 
 

@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from faramesh import keys
 from faramesh.cli.main import main
 from faramesh.config import Settings
 from faramesh.model import Role
 from faramesh.policy import Effect, Policy, PolicyError
 from faramesh.policy.tooling.cases import CasesError, load_cases
 from faramesh.server.app import create_app
+from faramesh.service import keys as service_keys
 
 POLICY = textwrap.dedent(
     """
@@ -49,7 +49,7 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestC
     settings = Settings(database_url=f"sqlite:///{tmp / 'f.db'}", policy=str(policy))
     with TestClient(create_app(settings)) as client:
         store = client.app.state.governor.store  # type: ignore[attr-defined]
-        _, key = store.write(lambda conn: keys.create_key(conn, role=Role.AGENT, name="agent", actor="test"))
+        _, key = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
         yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from faramesh import keys, service_reads
+from faramesh import service_reads
 from faramesh.events import changes_after, published_type, replay_for
 from faramesh.model import Identity
 from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
+from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import fresh_database
 
@@ -42,7 +43,7 @@ def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
 
 
 def new_key(g: Governor, role: str, **kw: Any) -> tuple[Identity, str]:
-    info, secret = g.store.write(lambda c: keys.create_key(c, role=role, name=role, **kw))
+    info, secret = service_keys.create_key(g.store, role=role, name=role, **kw)
     return info.identity(), secret
 
 
