@@ -203,6 +203,27 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    # The same request methods as the in-process app (tests.inprocess.InProcessServer), so
+    # helpers take either: paths are relative to the server.
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, self.url + path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.kill()

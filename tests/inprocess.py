@@ -1,9 +1,11 @@
-"""The real app in this process: `create_app(...)` behind Starlette's TestClient (httpx).
+"""The real app in this process: `create_app(...)` behind httpx's ASGI transport.
 
 No server process, no port, no start-up wait: each request goes through the real ASGI
 stack (middleware, routing, auth, the service, a real SQLite file or PostgreSQL
-database) on the app's own event loop thread, with the app's lifespan (sweeper,
-policy watcher, webhook dispatcher) running as in `faramesh serve`. The service's
+database) on the app's own event loop in a background thread, with the app's lifespan
+(sweeper, policy watcher, webhook dispatcher) running as in `faramesh serve`.
+`SyncASGITransport` lets sync code (tests, the SDK's `transport=`) call it; requests
+from several threads run concurrently on that loop. The service's
 clock is a `FakeClock`, so expiry, limits and time windows move with `advance()`
 instead of sleeps.
 
@@ -13,6 +15,7 @@ stay on real servers (`tests.conftest.ServerProcess`); `/wait?timeout=...` works
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -20,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from starlette.testclient import TestClient
+import httpx
 
 from faramesh import keys
 from faramesh.config import Settings
@@ -54,6 +57,59 @@ class FakeClock:
             return self._now
 
 
+class SyncASGITransport(httpx.BaseTransport):
+    """A sync httpx transport that runs each request on the app's event loop (another thread)."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._loop = loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def run() -> httpx.Response:
+            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            response = await self._asgi.handle_async_request(req)
+            content = await response.aread()  # ASGITransport buffers the whole response anyway
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+
+@contextlib.contextmanager
+def running_app(app: Any) -> Iterator[asyncio.AbstractEventLoop]:
+    """Run `app`'s lifespan on a new event loop in a daemon thread; yields the loop.
+
+    httpx's ASGITransport sends no lifespan events, so the app's lifespan context is
+    entered here (startup before the first request, shutdown on exit).
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="inprocess-app", daemon=True)
+    thread.start()
+    started = threading.Event()
+    stop = asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.router.lifespan_context(app):
+            started.set()
+            await stop.wait()
+
+    task = asyncio.run_coroutine_threadsafe(lifespan(), loop)
+    try:
+        while not started.wait(0.01):
+            if task.done():
+                task.result()  # raises why the app did not start
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        try:
+            task.result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+
+
 class InProcessServer:
     """One app instance with its database, fake clock, bootstrap admin key and HTTP client.
 
@@ -63,23 +119,23 @@ class InProcessServer:
 
     url = BASE_URL
 
-    def __init__(self, client: TestClient, governor: Governor, clock: FakeClock, admin_key: str) -> None:
-        self.client = client
+    def __init__(
+        self, app: Any, transport: SyncASGITransport, governor: Governor, clock: FakeClock, admin_key: str
+    ) -> None:
+        self.app = app
+        self.transport = transport  # also for the SDK: ExecutionGovernorClient(url, key, transport=...)
+        self.client = httpx.Client(transport=transport, base_url=BASE_URL, timeout=30)
         self.governor = governor
         self.clock = clock
         self.admin_key = admin_key
-        self.request = client.request
-        self.get = client.get
-        self.post = client.post
-        self.put = client.put
-        self.patch = client.patch
-        self.delete = client.delete
-        self.options = client.options
-        self.head = client.head
-
-    @property
-    def app(self) -> Any:
-        return self.client.app
+        self.request = self.client.request
+        self.get = self.client.get
+        self.post = self.client.post
+        self.put = self.client.put
+        self.patch = self.client.patch
+        self.delete = self.client.delete
+        self.options = self.client.options
+        self.head = self.client.head
 
     def create_key(
         self, role: str, *, agent_id: str | None = None, groups: tuple[str, ...] = (), name: str = ""
@@ -110,7 +166,6 @@ def inprocess_server(
     *,
     policy: Path | str | Policy | None = None,
     clock: FakeClock | None = None,
-    raise_server_exceptions: bool = True,
     **settings: Any,
 ) -> Iterator[InProcessServer]:
     """Start the app in this process on `database_url`; stop it (lifespan shutdown) on exit.
@@ -138,8 +193,12 @@ def inprocess_server(
             shadow_policy=load_shadow_policy(config),
         )
         app = create_app(config, governor=governor)
-        with TestClient(app, base_url=BASE_URL, raise_server_exceptions=raise_server_exceptions) as client:
-            yield InProcessServer(client, governor, clock, admin_key)
+        with running_app(app) as loop:
+            server = InProcessServer(app, SyncASGITransport(app, loop), governor, clock, admin_key)
+            try:
+                yield server
+            finally:
+                server.client.close()
     finally:
         store.close()
 
