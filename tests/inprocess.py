@@ -120,9 +120,16 @@ class InProcessServer:
     url = BASE_URL
 
     def __init__(
-        self, app: Any, transport: SyncASGITransport, governor: Governor, clock: FakeClock, admin_key: str
+        self,
+        app: Any,
+        transport: SyncASGITransport,
+        governor: Governor,
+        clock: FakeClock,
+        admin_key: str,
+        database_url: str,
     ) -> None:
         self.app = app
+        self.database_url = database_url
         self.transport = transport  # also for the SDK: ExecutionGovernorClient(url, key, transport=...)
         self.client = httpx.Client(transport=transport, base_url=BASE_URL, timeout=30)
         self.governor = governor
@@ -194,7 +201,7 @@ def inprocess_server(
         )
         app = create_app(config, governor=governor)
         with running_app(app) as loop:
-            server = InProcessServer(app, SyncASGITransport(app, loop), governor, clock, admin_key)
+            server = InProcessServer(app, SyncASGITransport(app, loop), governor, clock, admin_key, database_url)
             try:
                 yield server
             finally:
