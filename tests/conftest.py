@@ -1,4 +1,9 @@
-"""Shared fixtures: a real server process on a free port with a real database.
+"""Shared fixtures: the app in-process (`client`, `make_client`) or a real server process
+(`server`, `start_server`) on a free port, each with a real database.
+
+Prefer `client`: the real app over httpx in this process with a fake clock
+(tests/inprocess.py). Use a server process only where the process matters: crashes and
+signals, replicas, the browser, the CLI end to end, streams.
 
 Tests in the directories named in BOTH_BACKENDS (and modules marked
 `@pytest.mark.backends(...)`) run their `server` / `start_server` fixtures on SQLite
@@ -24,6 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.inprocess import FakeClock, InProcessServer, inprocess_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_POLICY = FIXTURES / "seed_policy.yaml"
@@ -196,6 +203,27 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    # The same request methods as the in-process app (tests.inprocess.InProcessServer), so
+    # helpers take either: paths are relative to the server.
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, self.url + path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.kill()
@@ -264,3 +292,37 @@ def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[S
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[InProcessServer]:
+    """The app in this process for a whole test module, on the seed policy; tests create their own keys.
+
+    Its clock is a FakeClock shared by the module's tests: `client.advance(seconds)`.
+    """
+    tmp = tmp_path_factory.mktemp("app")
+    with fresh_database(backend, tmp) as url, inprocess_server(url, policy=SEED_POLICY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, backend: str) -> Iterator[Callable[..., InProcessServer]]:
+    """Start apps in this process with their own policy, settings and clock; each on a fresh database.
+
+    `make_client(policy=path, clock=FakeClock(), approval_timeout=60, rate_limit=None, ...)`.
+    """
+    made: list[InProcessServer] = []
+    with contextlib.ExitStack() as stack:
+
+        def _make(
+            *,
+            policy: Path | None = SEED_POLICY,
+            clock: FakeClock | None = None,
+            database_url: str | None = None,
+            **settings: Any,
+        ) -> InProcessServer:
+            url = database_url or stack.enter_context(fresh_database(backend, tmp_path, f"app{len(made)}"))
+            made.append(stack.enter_context(inprocess_server(url, policy=policy, clock=clock, **settings)))
+            return made[-1]
+
+        yield _make

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.adversarial.support import assert_error
-from tests.conftest import ServerProcess, auth
+from tests.inprocess import InProcessServer, auth, inprocess_server
 
 POLICY = """\
 default: deny
@@ -118,22 +118,19 @@ for tool, op in DENIED:
 
 
 @pytest.fixture(scope="module")
-def gov_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+def gov_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, str]]:
     tmp = tmp_path_factory.mktemp("disguise")
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    srv = ServerProcess(f"sqlite:///{tmp / 'faramesh.db'}", policy, cwd=tmp, extra_args=("--rate-limit", "off"))
-    srv.start()
-    key = srv.create_key("agent")
-    yield srv, key
-    srv.stop()
+    with inprocess_server(f"sqlite:///{tmp / 'faramesh.db'}", policy=policy, rate_limit=None) as srv:
+        yield srv, srv.create_key("agent")
 
 
-def post(srv: ServerProcess, key: str, path: str, tool: str, operation: str) -> httpx.Response:
+def post(srv: InProcessServer, key: str, path: str, tool: str, operation: str) -> httpx.Response:
     # Sent as raw JSON text so controls and odd characters arrive exactly as written.
     payload = json.dumps({"tool": tool, "operation": operation, "params": {"user_id": "u1"}}, ensure_ascii=False)
-    return httpx.post(
-        srv.url + path,
+    return srv.post(
+        path,
         content=payload.encode("utf-8", "surrogatepass"),
         headers={"Content-Type": "application/json"} | auth(key),
         timeout=30,
@@ -154,7 +151,7 @@ def assert_not_allowed(r: httpx.Response, label: str) -> str:
     return "denied"
 
 
-def test_the_undisguised_names_are_denied_and_others_allowed(gov_server: tuple[ServerProcess, str]) -> None:
+def test_the_undisguised_names_are_denied_and_others_allowed(gov_server: tuple[InProcessServer, str]) -> None:
     srv, key = gov_server
     for tool, op in DENIED:
         assert post(srv, key, "/v1/actions", tool, op).json()["status"] == "denied"
@@ -163,7 +160,7 @@ def test_the_undisguised_names_are_denied_and_others_allowed(gov_server: tuple[S
 
 @pytest.mark.parametrize(("label", "tool", "operation", "part"), CASES, ids=[c[0] for c in CASES])
 def test_disguised_name_is_never_allowed(
-    gov_server: tuple[ServerProcess, str], label: str, tool: str, operation: str, part: str
+    gov_server: tuple[InProcessServer, str], label: str, tool: str, operation: str, part: str
 ) -> None:
     srv, key = gov_server
     outcome = assert_not_allowed(post(srv, key, "/v1/actions", tool, operation), label)
@@ -194,7 +191,7 @@ def disguised(draw: st.DrawFn, name: str) -> str:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_random_disguises_are_never_allowed(gov_server: tuple[ServerProcess, str], data: st.DataObject) -> None:
+def test_random_disguises_are_never_allowed(gov_server: tuple[InProcessServer, str], data: st.DataObject) -> None:
     srv, key = gov_server
     tool, op = data.draw(st.sampled_from(DENIED))
     fake_tool = data.draw(disguised(tool) | st.just(tool))
@@ -202,7 +199,7 @@ def test_random_disguises_are_never_allowed(gov_server: tuple[ServerProcess, str
     assert_not_allowed(post(srv, key, "/v1/decide", fake_tool, fake_op), f"{fake_tool!r}/{fake_op!r}")
 
 
-def test_stored_names_are_the_normalized_ones(gov_server: tuple[ServerProcess, str]) -> None:
+def test_stored_names_are_the_normalized_ones(gov_server: tuple[InProcessServer, str]) -> None:
     """What is recorded (and what the audit shows) is the name the policy judged."""
     srv, key = gov_server
     r = post(srv, key, "/v1/actions", full_width("shell"), "run")

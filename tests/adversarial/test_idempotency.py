@@ -11,43 +11,43 @@ import httpx
 import pytest
 
 from tests.adversarial.support import assert_error, snapshot, unchanged
-from tests.conftest import ServerProcess, auth
+from tests.inprocess import InProcessServer, auth
 
 BODY = {"tool": "refund", "operation": "process", "params": {"amount": 30}, "context": {"order": "o-1"}}
 
 
 @pytest.fixture(scope="module")
-def ik(server: ServerProcess) -> dict[str, str]:
-    return {"agent": server.create_key("agent"), "agent2": server.create_key("agent")}
+def ik(client: InProcessServer) -> dict[str, str]:
+    return {"agent": client.create_key("agent"), "agent2": client.create_key("agent")}
 
 
-def post(server: ServerProcess, key: str, idem: str, body: Any) -> httpx.Response:
+def post(client: InProcessServer, key: str, idem: str, body: Any) -> httpx.Response:
     headers = auth(key) | {"Idempotency-Key": idem}
-    return httpx.post(server.url + "/v1/actions", json=body, headers=headers, timeout=30)
+    return client.post("/v1/actions", json=body, headers=headers, timeout=30)
 
 
 @pytest.mark.parametrize("amount", [30, 500, None], ids=["allowed", "pending", "denied"])
-def test_same_key_same_body_is_the_same_action(server: ServerProcess, ik: dict[str, str], amount: Any) -> None:
+def test_same_key_same_body_is_the_same_action(client: InProcessServer, ik: dict[str, str], amount: Any) -> None:
     body = BODY | {"params": {} if amount is None else {"amount": amount}}
     idem = str(uuid.uuid4())
-    first = post(server, ik["agent"], idem, body)
+    first = post(client, ik["agent"], idem, body)
     assert first.status_code == 201
-    with unchanged(server):
+    with unchanged(client):
         for _ in range(3):
-            again = post(server, ik["agent"], idem, body)
+            again = post(client, ik["agent"], idem, body)
             assert again.status_code == 201
             assert again.json()["id"] == first.json()["id"]
             assert again.json()["status"] == first.json()["status"]
             assert again.json()["request_hash"] == first.json()["request_hash"]
 
 
-def test_key_order_and_spacing_do_not_matter(server: ServerProcess, ik: dict[str, str]) -> None:
+def test_key_order_and_spacing_do_not_matter(client: InProcessServer, ik: dict[str, str]) -> None:
     idem = str(uuid.uuid4())
-    first = post(server, ik["agent"], idem, BODY)
+    first = post(client, ik["agent"], idem, BODY)
     reordered = b'{ "context" : {"order":"o-1"}, "params": {"amount": 30.0}, "operation":"process","tool":"refund" }'
-    with unchanged(server):
-        r = httpx.post(
-            server.url + "/v1/actions",
+    with unchanged(client):
+        r = client.post(
+            "/v1/actions",
             content=reordered,
             headers=auth(ik["agent"]) | {"Idempotency-Key": idem, "Content-Type": "application/json"},
         )
@@ -66,37 +66,39 @@ def test_key_order_and_spacing_do_not_matter(server: ServerProcess, ik: dict[str
     ],
     ids=["amount", "extra-param", "operation", "tool", "context", "agent-id"],
 )
-def test_same_key_different_body_is_refused(server: ServerProcess, ik: dict[str, str], change: dict[str, Any]) -> None:
+def test_same_key_different_body_is_refused(
+    client: InProcessServer, ik: dict[str, str], change: dict[str, Any]
+) -> None:
     idem = str(uuid.uuid4())
-    first = post(server, ik["agent"], idem, BODY)
+    first = post(client, ik["agent"], idem, BODY)
     assert first.status_code == 201
-    with unchanged(server):
-        r = post(server, ik["agent"], idem, BODY | change)
+    with unchanged(client):
+        r = post(client, ik["agent"], idem, BODY | change)
         assert_error(r, 409, "idempotency_mismatch")
     # The original is still what the key returns.
-    assert post(server, ik["agent"], idem, BODY).json()["id"] == first.json()["id"]
+    assert post(client, ik["agent"], idem, BODY).json()["id"] == first.json()["id"]
 
 
-def test_keys_are_per_api_key(server: ServerProcess, ik: dict[str, str]) -> None:
+def test_keys_are_per_api_key(client: InProcessServer, ik: dict[str, str]) -> None:
     """Another caller using the same Idempotency-Key neither sees nor replaces the
     first caller's action."""
     idem = str(uuid.uuid4())
-    mine = post(server, ik["agent"], idem, BODY).json()
-    theirs = post(server, ik["agent2"], idem, BODY | {"params": {"amount": 99}})
+    mine = post(client, ik["agent"], idem, BODY).json()
+    theirs = post(client, ik["agent2"], idem, BODY | {"params": {"amount": 99}})
     assert theirs.status_code == 201 and theirs.json()["id"] != mine["id"]
-    assert post(server, ik["agent"], idem, BODY).json()["id"] == mine["id"]
+    assert post(client, ik["agent"], idem, BODY).json()["id"] == mine["id"]
 
 
-def test_racing_retries_make_one_action(server: ServerProcess, ik: dict[str, str]) -> None:
+def test_racing_retries_make_one_action(client: InProcessServer, ik: dict[str, str]) -> None:
     idem = str(uuid.uuid4())
-    before = snapshot(server)
+    before = snapshot(client)
     barrier = threading.Barrier(12)
     out: list[httpx.Response] = []
     lock = threading.Lock()
 
     def run() -> None:
         barrier.wait()
-        r = post(server, ik["agent"], idem, BODY)
+        r = post(client, ik["agent"], idem, BODY)
         with lock:
             out.append(r)
 
@@ -107,22 +109,22 @@ def test_racing_retries_make_one_action(server: ServerProcess, ik: dict[str, str
         t.join(60)
     assert len(out) == 12 and {r.status_code for r in out} == {201}
     assert len({r.json()["id"] for r in out}) == 1
-    after = snapshot(server)
+    after = snapshot(client)
     assert after.counts["actions"] == before.counts["actions"] + 1
     assert after.counts["audit_log"] == before.counts["audit_log"] + 1
 
 
-def test_racing_conflicting_bodies_make_one_action(server: ServerProcess, ik: dict[str, str]) -> None:
+def test_racing_conflicting_bodies_make_one_action(client: InProcessServer, ik: dict[str, str]) -> None:
     """Racing requests with one key and different bodies: one wins, the rest are 409."""
     idem = str(uuid.uuid4())
-    before = snapshot(server)
+    before = snapshot(client)
     barrier = threading.Barrier(8)
     out: list[httpx.Response] = []
     lock = threading.Lock()
 
     def run(amount: int) -> None:
         barrier.wait()
-        r = post(server, ik["agent"], idem, BODY | {"params": {"amount": amount}})
+        r = post(client, ik["agent"], idem, BODY | {"params": {"amount": amount}})
         with lock:
             out.append(r)
 
@@ -136,4 +138,4 @@ def test_racing_conflicting_bodies_make_one_action(server: ServerProcess, ik: di
     for r in out:
         if r.status_code != 201:
             assert_error(r, 409, "idempotency_mismatch")
-    assert snapshot(server).counts["actions"] == before.counts["actions"] + 1
+    assert snapshot(client).counts["actions"] == before.counts["actions"] + 1

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ServerProcess, auth
+from tests.inprocess import InProcessServer, auth, inprocess_server
 
 POLICY = """\
 default: deny
@@ -150,14 +150,12 @@ context_strategy = st.fixed_dictionaries(
 
 
 @pytest.fixture(scope="module")
-def prop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+def prop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, str]]:
     tmp = tmp_path_factory.mktemp("props")
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    srv = ServerProcess(f"sqlite:///{tmp / 'faramesh.db'}", policy, cwd=tmp, extra_args=("--rate-limit", "off"))
-    srv.start()
-    yield srv, srv.create_key("agent")
-    srv.stop()
+    with inprocess_server(f"sqlite:///{tmp / 'faramesh.db'}", policy=policy, rate_limit=None) as srv:
+        yield srv, srv.create_key("agent")
 
 
 def test_oracle_reads_the_policy_as_written() -> None:
@@ -203,15 +201,15 @@ def refused_as_inexact(r: httpx.Response, *parts: Any) -> bool:
     context=context_strategy,
 )
 def test_dry_run_decision_is_exactly_what_the_policy_grants(
-    prop_server: tuple[ServerProcess, str],
+    prop_server: tuple[InProcessServer, str],
     tool: str,
     operation: str,
     params: dict[str, Any],
     context: dict[str, Any],
 ) -> None:
     srv, key = prop_server
-    r = httpx.post(
-        srv.url + "/v1/decide",
+    r = srv.post(
+        "/v1/decide",
         json={"tool": tool, "operation": operation, "params": params, "context": context},
         headers=auth(key),
         timeout=30,
@@ -234,15 +232,15 @@ def test_dry_run_decision_is_exactly_what_the_policy_grants(
     context=context_strategy,
 )
 def test_recorded_status_is_exactly_what_the_policy_grants(
-    prop_server: tuple[ServerProcess, str],
+    prop_server: tuple[InProcessServer, str],
     tool: str,
     operation: str,
     params: dict[str, Any],
     context: dict[str, Any],
 ) -> None:
     srv, key = prop_server
-    r = httpx.post(
-        srv.url + "/v1/actions",
+    r = srv.post(
+        "/v1/actions",
         json={"tool": tool, "operation": operation, "params": params, "context": context},
         headers=auth(key),
         timeout=30,
@@ -254,14 +252,14 @@ def test_recorded_status_is_exactly_what_the_policy_grants(
     expected = oracle(tool, operation, params, context)
     assert action["status"] == STATUS[expected], action
     # What was stored is what was judged.
-    stored = httpx.get(f"{srv.url}/v1/actions/{action['id']}", headers=auth(key)).json()
+    stored = srv.get(f"/v1/actions/{action['id']}", headers=auth(key)).json()
     assert stored["params"] == params and stored["status"] == action["status"]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(params=params_strategy, literal=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "9" * 400]))
 def test_non_json_numbers_are_refused_never_judged(
-    prop_server: tuple[ServerProcess, str], params: dict[str, Any], literal: str
+    prop_server: tuple[InProcessServer, str], params: dict[str, Any], literal: str
 ) -> None:
     """A NaN, an infinity or a number too big for a double anywhere in the body is a
     422, whatever else the body says."""
@@ -269,8 +267,8 @@ def test_non_json_numbers_are_refused_never_judged(
 
     srv, key = prop_server
     text = json.dumps({"tool": "refund", "operation": "process", "params": params | {"amount": "__X__"}})
-    r = httpx.post(
-        srv.url + "/v1/actions",
+    r = srv.post(
+        "/v1/actions",
         content=text.replace('"__X__"', literal).encode(),
         headers=auth(key) | {"Content-Type": "application/json"},
         timeout=30,

@@ -20,6 +20,9 @@ from urllib.parse import urlencode
 import httpx
 
 from tests.conftest import ServerProcess, auth, faramesh_cmd
+from tests.inprocess import InProcessServer
+
+Server = ServerProcess | InProcessServer  # a server process or the app in-process
 
 POLICY = Path(__file__).parent / "policy.yaml"
 T = TypeVar("T")
@@ -116,9 +119,9 @@ def receiving(statuses: list[int] | None = None, *, hang: bool = False) -> Itera
         receiver.stop()
 
 
-def submit(server: ServerProcess, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
-    r = httpx.post(
-        server.url + "/v1/actions",
+def submit(server: Server, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
+    r = server.post(
+        "/v1/actions",
         json={"tool": tool, "operation": operation, "params": params, "context": {}},
         headers=auth(key),
         timeout=10,
@@ -128,17 +131,17 @@ def submit(server: ServerProcess, key: str, tool: str, operation: str, **params:
     return body
 
 
-def get(server: ServerProcess, key: str, action_id: str) -> dict[str, Any]:
-    r = httpx.get(f"{server.url}/v1/actions/{action_id}", headers=auth(key), timeout=10)
+def get(server: Server, key: str, action_id: str) -> dict[str, Any]:
+    r = server.get(f"/v1/actions/{action_id}", headers=auth(key), timeout=10)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
 
 
 def decide(
-    server: ServerProcess, key: str, action_id: str, verb: str = "approve", timeout: float = 10, **body: Any
+    server: Server, key: str, action_id: str, verb: str = "approve", timeout: float = 10, **body: Any
 ) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/actions/{action_id}/{verb}", json=body, headers=auth(key), timeout=timeout)
+    return server.post(f"/v1/actions/{action_id}/{verb}", json=body, headers=auth(key), timeout=timeout)
 
 
 def cli_key(database_url: str, role: str, *groups: str, name: str = "") -> tuple[str, str]:

@@ -14,19 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from faramesh.notify.deliveries import list_deliveries as deliveries_log
 from faramesh.notify.webhooks import signature_header, verify_signature
 from faramesh.sdk.client import ExecutionGovernorClient
-from tests.approvals.support import POLICY, Receiver, decide, eventually, get, receiving, submit
-from tests.conftest import ServerProcess, auth, faramesh_cmd
+from tests.approvals.support import POLICY, Receiver, Server, decide, eventually, get, receiving, submit
+from tests.conftest import auth, faramesh_cmd, fresh_database
+from tests.inprocess import BASE_URL, InProcessServer, inprocess_server
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SECRET = "whsec_test_0123456789"
-FAST_RETRY = ("--webhook-retry-base", "0.2")
+FAST_RETRY = 0.2  # seconds before the first retry
 
 
 def hooks_file(tmp_path: Path, *hooks: dict[str, Any]) -> Path:
@@ -35,23 +35,23 @@ def hooks_file(tmp_path: Path, *hooks: dict[str, Any]) -> Path:
     return path
 
 
-def deliveries(server: ServerProcess, hook_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{server.url}/v1/webhooks/{hook_id}/deliveries", headers=auth(server.admin_key or ""), timeout=10)
+def deliveries(server: Server, hook_id: str) -> list[dict[str, Any]]:
+    r = server.get(f"/v1/webhooks/{hook_id}/deliveries", headers=auth(server.admin_key or ""), timeout=10)
     assert r.status_code == 200, r.text
     rows: list[dict[str, Any]] = r.json()["deliveries"]
     return rows
 
 
-def only_hook(server: ServerProcess) -> dict[str, Any]:
-    r = httpx.get(server.url + "/v1/webhooks", headers=auth(server.admin_key or ""), timeout=10)
+def only_hook(server: Server) -> dict[str, Any]:
+    r = server.get("/v1/webhooks", headers=auth(server.admin_key or ""), timeout=10)
     [hook] = r.json()["webhooks"]
     return dict(hook)
 
 
-def test_signed_delivery_is_retried_after_the_receiver_fails_once(start_server: Any, tmp_path: Path) -> None:
+def test_signed_delivery_is_retried_after_the_receiver_fails_once(make_client: Any, tmp_path: Path) -> None:
     with receiving(statuses=[500]) as receiver:
         config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["action.created"]})
-        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config), *FAST_RETRY))
+        server: InProcessServer = make_client(policy=POLICY, webhooks=str(config), webhook_retry_base=FAST_RETRY)
         agent = server.create_key("agent")
         action = submit(server, agent, "refund", "process", amount=500, customer_id="c-9")
 
@@ -85,10 +85,10 @@ def test_signed_delivery_is_retried_after_the_receiver_fails_once(start_server: 
         assert receiver.of_type("action.approved") == []
 
 
-def test_failing_receiver_is_retried_with_growing_backoff_and_logged(start_server: Any, tmp_path: Path) -> None:
+def test_failing_receiver_is_retried_with_growing_backoff_and_logged(make_client: Any, tmp_path: Path) -> None:
     with receiving(statuses=[503] * 50) as receiver:
         config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["*"]})
-        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config), *FAST_RETRY))
+        server: InProcessServer = make_client(policy=POLICY, webhooks=str(config), webhook_retry_base=FAST_RETRY)
         submit(server, server.create_key("agent"), "refund", "process", amount=5)
         hook = only_hook(server)
         eventually(lambda: len(receiver.requests) >= 3)
@@ -100,13 +100,13 @@ def test_failing_receiver_is_retried_with_growing_backoff_and_logged(start_serve
         assert times[2] - times[1] > times[1] - times[0]
 
 
-def test_admin_api_adds_lists_and_removes_webhooks(start_server: Any, tmp_path: Path) -> None:
+def test_admin_api_adds_lists_and_removes_webhooks(make_client: Any, tmp_path: Path) -> None:
     with receiving() as file_receiver, receiving() as api_receiver:
         config = hooks_file(tmp_path, {"url": file_receiver.url, "secret": SECRET, "events": ["action.denied"]})
-        server: ServerProcess = start_server(policy=POLICY, extra_args=("--webhooks", str(config)))
+        server: InProcessServer = make_client(policy=POLICY, webhooks=str(config))
         admin = auth(server.admin_key or "")
-        r = httpx.post(
-            server.url + "/v1/webhooks",
+        r = server.post(
+            "/v1/webhooks",
             json={"url": api_receiver.url, "events": ["action.approved"], "description": "ops channel"},
             headers=admin,
         )
@@ -115,7 +115,7 @@ def test_admin_api_adds_lists_and_removes_webhooks(start_server: Any, tmp_path: 
         secret = created["secret"]
         assert secret.startswith("whsec_") and created["source"] == "api" and not created["read_only"]
 
-        listed = httpx.get(server.url + "/v1/webhooks", headers=admin).json()["webhooks"]
+        listed = server.get("/v1/webhooks", headers=admin).json()["webhooks"]
         assert {h["source"] for h in listed} == {"file", "api"}
         assert all("secret" not in h for h in listed)
         file_hook = next(h for h in listed if h["source"] == "file")
@@ -129,13 +129,11 @@ def test_admin_api_adds_lists_and_removes_webhooks(start_server: Any, tmp_path: 
         assert api_receiver.of_type("action.created") == []  # not subscribed
 
         # File webhooks are read-only; stored ones can be removed, and then receive nothing.
-        r = httpx.delete(f"{server.url}/v1/webhooks/{file_hook['id']}", headers=admin)
+        r = server.delete(f"/v1/webhooks/{file_hook['id']}", headers=admin)
         assert r.status_code == 403 and r.json()["error"]["code"] == "read_only"
-        assert httpx.delete(f"{server.url}/v1/webhooks/{created['id']}", headers=admin).status_code == 200
-        assert httpx.delete(f"{server.url}/v1/webhooks/{created['id']}", headers=admin).status_code == 404
-        assert [h["id"] for h in httpx.get(server.url + "/v1/webhooks", headers=admin).json()["webhooks"]] == [
-            file_hook["id"]
-        ]
+        assert server.delete(f"/v1/webhooks/{created['id']}", headers=admin).status_code == 200
+        assert server.delete(f"/v1/webhooks/{created['id']}", headers=admin).status_code == 404
+        assert [h["id"] for h in server.get("/v1/webhooks", headers=admin).json()["webhooks"]] == [file_hook["id"]]
         later = submit(server, agent, "refund", "process", amount=301)
         assert decide(server, approver, later["id"]).status_code == 200
         denied = submit(server, agent, "refund", "process", amount=302)
@@ -156,8 +154,8 @@ def test_admin_api_adds_lists_and_removes_webhooks(start_server: Any, tmp_path: 
         assert all(secret not in line for line in exported.stdout.splitlines())
 
 
-def test_webhook_api_refuses_bad_input_and_non_admins(srv: ServerProcess) -> None:
-    admin = auth(srv.admin_key or "")
+def test_webhook_api_refuses_bad_input_and_non_admins(client: InProcessServer) -> None:
+    admin = auth(client.admin_key or "")
     cases = [
         ({"url": "ftp://example.com/x"}, "url"),
         ({"url": "not a url"}, "url"),
@@ -167,23 +165,21 @@ def test_webhook_api_refuses_bad_input_and_non_admins(srv: ServerProcess) -> Non
         ({"url": "https://example.com/x", "colour": "red"}, "colour"),
     ]
     for body, field in cases:
-        r = httpx.post(srv.url + "/v1/webhooks", json=body, headers=admin)
+        r = client.post("/v1/webhooks", json=body, headers=admin)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["field"] == field and r.json()["detail"]
-    approver = auth(srv.create_key("approver"))
-    assert httpx.get(srv.url + "/v1/webhooks", headers=approver).status_code == 403
-    assert httpx.post(srv.url + "/v1/webhooks", json={"url": "https://e.com"}, headers=approver).status_code == 403
-    assert httpx.get(srv.url + "/v1/webhooks/nope/deliveries", headers=admin).status_code == 404
+    approver = auth(client.create_key("approver"))
+    assert client.get("/v1/webhooks", headers=approver).status_code == 403
+    assert client.post("/v1/webhooks", json={"url": "https://e.com"}, headers=approver).status_code == 403
+    assert client.get("/v1/webhooks/nope/deliveries", headers=admin).status_code == 404
 
 
-def test_decisions_and_wake_ups_do_not_wait_for_a_hanging_receiver(start_server: Any, tmp_path: Path) -> None:
+def test_decisions_and_wake_ups_do_not_wait_for_a_hanging_receiver(make_client: Any, tmp_path: Path) -> None:
     receiver = Receiver().start(hang=True)
     try:
         config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["*"]})
-        server: ServerProcess = start_server(
-            policy=POLICY, extra_args=("--webhooks", str(config), "--webhook-timeout", "60")
-        )
-        agent = ExecutionGovernorClient(server.url, server.create_key("agent"), timeout=5)
+        server: InProcessServer = make_client(policy=POLICY, webhooks=str(config), webhook_timeout=60.0)
+        agent = ExecutionGovernorClient(BASE_URL, server.create_key("agent"), timeout=5, transport=server.transport)
         approver = server.create_key("approver")
         results: list[dict[str, Any]] = []
         for i in range(3):
@@ -233,24 +229,27 @@ def test_broken_webhooks_file_stops_the_server_with_a_message(tmp_path: Path) ->
     assert "webhooks" in out.stderr and "action.exploded" in out.stderr
 
 
-def test_pending_approval_filter_selects_only_held_actions(srv: ServerProcess) -> None:
+def test_pending_approval_filter_selects_only_held_actions(client: InProcessServer) -> None:
     with receiving() as receiver:
-        admin = auth(srv.admin_key or "")
-        r = httpx.post(
-            srv.url + "/v1/webhooks",
+        admin = auth(client.admin_key or "")
+        r = client.post(
+            "/v1/webhooks",
             json={"url": receiver.url, "secret": SECRET, "events": ["action.pending_approval"]},
             headers=admin,
         )
         assert r.status_code == 201
-        agent = srv.create_key("agent")
-        allowed = submit(srv, agent, "refund", "process", amount=3)
-        held = submit(srv, agent, "refund", "process", amount=3000)
-        [got] = eventually(lambda: receiver.of_type("action.created"))
-        assert got.json()["action_id"] == held["id"]
-        time.sleep(0.5)
-        assert [x.json()["action_id"] for x in receiver.requests] == [held["id"]]
-        assert get(srv, agent, allowed["id"])["status"] == "allowed"
-        httpx.delete(f"{srv.url}/v1/webhooks/{r.json()['id']}", headers=admin)
+        agent = client.create_key("agent")
+        allowed = submit(client, agent, "refund", "process", amount=3)
+        held = submit(client, agent, "refund", "process", amount=3000)
+        allowed_later = submit(client, agent, "refund", "process", amount=4)
+        held_later = submit(client, agent, "refund", "process", amount=3001)
+        # Deliveries follow the event order, so once the last held action has arrived
+        # any delivery for the allowed ones would have arrived before it.
+        eventually(lambda: len(receiver.of_type("action.created")) >= 2)
+        assert [x.json()["action_id"] for x in receiver.requests] == [held["id"], held_later["id"]]
+        assert get(client, agent, allowed_later["id"])["status"] == "allowed"
+        assert get(client, agent, allowed["id"])["status"] == "allowed"
+        client.delete(f"/v1/webhooks/{r.json()['id']}", headers=admin)
 
 
 def test_dispatcher_gives_up_after_its_attempts(tmp_path: Path) -> None:
@@ -286,20 +285,19 @@ def test_dispatcher_gives_up_after_its_attempts(tmp_path: Path) -> None:
     store.close()
 
 
-def test_pending_deliveries_survive_a_restart(start_server: Any, tmp_path: Path) -> None:
-    with receiving(statuses=[500] * 100) as receiver:
+def test_pending_deliveries_survive_a_restart(backend: str, tmp_path: Path) -> None:
+    with receiving(statuses=[500] * 100) as receiver, fresh_database(backend, tmp_path) as url:
         config = hooks_file(tmp_path, {"url": receiver.url, "secret": SECRET, "events": ["action.created"]})
-        args = ("--webhooks", str(config), "--webhook-retry-base", "3")
-        first: ServerProcess = start_server(policy=POLICY, extra_args=args)
-        action = submit(first, first.create_key("agent"), "refund", "process", amount=5)
-        eventually(lambda: len(receiver.requests) == 1)
-        first.stop()  # the retry is due 3 s later, after this process is gone
+        settings: dict[str, Any] = {"webhooks": str(config), "webhook_retry_base": 3.0}
+        with inprocess_server(url, policy=POLICY, **settings) as first:
+            action = submit(first, first.create_key("agent"), "refund", "process", amount=5)
+            eventually(lambda: len(receiver.requests) == 1)
+        # The retry was due 3 s later, after this app stopped; the receiver recovers meanwhile.
         with receiver._lock:
-            receiver.statuses.clear()  # the receiver recovers meanwhile
-        second: ServerProcess = start_server(policy=POLICY, database_url=first.database_url, extra_args=args)
-        second.admin_key = first.admin_key  # printed only on the first start
-        hook = only_hook(second)
-        [row] = eventually(lambda: [d for d in deliveries(second, hook["id"]) if d["status"] == "delivered"])
+            receiver.statuses.clear()
+        with inprocess_server(url, policy=POLICY, **settings) as second:
+            hook = only_hook(second)
+            [row] = eventually(lambda: [d for d in deliveries(second, hook["id"]) if d["status"] == "delivered"])
         assert row["attempts"] == 2 and row["action_id"] == action["id"]
         assert len({r.headers["X-Faramesh-Delivery"] for r in receiver.requests}) == 1
         assert len(receiver.requests) == 2

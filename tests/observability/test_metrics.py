@@ -1,4 +1,4 @@
-"""/metrics on a real server, read with prometheus-client's own parser."""
+"""/metrics of the app in-process, read with prometheus-client's own parser."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from faramesh import __version__
 from tests.approvals.support import eventually, receiving
-from tests.conftest import SEED_POLICY, ServerProcess, auth
+from tests.conftest import SEED_POLICY
+from tests.inprocess import InProcessServer, auth
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
-def scrape(server: ServerProcess) -> dict[str, Any]:
-    r = httpx.get(server.url + "/metrics")
+def scrape(server: InProcessServer) -> dict[str, Any]:
+    r = server.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     return {family.name: family for family in text_string_to_metric_families(r.text)}
@@ -33,16 +33,16 @@ def value(families: dict[str, Any], family: str, sample: str, **labels: str) -> 
 
 
 def test_metrics_count_decisions_latencies_pending_and_reloads(
-    start_server: Callable[..., ServerProcess], tmp_path: Path
+    make_client: Callable[..., InProcessServer], tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(SEED_POLICY.read_text())
-    server = start_server(policy=policy)
+    server = make_client(policy=policy)
     agent, approver = server.create_key("agent"), server.create_key("approver")
 
     def submit(amount: float, tool: str = "refund", operation: str = "process") -> dict[str, Any]:
         body = {"tool": tool, "operation": operation, "params": {"amount": amount}, "context": {}}
-        r = httpx.post(server.url + "/v1/actions", json=body, headers=auth(agent))
+        r = server.post("/v1/actions", json=body, headers=auth(agent))
         assert r.status_code == 201, r.text
         return dict(r.json())
 
@@ -56,13 +56,13 @@ def test_metrics_count_decisions_latencies_pending_and_reloads(
     held = [submit(500) for _ in range(3)]
     assert submit(1, "user_management", "delete")["status"] == "denied"
     assert submit(1, "unknown_tool")["status"] == "denied"
-    httpx.post(f"{server.url}/v1/actions/{held[0]['id']}/approve", json={}, headers=auth(approver)).raise_for_status()
-    httpx.post(f"{server.url}/v1/actions/{held[1]['id']}/deny", json={}, headers=auth(approver)).raise_for_status()
+    server.post(f"/v1/actions/{held[0]['id']}/approve", json={}, headers=auth(approver)).raise_for_status()
+    server.post(f"/v1/actions/{held[1]['id']}/deny", json={}, headers=auth(approver)).raise_for_status()
 
     policy.write_text(SEED_POLICY.read_text() + "\n  - match: {tool: search}\n    allow: true\n")
-    assert httpx.post(server.url + "/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 200
+    assert server.post("/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 200
     policy.write_text("rules: [oops")
-    assert httpx.post(server.url + "/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 422
+    assert server.post("/v1/policy/reload", headers=auth(server.admin_key or "")).status_code == 422
 
     m = scrape(server)
     decisions = "faramesh_decisions_total"
@@ -79,14 +79,16 @@ def test_metrics_count_decisions_latencies_pending_and_reloads(
     assert value(m, "faramesh_policy_reloads", "faramesh_policy_reloads_total", outcome="rejected") == 1
 
 
-def test_webhook_deliveries_and_failures_are_counted(start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+def test_webhook_deliveries_and_failures_are_counted(
+    make_client: Callable[..., InProcessServer], tmp_path: Path
+) -> None:
     with receiving(statuses=[500]) as receiver:  # the first attempt fails, the retry succeeds
         hooks = tmp_path / "webhooks.yaml"
         hooks.write_text(json.dumps([{"url": receiver.url, "secret": "whsec_metrics", "events": ["action.created"]}]))
-        server = start_server(extra_args=("--webhooks", str(hooks), "--webhook-retry-base", "0.2"))
+        server = make_client(webhooks=str(hooks), webhook_retry_base=0.2)
         agent = server.create_key("agent")
-        httpx.post(
-            server.url + "/v1/actions",
+        server.post(
+            "/v1/actions",
             json={"tool": "refund", "operation": "process", "params": {"amount": 5}, "context": {}},
             headers=auth(agent),
         ).raise_for_status()

@@ -1,4 +1,4 @@
-"""`policy replay` on databases written by the real server (SQLite and PostgreSQL)."""
+"""`policy replay` on databases written by the app (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -18,7 +17,8 @@ from faramesh.cli.main import main
 from faramesh.policy import Policy
 from faramesh.policy.tooling import ReplayReport, Since, parse_since, replay
 from faramesh.storage.history_reads import HistoryError, RecordedAction, recorded_actions
-from tests.conftest import ServerProcess, auth, faramesh_cmd, fresh_database
+from tests.conftest import auth, faramesh_cmd, fresh_database
+from tests.inprocess import InProcessServer, inprocess_server
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -64,24 +64,23 @@ rules:
 """
 
 
-def submit(server: ServerProcess, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
+def submit(server: InProcessServer, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
     body = {"tool": tool, "operation": operation, "params": params}
-    r = httpx.post(server.url + "/v1/actions", json=body, headers=auth(key), timeout=10)
+    r = server.post("/v1/actions", json=body, headers=auth(key))
     assert r.status_code == 201, r.text
     return dict(r.json())
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[dict[str, Any]]:
-    """A database with recorded decisions of every kind, written by the real server (read-only here)."""
+    """A database with recorded decisions of every kind, written by the app in-process (read-only here)."""
     tmp = tmp_path_factory.mktemp("replay")
     active = tmp / "active.yaml"
     active.write_text(ACTIVE)
     candidate = tmp / "candidate.yaml"
     candidate.write_text(CANDIDATE)
     with fresh_database(backend, tmp) as url:
-        server = ServerProcess(url, active, cwd=tmp).start()
-        try:
+        with inprocess_server(url, policy=active) as server:
             bot = server.create_key("agent", agent_id="bot")
             finance = server.create_key("agent", agent_id="finance-bot", groups=("finance",))
             actions = {
@@ -93,8 +92,6 @@ def history(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[
                 "delete-bot": submit(server, bot, "user_management", "delete", user="u1"),
                 "delete-finance": submit(server, finance, "user_management", "delete", user="u2"),
             }
-        finally:
-            server.stop()
         assert actions["search-2"]["status"] == "denied" and actions["search-2"]["reason"].startswith("Rate limit")
         yield {"url": url, "actions": actions, "candidate": candidate, "active": active}
 

@@ -1,19 +1,17 @@
-"""Shadow mode on the real server: the candidate's decision is recorded beside the real one and decides nothing."""
+"""Shadow mode on the app (in-process, and a server process for the dashboard page): the candidate's decision is recorded beside the real one and decides nothing."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from faramesh import audit
 from faramesh.policy import Policy
 from faramesh.storage import Store
 from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd
+from tests.inprocess import InProcessServer, poll
 from tests.web.conftest import http_login
 
 CANDIDATE = """
@@ -28,24 +26,23 @@ rules:
 """
 
 
-def submit(server: ServerProcess, key: str, amount: float, tool: str = "refund") -> dict[str, Any]:
+def submit(server: ServerProcess | InProcessServer, key: str, amount: float, tool: str = "refund") -> dict[str, Any]:
     body = {"tool": tool, "operation": "process", "params": {"amount": amount}}
-    r = httpx.post(server.url + "/v1/actions", json=body, headers=auth(key), timeout=10)
+    r = server.post("/v1/actions", json=body, headers=auth(key), timeout=10)
     assert r.status_code == 201, r.text
     return dict(r.json())
 
 
-def start(tmp_path: Path, start_server: Callable[..., ServerProcess], candidate: str = CANDIDATE) -> ServerProcess:
+def start(tmp_path: Path, make_client: Callable[..., InProcessServer], candidate: str = CANDIDATE) -> InProcessServer:
     shadow = tmp_path / "candidate.yaml"
     shadow.write_text(candidate)
-    return start_server(policy=SEED_POLICY, extra_args=("--shadow-policy", str(shadow)))
+    return make_client(policy=SEED_POLICY, shadow_policy=str(shadow), policy_watch_interval=0.05)
 
 
 def test_shadow_decisions_are_recorded_and_never_applied(
-    tmp_path: Path, start_server: Callable[..., ServerProcess]
+    tmp_path: Path, make_client: Callable[..., InProcessServer]
 ) -> None:
-    server = start(tmp_path, start_server)
-    assert "Shadow policy" in "".join(server.output)
+    server = start(tmp_path, make_client)
     agent = server.create_key("agent")
     candidate_hash = Policy.from_yaml(CANDIDATE).hash
 
@@ -60,10 +57,10 @@ def test_shadow_decisions_are_recorded_and_never_applied(
     assert (diverged["shadow_decision"], diverged["shadow_rule_id"]) == ("deny", "cap-50")
     assert diverged["shadow_policy_hash"] == candidate_hash != diverged["policy_hash"]
     assert same["shadow_decision"] == "allow" and other["shadow_decision"] == "deny"
-    fetched = httpx.get(f"{server.url}/v1/actions/{held['id']}", headers=auth(agent)).json()
+    fetched = server.get(f"/v1/actions/{held['id']}", headers=auth(agent)).json()
     assert fetched["shadow_decision"] == "deny" and fetched["status"] == "pending_approval"
 
-    info = httpx.get(server.url + "/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]
+    info = server.get("/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]
     assert info["hash"] == candidate_hash and info["rejected"] == []
     assert info["stats"]["total"] == 4 and info["stats"]["diverged"] == 2
     assert {(p["active"], p["shadow"]): p["count"] for p in info["stats"]["pairs"]} == {
@@ -72,7 +69,7 @@ def test_shadow_decisions_are_recorded_and_never_applied(
         ("require_approval", "deny"): 1,
         ("deny", "deny"): 1,
     }
-    metrics = httpx.get(server.url + "/metrics").text
+    metrics = server.get("/metrics").text
     assert 'faramesh_shadow_decisions_total{active="allow",shadow="deny"} 1.0' in metrics
     assert 'faramesh_shadow_decisions_total{active="require_approval",shadow="deny"} 1.0' in metrics
 
@@ -92,7 +89,10 @@ def test_shadow_decisions_are_recorded_and_never_applied(
 
 
 def test_shadow_is_shown_on_the_policy_page(tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
-    server = start(tmp_path, start_server)
+    shadow = tmp_path / "candidate.yaml"
+    shadow.write_text(CANDIDATE)
+    server = start_server(policy=SEED_POLICY, extra_args=("--shadow-policy", str(shadow)))
+    assert "Shadow policy" in "".join(server.output)  # `faramesh serve` says so at start
     agent = server.create_key("agent")
     submit(server, agent, 80)
     submit(server, agent, 20)
@@ -106,32 +106,28 @@ def test_shadow_is_shown_on_the_policy_page(tmp_path: Path, start_server: Callab
     assert 'id="shadow-total">2<' in page.text and 'id="shadow-diverged">1<' in page.text
 
 
-def test_without_a_shadow_policy_actions_carry_no_shadow_fields(start_server: Callable[..., ServerProcess]) -> None:
-    server = start_server()
+def test_without_a_shadow_policy_actions_carry_no_shadow_fields(make_client: Callable[..., InProcessServer]) -> None:
+    server = make_client()
     agent = server.create_key("agent")
     action = submit(server, agent, 20)
     assert "shadow_decision" not in action
-    assert httpx.get(server.url + "/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"] is None
+    assert server.get("/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"] is None
 
 
 def test_the_shadow_file_is_reloaded_and_a_broken_one_keeps_the_last_good(
-    tmp_path: Path, start_server: Callable[..., ServerProcess]
+    tmp_path: Path, make_client: Callable[..., InProcessServer]
 ) -> None:
-    server = start(tmp_path, start_server)
+    server = start(tmp_path, make_client)
     agent = server.create_key("agent")
     shadow = tmp_path / "candidate.yaml"
     shadow.write_text("rules:\n  - match: {tool: refund}\n    require_approval: true\n    approval: {timeout: 1h}\n")
-    deadline = time.monotonic() + 15
-    while submit(server, agent, 20).get("shadow_decision") != "require_approval":
-        assert time.monotonic() < deadline, "the edited shadow policy was not picked up"
-        time.sleep(0.1)
+    poll(lambda: submit(server, agent, 20).get("shadow_decision") == "require_approval", timeout=15)
     good = Policy.from_file(shadow).hash
     shadow.write_text("rules:\n  - match: {tool: refund}\n    alow: true\n")
-    deadline = time.monotonic() + 15
-    while not httpx.get(server.url + "/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]["rejected"]:
-        assert time.monotonic() < deadline, "the broken shadow policy was not noticed"
-        time.sleep(0.1)
-    info = httpx.get(server.url + "/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]
+    poll(
+        lambda: server.get("/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]["rejected"], timeout=15
+    )
+    info = server.get("/v1/policy", headers=auth(server.admin_key or "")).json()["shadow"]
     assert info["hash"] == good and "did you mean allow?" in info["rejected"][0]
     action = submit(server, agent, 20)
     assert action["shadow_decision"] == "require_approval" and action["shadow_policy_hash"] == good
