@@ -160,7 +160,7 @@ def test_unreachable_faramesh_fails_closed(demo_log: Path) -> None:
     async def call(session: ClientSession) -> Any:
         return await session.call_tool("add", {"a": 1, "b": 1})
 
-    result = through(proxy(f"http://127.0.0.1:{free_port()}", "fm_x", demo_log), call)
+    result = through(proxy(f"http://127.0.0.1:{free_port()}", "fm_x", demo_log, "--timeout", "2"), call)
     assert result.is_error and "could not decide" in text(result)
     assert reached(demo_log) == []
 
