@@ -68,3 +68,14 @@ class RateLimited(FarameshError):
 class Unavailable(FarameshError):
     status_code = 503
     code = "unavailable"
+
+
+class ServerDraining(Unavailable):
+    """The server is shutting down (SIGTERM): open waits and new waits or streams get this,
+    so a client retries after `retry_after` seconds (on this address once restarted, or on
+    another replica) instead of seeing a 500 or a connection cut."""
+
+    code = "server_draining"
+
+    def __init__(self, message: str = "the server is restarting; retry shortly", *, retry_after: int = 1) -> None:
+        super().__init__(message, retry_after=retry_after)

@@ -18,6 +18,11 @@ key is revoked (here, on another replica, or by the CLI), `EventHub.revoke` ends
 subscriptions at once: their next `get` raises `KeyRevoked`, so streams close and waits
 answer 401. `EventHub.check_keys` is the safety net for revocations nobody announced
 (the CLI on SQLite): the server runs it every KEY_RECHECK_SECONDS.
+
+When the server is told to stop (SIGTERM), `EventHub.drain` wakes every subscription held
+by a request the same way: its next `get` raises `ServerDraining`, so waits answer 503
+with Retry-After and streams end (their clients reconnect with Last-Event-ID) instead of
+holding the process until it is killed. The server's own readers (no key) keep running.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from faramesh import audit
-from faramesh.errors import FarameshError, KeyRevoked
+from faramesh.errors import FarameshError, KeyRevoked, ServerDraining
 from faramesh.model import Identity
 
 if TYPE_CHECKING:
@@ -61,6 +66,8 @@ class ChangeEvent:
 
 # Put in a subscription's queue to wake its reader when its key is revoked.
 _REVOKED = ChangeEvent(seq=-1, type="key.revoked", action_id=None)
+# Put in a request's subscription queue to wake its reader when the server starts draining.
+_DRAINING = ChangeEvent(seq=-2, type="server.draining", action_id=None)
 
 
 class Subscription:
@@ -79,26 +86,35 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True  # a stream that cannot keep up is closed by its reader
 
-    def _wake(self) -> None:
-        # A full queue means the reader is not waiting; its next get() sees `revoked` first.
+    def _wake(self, sentinel: ChangeEvent = _REVOKED) -> None:
+        # A full queue means the reader is not waiting; its next get() sees the flags first.
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(_REVOKED)
+            self.queue.put_nowait(sentinel)
 
     def check(self) -> None:
         """Raise KeyRevoked when the key holding this subscription was revoked."""
         if self.revoked:
             raise KeyRevoked()
 
+    def check_draining(self) -> None:
+        """Raise ServerDraining when the server is stopping and a request holds this subscription."""
+        if self.key_id is not None and self.hub.draining:
+            raise ServerDraining(retry_after=self.hub.retry_after)
+
     async def get(self, timeout: float | None = None) -> ChangeEvent | None:
         """The next event, or None after `timeout`; raises KeyRevoked once the key is revoked
-        (events still queued are dropped: nothing reaches a revoked key)."""
+        (events still queued are dropped: nothing reaches a revoked key) and ServerDraining
+        once the server stops (an event that arrived first is still handed out)."""
         self.check()
+        self.check_draining()
         try:
             event = await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
             event = None
         self.check()
-        return None if event is _REVOKED else event
+        if event is None or event is _DRAINING:
+            self.check_draining()
+        return None if event is _REVOKED or event is _DRAINING else event
 
     def close(self) -> None:
         self.hub._remove(self)
@@ -125,6 +141,9 @@ class EventHub:
         # opened by a request authenticated just before the revocation starts revoked.
         self._revoked: set[str] = set()
         self.key_recheck_interval = KEY_RECHECK_SECONDS
+        # Set once when the server starts to stop; never cleared (a new process starts fresh).
+        self.draining = False
+        self.retry_after = 1
 
     def subscribe(self, action_id: str | None = None, *, key_id: str | None = None) -> Subscription:
         """Subscribe to one action's changes, or to every change when action_id is None.
@@ -155,6 +174,28 @@ class EventHub:
             except RuntimeError:  # the subscriber's loop is gone
                 self._remove(sub)
         return len(targets)
+
+    def drain(self, retry_after: int = 1) -> int:
+        """Stop serving requests' waits and streams: wake every subscription a request holds
+        (its reader raises ServerDraining) and refuse new ones. Thread-safe; returns how many."""
+        with self._lock:
+            self.retry_after = retry_after
+            self.draining = True
+            targets = [sub for sub in (*self._all, *self._subs_by_action()) if sub.key_id is not None]
+        for sub in targets:
+            try:
+                sub.loop.call_soon_threadsafe(sub._wake, _DRAINING)
+            except RuntimeError:  # the subscriber's loop is gone
+                self._remove(sub)
+        return len(targets)
+
+    def refuse_if_draining(self) -> None:
+        """For a request about to open a wait or a stream: ServerDraining while stopping."""
+        if self.draining:
+            raise ServerDraining(retry_after=self.retry_after)
+
+    def _subs_by_action(self) -> list[Subscription]:
+        return [sub for subs in self._by_action.values() for sub in subs]
 
     def held_keys(self) -> set[str]:
         """Key ids holding open subscriptions that are not known to be revoked."""

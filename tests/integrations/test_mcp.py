@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -160,7 +161,7 @@ def test_unreachable_faramesh_fails_closed(demo_log: Path) -> None:
     async def call(session: ClientSession) -> Any:
         return await session.call_tool("add", {"a": 1, "b": 1})
 
-    result = through(proxy(f"http://127.0.0.1:{free_port()}", "fm_x", demo_log), call)
+    result = through(proxy(f"http://127.0.0.1:{free_port()}", "fm_x", demo_log, "--timeout", "2"), call)
     assert result.is_error and "could not decide" in text(result)
     assert reached(demo_log) == []
 
@@ -178,3 +179,32 @@ def test_held_call_is_forwarded_with_the_approved_arguments(
     approver.join()
     assert text(result) == "sent 'hi' to team@example.com"
     assert reached(demo_log) == [{"tool": "send_email", "args": {"to": "team@example.com", "subject": "hi"}}]
+
+
+def test_held_call_sends_progress_notifications_until_decided(
+    gov_server: ServerProcess, agent_key: str, approver: Approver, demo_log: Path, bot: str
+) -> None:
+    progress: list[tuple[float, str | None]] = []
+    two_seen = threading.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+        if len(progress) >= 2:
+            two_seen.set()
+
+    # The person decides only once the client has heard twice that the call is still held.
+    approver.decide_next("demo.send_email", agent_id=bot, before=lambda a: two_seen.wait(20))
+
+    async def call(session: ClientSession) -> Any:
+        return await session.call_tool(
+            "send_email", {"to": "a@example.com", "subject": "p"}, progress_callback=on_progress
+        )
+
+    options = ("--agent-id", bot, "--timeout", "30", "--progress-interval", "0.2")
+    result = through(proxy(gov_server.url, agent_key, demo_log, *options), call)
+    approver.join()
+    assert two_seen.is_set()
+    assert not result.is_error and text(result) == "sent 'p' to a@example.com"
+    values = [value for value, _ in progress]
+    assert values == sorted(values) and len(set(values)) == len(values)  # progress only grows
+    assert "waiting for Faramesh to decide on demo.send_email" in str(progress[0][1])

@@ -27,6 +27,13 @@ def mcp_group() -> None:
     show_default=True,
     help="Seconds to wait for a person to approve a held call; 0 waits without limit.",
 )
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.05),
+    default=10.0,
+    show_default=True,
+    help="Seconds between MCP progress notifications while a call is held (sent when the client asked for progress).",
+)
 @click.option("--agent-id", default=None, help="Agent id to submit calls as (unbound keys only).")
 @click.option("--cwd", default=None, type=click.Path(file_okay=False), help="Working directory of the server.")
 @url_option
@@ -36,6 +43,7 @@ def proxy(
     name: str | None,
     operation: str,
     timeout: float,
+    progress_interval: float,
     agent_id: str | None,
     cwd: str | None,
     url: str,
@@ -70,6 +78,7 @@ def proxy(
             api_key=api_key,
             operation=operation,
             timeout=timeout or None,
+            progress_interval=progress_interval,
             agent_id=agent_id,
             cwd=cwd,
         )

@@ -198,21 +198,29 @@ def serve(
     from faramesh.observability.logging import configure_logging
 
     configure_logging(log_format)
-    uvicorn.run(
-        create_app(settings),
+    from faramesh.server.drain import DrainingServer
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         log_config=None,  # uvicorn's records go through the root handler, in the chosen format
-        # Open event streams would otherwise hold a stopping replica forever; their
-        # clients reconnect (Last-Event-ID) to another one.
+        # On SIGTERM open waits answer 503 + Retry-After and event streams end at once
+        # (DrainingServer); this bounds what is left, e.g. a slow request, before the
+        # connections are cut. Clients retry or reconnect (Last-Event-ID) elsewhere.
         timeout_graceful_shutdown=5,
         # httptools with a bound on request heads (it has none of its own); h11 and
         # its bound if httptools is missing.
         http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
         h11_max_incomplete_event_size=max_header_bytes,
     )
+    server = DrainingServer(config, app)
+    server.run()
+    if not server.started:  # as uvicorn.run: a failed start (port taken, lifespan error) exits non-zero
+        sys.exit(3)
 
 
 def _check_notification_files(settings: Settings) -> None:

@@ -8,8 +8,9 @@ model sees no difference. Each call is submitted to Faramesh with the tool's arg
 as `params`; it runs only when allowed or approved (with the approved arguments) and
 its output or exception is reported. A denial or an approval timeout comes back to the
 agent as the tool's error message (a ToolMessage with status "error"), so the run goes
-on and the model can explain or choose another way. An unreachable server raises:
-nothing runs.
+on and the model can explain or choose another way. An unreachable or restarting
+server is retried until `timeout`, then refused the same way (ServerUnavailable is an
+ApprovalTimeout): nothing runs.
 """
 
 from __future__ import annotations

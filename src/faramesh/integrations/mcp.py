@@ -10,17 +10,25 @@ approved arguments), and the downstream result is reported. A denial, an approva
 timeout or an unreachable Faramesh server answers the call with an MCP error result
 (`isError: true`) that says why; the downstream server never sees the call.
 
+While a call is held (waiting for a person, or for a restarting Faramesh server), the
+gateway sends `notifications/progress` every `progress_interval` seconds to a client that
+gave the call a progress token, so a client that resets its request timeout on progress
+keeps waiting instead of giving up after its usual 60 seconds.
+
 Only tools are proxied: the gateway does not expose the downstream server's resources
 or prompts, which would bypass governance.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import re
+import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import mcp.types as types
@@ -30,7 +38,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient
-from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError
+from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError, ServerUnavailable
 from faramesh.sdk.govern import DEFAULT_TIMEOUT, Gate, Outcome, json_params, jsonable
 
 __all__ = ["faramesh_tool_name", "run_proxy"]
@@ -40,6 +48,7 @@ log = logging.getLogger("faramesh.mcp")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.:/-]")
 # Faramesh's own credentials are not passed on to the downstream server.
 _PRIVATE_ENV = ("FARAMESH_API_KEY", "FARAMESH_TOKEN")
+PROGRESS_INTERVAL = 10.0
 
 
 def faramesh_tool_name(server: str, tool: str) -> str:
@@ -68,6 +77,34 @@ def downstream_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in source.items() if k not in _PRIVATE_ENV}
 
 
+@contextlib.asynccontextmanager
+async def progress_while_held(
+    ctx: ServerRequestContext[Any], label: str, interval: float
+) -> AsyncIterator[dict[str, str]]:
+    """Send a progress notification every `interval` seconds until the block ends (a no-op
+    for a client that sent no progress token). The block may change `status["message"]`."""
+    status = {"message": f"waiting for Faramesh to decide on {label} (a person may need to approve it)"}
+    started = time.monotonic()
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            held = round(time.monotonic() - started, 1)
+            try:
+                await ctx.session.report_progress(held, None, f"{status['message']} ({held:g}s)")
+            except Exception as exc:  # a client that went away must not fail the call here
+                log.debug("could not send progress for %s: %s", label, exc)
+                return
+
+    task = asyncio.create_task(beat())
+    try:
+        yield status
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class Gateway:
     """Serves the downstream session's tools; asks Faramesh before forwarding each call."""
 
@@ -80,8 +117,10 @@ class Gateway:
         operation: str = "call",
         timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self.downstream = downstream
+        self.progress_interval = progress_interval
         self.governor = governor
         self.server_name = server_name
         self.operation = operation
@@ -110,23 +149,29 @@ class Gateway:
             agent_id=self.agent_id,
         )
 
-        async def forward(decided: dict[str, Any], edited: bool) -> types.CallToolResult:
-            result = await self.downstream.call_tool(name, decided)
-            if not isinstance(result, types.CallToolResult):
-                raise TypeError(f"the downstream server answered {name} with {type(result).__name__}")
-            return result
-
         try:
             arguments = json_params(params.arguments or {}, gate.label)
         except TypeError as exc:
             return _error_result(f"Not forwarded: {exc}")
-        try:
-            return await gate.arun(arguments, forward, outcome=_outcome)
-        except (ActionDenied, ApprovalTimeout) as exc:
-            return _error_result(f"Not permitted by Faramesh: {exc}. The tool was not run.")
-        except FarameshClientError as exc:
-            log.error("Faramesh could not decide on %s: %s", gate.label, exc)
-            return _error_result(f"Faramesh could not decide on this call ({exc}). The tool was not run.")
+        async with progress_while_held(ctx, gate.label, self.progress_interval) as progress:
+
+            async def forward(decided: dict[str, Any], edited: bool) -> types.CallToolResult:
+                progress["message"] = f"approved; {name} is running"
+                result = await self.downstream.call_tool(name, decided)
+                if not isinstance(result, types.CallToolResult):
+                    raise TypeError(f"the downstream server answered {name} with {type(result).__name__}")
+                return result
+
+            try:
+                return await gate.arun(arguments, forward, outcome=_outcome)
+            except ServerUnavailable as exc:
+                log.error("Faramesh could not decide on %s: %s", gate.label, exc)
+                return _error_result(f"Faramesh could not decide on this call ({exc}). The tool was not run.")
+            except (ActionDenied, ApprovalTimeout) as exc:
+                return _error_result(f"Not permitted by Faramesh: {exc}. The tool was not run.")
+            except FarameshClientError as exc:
+                log.error("Faramesh could not decide on %s: %s", gate.label, exc)
+                return _error_result(f"Faramesh could not decide on this call ({exc}). The tool was not run.")
 
 
 async def run_proxy(
@@ -139,6 +184,7 @@ async def run_proxy(
     timeout: float | None = DEFAULT_TIMEOUT,
     agent_id: str | None = None,
     cwd: str | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
 ) -> None:
     """Run the gateway on this process's stdin/stdout until the upstream client leaves."""
     if not command:
@@ -152,7 +198,13 @@ async def run_proxy(
         init = await downstream.initialize()
         server_name = name or init.server_info.name
         gateway = Gateway(
-            downstream, governor, server_name=server_name, operation=operation, timeout=timeout, agent_id=agent_id
+            downstream,
+            governor,
+            server_name=server_name,
+            operation=operation,
+            timeout=timeout,
+            agent_id=agent_id,
+            progress_interval=progress_interval,
         )
         log.info("governing MCP server %r as %s.<tool>", command, server_name)
         async with stdio_server() as (up_read, up_write):

@@ -12,7 +12,8 @@ The governed tool keeps the name, description and JSON schema. Each call is subm
 with the model's arguments as `params`; the tool runs only when allowed or approved
 (with the approved arguments) and its output or exception is reported. A denial or an
 approval timeout is returned to the model as the tool's output, so the run goes on. An
-unreachable server raises: nothing runs.
+unreachable or restarting server is retried until `timeout`, then refused the same way:
+nothing runs.
 """
 
 from __future__ import annotations

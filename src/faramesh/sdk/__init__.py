@@ -13,6 +13,7 @@ from faramesh.sdk.errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    ServerUnavailable,
     ValidationError,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "ServerUnavailable",
     "ValidationError",
 ]

@@ -17,7 +17,7 @@ import orjson
 
 from faramesh import __version__
 from faramesh.config import client_key, client_url
-from faramesh.sdk.errors import FarameshConnectionError, RateLimitError, error_for
+from faramesh.sdk.errors import FarameshConnectionError, RateLimitError, ServerError, error_for
 
 PENDING = "pending_approval"
 # Longest single long-poll; the wait endpoint answers at this point with the pending action.
@@ -67,7 +67,7 @@ def raise_for_status(response: httpx.Response) -> None:
     except ValueError:
         body = None
     err = error_for(response.status_code, body, response.text[:500])
-    if isinstance(err, RateLimitError):
+    if isinstance(err, RateLimitError | ServerError):
         err.retry_after = _seconds(response.headers.get("Retry-After"))
     raise err
 
@@ -179,6 +179,10 @@ class BaseClient:
             params={"timeout": round(slice_, 3)},
             timeout=slice_ + self.timeout,
         )
+
+    @staticmethod
+    def _waiting(action_id: str) -> str:
+        return f"waiting for a decision on action {action_id}"
 
     @staticmethod
     def _wait_over(action: dict[str, Any], left: float) -> bool:

@@ -14,6 +14,7 @@ methods the same.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -25,7 +26,9 @@ from faramesh.sdk.base import PENDING as PENDING
 from faramesh.sdk.base import WAIT_SLICE as WAIT_SLICE
 from faramesh.sdk.base import APIRequest, BaseClient, raise_for_status, sse_event
 from faramesh.sdk.base import _seconds as _seconds  # defined here before; still importable from here
+from faramesh.sdk.errors import FarameshClientError
 from faramesh.sdk.governed import DEFAULT_TIMEOUT, GovernedAction, agoverned_action, governed_action
+from faramesh.sdk.retry import next_delay
 
 
 class ExecutionGovernorClient(BaseClient):
@@ -138,12 +141,21 @@ class ExecutionGovernorClient(BaseClient):
 
         Uses the server's long-poll, so it returns the moment someone decides. After
         `timeout` seconds it returns the action as it is (still pending): check
-        `status` before executing.
+        `status` before executing. A restart or an unreachable server is retried (backoff
+        with jitter, honouring Retry-After) until `timeout`; then ServerUnavailable (an
+        ApprovalTimeout and a FarameshConnectionError) is raised. Other errors raise at once.
         """
         deadline = time.monotonic() + timeout
+        attempt = 0
         while True:
             left = deadline - time.monotonic()
-            action: dict[str, Any] = self._send(self._wait_request(action_id, left))
+            try:
+                action: dict[str, Any] = self._send(self._wait_request(action_id, left))
+            except FarameshClientError as exc:
+                time.sleep(next_delay(exc, attempt, deadline, self._waiting(action_id), action_id=action_id))
+                attempt += 1
+                continue
+            attempt = 0
             if self._wait_over(action, left):
                 return action
 
@@ -304,9 +316,16 @@ class AsyncExecutionGovernorClient(BaseClient):
     async def wait_for_decision(self, action_id: str, timeout: float = 300.0) -> dict[str, Any]:
         """Wait until the action leaves pending_approval; see ExecutionGovernorClient.wait_for_decision."""
         deadline = time.monotonic() + timeout
+        attempt = 0
         while True:
             left = deadline - time.monotonic()
-            action: dict[str, Any] = await self._send(self._wait_request(action_id, left))
+            try:
+                action: dict[str, Any] = await self._send(self._wait_request(action_id, left))
+            except FarameshClientError as exc:
+                await asyncio.sleep(next_delay(exc, attempt, deadline, self._waiting(action_id), action_id=action_id))
+                attempt += 1
+                continue
+            attempt = 0
             if self._wait_over(action, left):
                 return action
 

@@ -22,6 +22,12 @@ class ApprovalTimeout(FarameshClientError, TimeoutError):
         self.action_id: str | None = action.get("id") if action else None
 
 
+class ServerUnavailable(ApprovalTimeout, FarameshConnectionError):
+    """The server could not be reached (or was restarting) until the caller's deadline,
+    although the SDK kept retrying. Fail closed: nothing ran. An ApprovalTimeout and a
+    FarameshConnectionError, so handlers of either catch it."""
+
+
 class ActionDenied(FarameshClientError, PermissionError):
     """The action was denied (by policy, by a person, or because its approval expired).
 
@@ -97,7 +103,9 @@ class RateLimitError(FarameshAPIError):
 
 
 class ServerError(FarameshAPIError):
-    """5xx."""
+    """5xx. `retry_after`: the server's Retry-After in seconds (a stopping server sends 503 with one)."""
+
+    retry_after: float | None = None
 
 
 _BY_STATUS: dict[int, type[FarameshAPIError]] = {

@@ -9,8 +9,10 @@ Each call submits the action with the function's arguments as `params`, waits fo
 person when the policy asks for approval, runs the function only when the action is
 `allowed` or `approved` (with the arguments the approver settled on), and reports the
 return value or the exception. Otherwise it raises `ActionDenied` (a PermissionError)
-or `ApprovalTimeout` (a TimeoutError) and the function never runs. An unreachable
-server raises `FarameshConnectionError`: fail closed, never run.
+or `ApprovalTimeout` (a TimeoutError) and the function never runs. An unreachable or
+restarting server is retried until `timeout` (the submit carries an Idempotency-Key, so
+a retry never creates a second action), then `ServerUnavailable` (an ApprovalTimeout and
+a FarameshConnectionError) is raised: fail closed, never run.
 
 `Gate` is the same cycle for code that is not a plain function (framework tools, the
 MCP gateway); `governed_action` is the `with client.govern(...)` form.

@@ -4,6 +4,11 @@ report what happened. Fail closed: anything but `allowed` / `approved` raises.
 It needs only three methods of a client (`Governor` / `AsyncGovernor`), so it does not
 import the clients: client.py builds `client.govern(...)` on top of it and govern.py
 (the decorator, which builds default clients) uses both.
+
+A server restart does not end the cycle: the submit carries a fresh Idempotency-Key, so it
+is retried safely when its answer was lost (the server returns the action the first try
+created), the wait retries on its own, and the result report is retried for a while.
+Retries stop at the caller's deadline (`timeout`), with ServerUnavailable: nothing ran.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import asyncio
 import inspect
 import logging
 import math
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError
+from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError
+from faramesh.sdk.retry import next_delay
 
 log = logging.getLogger("faramesh.govern")
 
@@ -29,6 +37,9 @@ RUNNABLE = frozenset({"allowed", "approved"})
 DEFAULT_TIMEOUT = 300.0
 # When waiting without a limit, ask the server again this often.
 _FOREVER_SLICE = 3600.0
+# How long a result report is retried while the server is unavailable (the code has run:
+# an unreported result leaves the action looking unexecuted).
+REPORT_RETRY_SECONDS = 30.0
 _MAX_ERROR_TEXT = 10_000
 
 
@@ -43,6 +54,7 @@ class Governor(Protocol):
         context: dict[str, Any] | None = None,
         *,
         agent_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]: ...
 
     def wait_for_decision(self, action_id: str, timeout: float = ...) -> dict[str, Any]: ...
@@ -63,6 +75,7 @@ class AsyncGovernor(Protocol):
         context: dict[str, Any] | None = None,
         *,
         agent_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def wait_for_decision(self, action_id: str, timeout: float = ...) -> dict[str, Any]: ...
@@ -160,6 +173,14 @@ def approved_params(action: Mapping[str, Any], label: str) -> dict[str, Any]:
     return params
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
 def submit_and_wait(
     client: Governor,
     tool: str,
@@ -170,14 +191,24 @@ def submit_and_wait(
     timeout: float | None,
 ) -> dict[str, Any]:
     """Submit, wait while pending; the runnable action, else ActionDenied / ApprovalTimeout."""
-    action = client.submit_action(tool, operation, params, context, agent_id=agent_id)
+    label = action_label(tool, operation)
+    deadline = _deadline(timeout)
+    key = uuid.uuid4().hex  # one per governed call: a repeated submit returns the same action
+    attempt = 0
+    while True:
+        try:
+            action = client.submit_action(tool, operation, params, context, agent_id=agent_id, idempotency_key=key)
+            break
+        except FarameshClientError as exc:
+            time.sleep(next_delay(exc, attempt, deadline, f"{label}: submitting"))
+            attempt += 1
     if action.get("status") == PENDING:
-        if timeout is None:
+        if deadline is None:
             while action.get("status") == PENDING:
                 action = client.wait_for_decision(action["id"], timeout=_FOREVER_SLICE)
         else:
-            action = client.wait_for_decision(action["id"], timeout=timeout)
-    return runnable(action, action_label(tool, operation), timeout)
+            action = client.wait_for_decision(action["id"], timeout=_left(deadline))
+    return runnable(action, label, timeout)
 
 
 async def _call(client: AnyGovernor, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -198,32 +229,73 @@ async def asubmit_and_wait(
     timeout: float | None,
 ) -> dict[str, Any]:
     """submit_and_wait from async code, with either kind of client."""
-    action = await _call(client, "submit_action", tool, operation, params, context, agent_id=agent_id)
+    label = action_label(tool, operation)
+    deadline = _deadline(timeout)
+    key = uuid.uuid4().hex
+    attempt = 0
+    while True:
+        try:
+            action = await _call(
+                client, "submit_action", tool, operation, params, context, agent_id=agent_id, idempotency_key=key
+            )
+            break
+        except FarameshClientError as exc:
+            await asyncio.sleep(next_delay(exc, attempt, deadline, f"{label}: submitting"))
+            attempt += 1
     if action.get("status") == PENDING:
-        if timeout is None:
+        if deadline is None:
             while action.get("status") == PENDING:
                 action = await _call(client, "wait_for_decision", action["id"], timeout=_FOREVER_SLICE)
         else:
-            action = await _call(client, "wait_for_decision", action["id"], timeout=timeout)
-    return runnable(action, action_label(tool, operation), timeout)
+            action = await _call(client, "wait_for_decision", action["id"], timeout=_left(deadline))
+    return runnable(action, label, timeout)
 
 
 def report_outcome(client: Governor, action_id: str, outcome: Outcome) -> None:
     # The code has already run: a failed report is logged, never raised, so a caller
     # does not retry (and repeat) an action that happened.
     success, result, error = outcome
-    try:
-        client.report_result(action_id, success=success, result=result, error=error)
-    except FarameshClientError as exc:
-        log.warning("could not report the result of action %s: %s", action_id, exc)
+    deadline = time.monotonic() + REPORT_RETRY_SECONDS
+    attempt = 0
+    while True:
+        try:
+            client.report_result(action_id, success=success, result=result, error=error)
+            return
+        except FarameshClientError as exc:
+            if _reported_before(exc, attempt):
+                return
+            try:
+                delay = next_delay(exc, attempt, deadline, f"reporting the result of action {action_id}")
+            except FarameshClientError as final:
+                log.warning("could not report the result of action %s: %s", action_id, final)
+                return
+        time.sleep(delay)
+        attempt += 1
 
 
 async def areport_outcome(client: AnyGovernor, action_id: str, outcome: Outcome) -> None:
     success, result, error = outcome
-    try:
-        await _call(client, "report_result", action_id, success=success, result=result, error=error)
-    except FarameshClientError as exc:
-        log.warning("could not report the result of action %s: %s", action_id, exc)
+    deadline = time.monotonic() + REPORT_RETRY_SECONDS
+    attempt = 0
+    while True:
+        try:
+            await _call(client, "report_result", action_id, success=success, result=result, error=error)
+            return
+        except FarameshClientError as exc:
+            if _reported_before(exc, attempt):
+                return
+            try:
+                delay = next_delay(exc, attempt, deadline, f"reporting the result of action {action_id}")
+            except FarameshClientError as final:
+                log.warning("could not report the result of action %s: %s", action_id, final)
+                return
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+def _reported_before(exc: FarameshClientError, attempt: int) -> bool:
+    """A 409 on a repeated report: the try whose answer was lost did record the result."""
+    return attempt > 0 and isinstance(exc, ConflictError) and exc.current_status in ("succeeded", "failed")
 
 
 # -- the context manager ---------------------------------------------------------------------

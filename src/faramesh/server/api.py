@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import service_reads
-from faramesh.errors import Forbidden, InvalidInput, KeyRevoked
+from faramesh.errors import Forbidden, InvalidInput, KeyRevoked, ServerDraining
 from faramesh.events import Subscription
 from faramesh.model import Identity, Status
 from faramesh.policy import Effect, PolicyError
@@ -158,6 +158,9 @@ async def wait_action(
     timeout: Annotated[float, Query(ge=0, le=120)] = 30.0,
 ) -> dict[str, Any]:
     g = gov(request)
+    # A stopping server takes no new waits and ends open ones with 503 + Retry-After
+    # (ServerDraining), so the client asks again once the server is back.
+    g.hub.refuse_if_draining()
     # Held by the caller's key: revoking the key ends the wait with 401 (KeyRevoked).
     with g.hub.subscribe(action_id, key_id=identity.key_id) as sub:
         status = await run_in_threadpool(g.get_status, identity, action_id)
@@ -236,6 +239,7 @@ async def events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     g = gov(request)
+    g.hub.refuse_if_draining()
     after: int | None = None
     if last_event_id:
         after = parse_ascii_int(last_event_id, maximum=MAX_SEQ)
@@ -254,6 +258,10 @@ async def events(
                         yield chunk
             except KeyRevoked:
                 yield b": the API key was revoked\n\n"
+            except ServerDraining as exc:
+                # Ended cleanly: the client reconnects with Last-Event-ID and misses nothing.
+                retry_ms = int(exc.extra.get("retry_after", 1) * 1000)
+                yield f"retry: {retry_ms}\n: the server is restarting; reconnect with Last-Event-ID\n\n".encode()
 
     async def messages(sub: Subscription) -> Any:
         last = after

@@ -86,6 +86,23 @@ async def _key_watch(governor: Governor) -> None:
             log.exception("re-checking the keys of open streams failed")
 
 
+# Seconds a client is told to wait (Retry-After) before asking a stopping server again:
+# about how long a restart takes.
+DRAIN_RETRY_AFTER = 1
+
+
+def begin_drain(app: FastAPI) -> None:
+    """The server is stopping (SIGTERM): answer open waits with 503 + Retry-After, end open
+    event streams cleanly and refuse new ones, and report not ready; requests that change
+    state keep being served until the connections close, and the store is closed (its
+    writes drained) by the lifespan afterwards. Call on the event loop's thread."""
+    app.state.draining = True
+    governor: Governor | None = getattr(app.state, "governor", None)
+    if governor is not None:
+        woken = governor.hub.drain(DRAIN_RETRY_AFTER)
+        log.info("stopping: ended %d open waits and streams", woken)
+
+
 class SecurityHeaders:
     """Add the security headers to every response that does not set its own.
 
@@ -183,6 +200,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.state.draining = False
     app.guard_headers = SECURITY_HEADERS
     app.max_header_bytes = settings.max_header_bytes
     rate = parse_rate(settings.rate_limit)
@@ -207,6 +225,14 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     @app.get("/ready", tags=["ops"], summary="Readiness: the database answers and takes writes")
     async def ready(request: Request) -> JSONResponse:
         g: Governor = request.app.state.governor
+        if getattr(request.app.state, "draining", False):
+            return errors.error_response(
+                503,
+                "the server is stopping",
+                code="server_draining",
+                check="draining",
+                headers={"Retry-After": str(DRAIN_RETRY_AFTER)},
+            )
         try:
             await run_in_threadpool(g.store.probe_read)
         except Exception as exc:

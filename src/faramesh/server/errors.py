@@ -58,7 +58,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FarameshError)
     async def _faramesh_error(request: Request, exc: FarameshError) -> JSONResponse:
         headers = None
-        if exc.status_code == 429 and "retry_after" in exc.extra:
+        if exc.status_code in (429, 503) and "retry_after" in exc.extra:
             headers = {"Retry-After": str(int(exc.extra["retry_after"]) or 1)}
         if exc.status_code == 401:
             headers = {"WWW-Authenticate": "Bearer"}

@@ -133,7 +133,13 @@ class Store:
                 return fn(conn)
         self._ensure_writer()
         job = _Job(fn)
-        self._queue.put(job)
+        # Under the lock close() takes too: a job is queued either before the writer's stop
+        # mark (it is written before the writer exits) or not at all (refused), never after
+        # it, where nobody would ever answer its caller.
+        with self._writer_lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            self._queue.put(job)
         return job.future.result()
 
     def _ensure_writer(self) -> None:
@@ -227,10 +233,15 @@ class Store:
         return Listener(dsn, origin=self.instance_id, on_notice=on_notice, on_connect=on_connect)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            self._writer.join(timeout=30)
+        """Stop taking writes, finish every write already queued (each caller gets its
+        answer once it is on disk), then release the connections."""
+        with self._writer_lock:
+            if self._closed:
+                return
+            self._closed = True
+            writer = self._writer
+            if writer is not None:
+                self._queue.put(_STOP)
+        if writer is not None:
+            writer.join(timeout=30)
         self.engine.dispose()

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from faramesh import audit, service_reads
-from faramesh.errors import KeyRevoked
+from faramesh.errors import KeyRevoked, ServerDraining
 from faramesh.events import Subscription
 from faramesh.model import Identity
 from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_user, session_of
@@ -41,6 +41,8 @@ KEEPALIVE_SECONDS = 15.0
 # every RECHECK_SECONDS.
 WAKE_SECONDS = 2.0
 RECHECK_SECONDS = 15.0
+# Sent when the server stops: the page reconnects after this delay and replays what it missed.
+DRAINING_MESSAGE = b"retry: 2000\n: the server is restarting\n\n"
 _ACTION_FIELDS = (
     "id",
     "status",
@@ -132,6 +134,11 @@ async def ui_events(request: Request) -> Response:
         return True
 
     async def stream() -> AsyncIterator[bytes]:
+        if g.hub.draining:
+            # The browser's EventSource gives up on an error status; an ended stream makes it
+            # reconnect (Last-Event-ID) once the server is back.
+            yield DRAINING_MESSAGE
+            return
         # Held by the session's key: revoking the key closes the feed (KeyRevoked).
         with g.hub.subscribe(only, key_id=user.key_id) as sub:
             try:
@@ -140,6 +147,8 @@ async def ui_events(request: Request) -> Response:
                         yield chunk
             except KeyRevoked:
                 yield _message({"type": "logout"})
+            except ServerDraining:
+                yield DRAINING_MESSAGE
 
     async def messages(sub: Subscription) -> AsyncGenerator[bytes, None]:
         last = after
