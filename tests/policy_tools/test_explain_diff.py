@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from faramesh.policy import Policy
+from collections.abc import Iterator, Mapping
+
+from faramesh.policy import Decision, Policy, Rule
 from faramesh.policy.tooling import diff_policies, explain
 
 POLICY = Policy.from_yaml(
@@ -134,3 +136,88 @@ def test_unnamed_rules_pair_by_content_when_a_rule_is_inserted() -> None:
     assert "default" not in "".join(d.settings)
     d2 = diff_policies(Policy.from_yaml(OLD), Policy.from_yaml(OLD.replace("default: deny", "default: allow")))
     assert d2.settings == ["default: 'deny' → 'allow'"]
+
+
+class _Log:
+    """A recorder that writes down every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def condition(self, key: str, result: bool | None, value: object) -> None:
+        self.calls.append(("condition", key, result, value))
+
+    def rule(self, rule: Rule, outcome: str) -> None:
+        self.calls.append(("rule", rule.id, outcome))
+
+    def decided(self, decision: Decision) -> None:
+        self.calls.append(("decided", decision.rule_id, decision.effect.value))
+
+
+def test_evaluate_tells_a_recorder_each_rule_condition_and_the_choice() -> None:
+    log = _Log()
+    decision = POLICY.evaluate(
+        tool="payments",
+        operation="charge",
+        params={"amount": 50, "currency": "GBP"},
+        context={"env": "staging"},
+        agent={"groups": ["finance"]},
+        recorder=log,
+    )
+    assert decision.rule_id == "finance"
+    any_key = "rules[0].match.any"
+    assert log.calls == [
+        ("condition", f"{any_key}[0].amount_gt", False, 50),  # every part is traced, even after the answer is known
+        ("condition", f"{any_key}[1].all[0].context.env_eq", False, "staging"),
+        ("condition", f"{any_key}[1].all[1].not.currency_in", False, "GBP"),
+        ("condition", f"{any_key}[1].all[1].not", True, None),
+        ("condition", f"{any_key}[1].all", False, None),
+        ("condition", any_key, False, None),
+        ("rule", "big", "false"),
+        ("condition", "rules[1].match.agent.groups_contains", True, ["finance"]),
+        ("rule", "finance", "matched"),
+        ("decided", "finance", "allow"),
+    ]
+    # the same call without a recorder decides the same
+    assert decision == POLICY.evaluate(
+        tool="payments",
+        operation="charge",
+        params={"amount": 50, "currency": "GBP"},
+        context={"env": "staging"},
+        agent={"groups": ["finance"]},
+    )
+
+
+def test_recorder_sees_operation_mismatch_default_and_invalid_names() -> None:
+    log = _Log()
+    POLICY.evaluate(tool="payments", operation="status", agent={"groups": []}, recorder=log)
+    assert log.calls == [
+        ("rule", "big", "operation"),
+        ("condition", "rules[1].match.agent.groups_contains", False, []),
+        ("rule", "finance", "false"),
+        ("decided", None, "deny"),
+    ]
+    log = _Log()
+    POLICY.evaluate(tool=5, operation="x", recorder=log)  # type: ignore[arg-type]
+    assert log.calls == [("decided", None, "deny")]
+
+
+class _Exploding(Mapping[str, object]):
+    def __getitem__(self, key: str) -> object:
+        raise RuntimeError("broken params")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_explain_reports_an_error_as_the_deny_evaluate_returns() -> None:
+    policy = Policy.from_yaml(
+        "default: allow\nrules:\n  - id: r\n    match: {tool: t, amount_gt: 1}\n    allow: true\n"
+    )
+    result = explain(policy, tool="t", operation="o", params=_Exploding())
+    assert result.decision == policy.evaluate(tool="t", operation="o", params=_Exploding())
+    assert result.decision.effect.value == "deny"
+    assert [(r.rule_id, r.outcome) for r in result.rules] == [("r", "error")]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from faramesh.policy import Policy
 from faramesh.policy.names import NameMatcher
-from faramesh.policy.tooling import parse_claim, prove
-from faramesh.policy.tooling.model import Inputs, build_model, rule_outcome, truth
+from faramesh.policy.tooling import explain, parse_claim, prove
+from faramesh.policy.tooling.model import Inputs, and3, build_model, rule_outcome, truth
 
 from .strategies import build, claims, inputs, policies, values
 
@@ -104,3 +104,32 @@ def test_every_single_condition_against_every_premise() -> None:
             policy = Policy.from_yaml(f"default: deny\nrules:\n  - match: {match}\n    allow: true\n")
             for premise in PREMISES:
                 _check(policy, f"{premise} => deny", actions)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.sampled_from(("t1", "t2", "t3", "tx")), st.sampled_from(("o1", "o2")), st.data())
+def test_explain_chooses_the_rule_evaluate_chooses(text: str, tool: str, op: str, data: st.DataObject) -> None:
+    """`explain` is `evaluate` with a recorder: its decision, its matched rule and its conditions agree."""
+    policy = Policy.from_yaml(text)
+    action = build(
+        tool,
+        op,
+        data.draw(st.sampled_from(values())),
+        data.draw(st.sampled_from(values())),
+        data.draw(st.sampled_from(values())),
+    )
+    decision = policy.evaluate(**action)
+    explained = explain(policy, **action)
+    assert explained.decision == decision
+    matched = [r for r in explained.rules if r.outcome == "matched"]
+    if decision.rule_id is None:
+        assert matched == [], (text, action)
+    else:
+        # the decisive rule is the last one tried, and the only one that matched
+        assert [r.rule_id for r in matched] == [decision.rule_id] == [explained.rules[-1].rule_id], (text, action)
+        assert matched[0].effect == decision.effect.value
+    for rule in explained.rules:
+        if rule.outcome in ("false", "unknown", "matched"):  # the conditions shown are the ones that decided
+            shown = [c.result for c in rule.conditions if c.depth == 0]
+            want = True if rule.outcome == "matched" else (False if rule.outcome == "false" else None)
+            assert and3(shown) is want, (text, action, rule)

@@ -14,7 +14,7 @@
 
 from .errors import PolicyError, PolicyProblem
 from .model import ApprovalSpec, BudgetSpec, Decision, Effect, LimitSpec, RateLimitSpec, Rule
-from .policy import Explanation, Policy, RuleTrace, load_starter_policy
+from .policy import Explanation, Policy, Recorder, RuleTrace, load_starter_policy
 
 __all__ = [
     "ApprovalSpec",
@@ -27,6 +27,7 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "RateLimitSpec",
+    "Recorder",
     "Rule",
     "RuleTrace",
     "load_starter_policy",

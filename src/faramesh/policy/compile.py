@@ -20,6 +20,7 @@ from .conditions import (
     MatchCompiler,
     Pred,
     Reporter,
+    Traced,
     canonical_scalar,
     split_key,
 )
@@ -54,6 +55,7 @@ class CompiledRule:
     tool: NameMatcher | None
     window: Window | None
     cond: Pred | None
+    trace: Traced | None  # cond, also telling a recorder each condition's result
 
 
 @dataclass
@@ -261,6 +263,7 @@ class PolicyCompiler:
             tool=compiled.tool if compiled else None,
             window=window,
             cond=compiled.pred if compiled else None,
+            trace=compiled.trace if compiled else None,
         )
         return rule, compiled_rule
 

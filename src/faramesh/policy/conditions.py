@@ -10,6 +10,15 @@ can never make a rule match, whether the rule allows or denies.
 
 The evaluation environment is the tuple ``(params, context, agent, tool, operation)``
 with ``tool`` and ``operation`` already normalised.
+
+Each condition is compiled twice over the same closures: ``pred`` (fast, used
+by every decision) and ``trace``, which also tells a :class:`ConditionRecorder`
+each node's result. A traced node takes its result from its own ``pred``, so a
+traced evaluation can never disagree with an untraced one; it only evaluates
+every part (no short-circuit) so that each part's result can be shown.
+Nodes are named by their YAML key path, e.g. ``rules[0].match.any[1].amount_gt``;
+a mapping of several conditions (an implicit "all") is named by its key plus
+:data:`CONJUNCTION`.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import PolicyProblem
 from .names import PATTERN_CHARS, NameMatcher
@@ -29,6 +38,17 @@ from .values import MISSING, ROOTS, FieldPath, is_number, lookup, parse_path
 
 Env = tuple[Any, Any, Any, str, str]
 Pred = Callable[[Env], bool | None]
+CONJUNCTION = "&"
+
+
+class ConditionRecorder(Protocol):
+    """Told the result of every condition node of a traced rule, parts before the whole."""
+
+    def condition(self, key: str, result: bool | None, value: Any) -> None:
+        """``value`` is the field value (None: missing) or name a test saw; None for any/all/not."""
+
+
+Traced = Callable[[Env, ConditionRecorder], bool | None]
 
 TOOL_INDEX = 3
 OPERATION_INDEX = 4
@@ -127,6 +147,7 @@ class Compiled:
 
     pred: Pred | None  # None: always true
     spec: dict[str, Any]
+    trace: Traced | None = None  # pred, telling a recorder each node's result
     tool: NameMatcher | None = None  # only for the rule's top-level match
     operation: NameMatcher | None = None
 
@@ -165,6 +186,7 @@ class MatchCompiler:
             self.r.error(node.loc, key, "must be a mapping of conditions", "e.g. match: {tool: refund, amount_gt: 100}")
             return None
         preds: list[Pred] = []
+        traces: list[Traced] = []
         specs: list[Any] = []
         out = Compiled(None, {})
         ok = True
@@ -188,7 +210,9 @@ class MatchCompiler:
                 if top:  # the rule's own tool/operation: the index and the rule loop use them directly
                     setattr(out, slot, matcher)
                 else:
-                    preds.append(_name_pred(matcher, TOOL_INDEX if slot == "tool" else OPERATION_INDEX))
+                    index = TOOL_INDEX if slot == "tool" else OPERATION_INDEX
+                    preds.append(_name_pred(matcher, index))
+                    traces.append(_traced_leaf(child, preds[-1], _slot(index)))
                 continue
             if name in COMBINATORS:
                 compiled = self._combinator(name, value, child)
@@ -197,14 +221,17 @@ class MatchCompiler:
             if compiled is None:
                 ok = False
                 continue
-            pred, spec = compiled
+            pred, trace, spec = compiled
             preds.append(pred)
+            traces.append(trace)
             specs.append(spec)
         if not ok:
             return None
         if specs:
             out.spec["where"] = sorted(specs, key=_sort_key)
-        out.pred = _all(preds) if preds else None
+        if preds:
+            out.pred = _all(preds)
+            out.trace = traces[0] if len(traces) == 1 else _traced_node(key + CONJUNCTION, out.pred, traces)
         return out
 
     # -- pieces
@@ -243,7 +270,7 @@ class MatchCompiler:
             patterns.append(item.value)
         return NameMatcher(patterns) if ok else None
 
-    def _combinator(self, name: str, node: YNode, key: str) -> tuple[Pred, Any] | None:
+    def _combinator(self, name: str, node: YNode, key: str) -> tuple[Pred, Traced, Any] | None:
         if name == "not":
             if not isinstance(node, YMap):
                 self.r.error(node.loc, key, "not: takes a mapping of conditions", "e.g. not: {amount_gt: 100}")
@@ -251,10 +278,11 @@ class MatchCompiler:
             inner = self.compile(node, key, top=False)
             if inner is None:
                 return None
-            if inner.pred is None:
+            if inner.pred is None or inner.trace is None:
                 self.r.error(node.loc, key, "not: of an empty mapping never matches", "add a condition")
                 return None
-            return _not(inner.pred), {"not": inner.spec}
+            negated = _not(inner.pred)
+            return negated, _traced_node(key, negated, [inner.trace]), {"not": inner.spec}
         if not isinstance(node, YSeq) or not node.items:
             self.r.error(
                 node.loc,
@@ -264,6 +292,7 @@ class MatchCompiler:
             )
             return None
         preds: list[Pred] = []
+        traces: list[Traced] = []
         specs: list[Any] = []
         ok = True
         for i, item in enumerate(node.items):
@@ -271,7 +300,7 @@ class MatchCompiler:
             if inner is None:
                 ok = False
                 continue
-            if inner.pred is None:
+            if inner.pred is None or inner.trace is None:
                 self.r.error(
                     item.loc,
                     f"{key}[{i}]",
@@ -281,12 +310,14 @@ class MatchCompiler:
                 ok = False
                 continue
             preds.append(inner.pred)
+            traces.append(inner.trace)
             specs.append(inner.spec)
         if not ok:
             return None
-        return (_any(preds) if name == "any" else _all(preds)), {name: specs}
+        combined = _any(preds) if name == "any" else _all(preds)
+        return combined, _traced_node(key, combined, traces), {name: specs}
 
-    def _condition(self, name: str, loc: Loc, node: YNode, key: str) -> tuple[Pred, Any] | None:
+    def _condition(self, name: str, loc: Loc, node: YNode, key: str) -> tuple[Pred, Traced, Any] | None:
         split = split_key(name)
         if split is None:
             self._unknown_key(name, loc, key)
@@ -304,11 +335,12 @@ class MatchCompiler:
                 f"{name} tests params.{field_text}, not the action's {first} name; "
                 f"to match the name write {first}: <name or list>",
             )
-        built = self._operator(op, path, node, key)
+        get = _getter(path)
+        built = self._operator(op, get, node, key)
         if built is None:
             return None
         pred, operand = built
-        return pred, {"field": path.text, "op": op, "value": operand}
+        return pred, _traced_leaf(key, pred, get), {"field": path.text, "op": op, "value": operand}
 
     def _unknown_key(self, name: str, loc: Loc, key: str) -> None:
         if name in RULE_KEYS:
@@ -342,8 +374,7 @@ class MatchCompiler:
         )
         self.r.error(loc, key, f"unknown condition {name!r}", hint)
 
-    def _operator(self, op: str, path: FieldPath, node: YNode, key: str) -> tuple[Pred, Any] | None:
-        get = _getter(path)
+    def _operator(self, op: str, get: Callable[[Env], Any], node: YNode, key: str) -> tuple[Pred, Any] | None:
         value = node.value if isinstance(node, YScalar) else None
         if op in _COMPARE:
             if not isinstance(node, YScalar) or not is_number(value):
@@ -443,6 +474,39 @@ class MatchCompiler:
 
 def _sort_key(spec: Any) -> str:
     return json.dumps(spec, sort_keys=True, default=str)
+
+
+# -- traced closures (explain) ------------------------------------------------------------------------------
+
+
+def _slot(index: int) -> Callable[[Env], Any]:
+    def get(env: Env) -> Any:
+        return env[index]
+
+    return get
+
+
+def _traced_leaf(key: str, pred: Pred, get: Callable[[Env], Any]) -> Traced:
+    def traced(env: Env, recorder: ConditionRecorder) -> bool | None:
+        result = pred(env)
+        recorder.condition(key, result, get(env))
+        return result
+
+    return traced
+
+
+def _traced_node(key: str, pred: Pred, parts: list[Traced]) -> Traced:
+    """any/all/not: every part is traced, then the node's own (untraced) predicate gives its result."""
+    items = tuple(parts)
+
+    def traced(env: Env, recorder: ConditionRecorder) -> bool | None:
+        for part in items:
+            part(env, recorder)
+        result = pred(env)
+        recorder.condition(key, result, None)
+        return result
+
+    return traced
 
 
 # -- predicate builders (closures) -------------------------------------------------------------------------

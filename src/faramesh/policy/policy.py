@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from .compile import CompiledPolicy, CompiledRule, PolicyCompiler
-from .conditions import Reporter
+from .conditions import ConditionRecorder, Reporter
 from .errors import PolicyError, PolicyProblem
 from .model import ApprovalSpec, Decision, Effect, Rule
 from .names import normalize_name
@@ -40,14 +40,26 @@ def _default_decision(effect: Effect) -> Decision:
     )
 
 
+class Recorder(ConditionRecorder, Protocol):
+    """What :meth:`Policy.evaluate` tells an observer while it decides (used by `policy explain`).
+
+    For each candidate rule tried, in order: ``condition`` for each of its condition
+    nodes (only when the rule got as far as its conditions), then ``rule`` with the
+    rule's outcome; finally ``decided`` with the decision returned. Outcomes are
+    ``"matched"``, ``"operation"`` (the operation name did not match), ``"during"``
+    (outside its time window or no time given), ``"false"``, ``"unknown"`` (conditions
+    not decidable: data missing or of the wrong type) or ``"error"`` (evaluation raised;
+    the decision is a deny).
+    """
+
+    def rule(self, rule: Rule, outcome: str) -> None: ...
+
+    def decided(self, decision: Decision) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuleTrace:
-    """How one candidate rule fared in :meth:`Policy.explain`.
-
-    ``outcome`` is ``"matched"``, ``"operation"`` (the operation name did not match),
-    ``"during"`` (outside its time window or no time given), ``"false"`` or ``"unknown"``
-    (conditions false, or not decidable because data was missing or of the wrong type).
-    """
+    """How one candidate rule fared in :meth:`Policy.explain`; ``outcome`` as in :class:`Recorder`."""
 
     rule_id: str
     line: int
@@ -58,6 +70,23 @@ class RuleTrace:
 class Explanation:
     decision: Decision
     trace: tuple[RuleTrace, ...]
+
+
+class _RuleTraceRecorder:
+    """Keeps the rule outcomes and the decision; ignores conditions."""
+
+    def __init__(self) -> None:
+        self.trace: list[RuleTrace] = []
+        self.decision: Decision | None = None
+
+    def condition(self, key: str, result: bool | None, value: Any) -> None:
+        pass
+
+    def rule(self, rule: Rule, outcome: str) -> None:
+        self.trace.append(RuleTrace(rule.id, rule.line, outcome))
+
+    def decided(self, decision: Decision) -> None:
+        self.decision = decision
 
 
 class Policy:
@@ -155,13 +184,19 @@ class Policy:
         context: Mapping[str, Any] | None = None,
         agent: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        recorder: Recorder | None = None,
     ) -> Decision:
         """Decide one action. The first matching rule wins; otherwise the policy default applies.
 
         Never raises: invalid input or an unexpected error inside a condition yields a deny.
+        A ``recorder`` is told each rule tried, each condition's result and the decision
+        (see :class:`Recorder`); without one, the loop only pays a few ``is None`` tests.
         """
         if not isinstance(tool, str) or not isinstance(operation, str):
+            if recorder is not None:
+                recorder.decided(_INVALID_NAMES)
             return _INVALID_NAMES
+        cr = None
         try:
             tool_n = normalize_name(tool)
             op_n = normalize_name(operation)
@@ -171,14 +206,36 @@ class Policy:
                 candidates = self._glob_candidates(tool_n)
             for cr in candidates:
                 if cr.operation is not None and not cr.operation(op_n):
+                    if recorder is not None:
+                        recorder.rule(self._rules_by_index[cr.index], "operation")
                     continue
                 if cr.window is not None and (now is None or not cr.window.contains(now)):
+                    if recorder is not None:
+                        recorder.rule(self._rules_by_index[cr.index], "during")
                     continue
-                if cr.cond is not None and cr.cond(env) is not True:
-                    continue
+                if cr.cond is not None:
+                    if recorder is None:
+                        if cr.cond(env) is not True:
+                            continue
+                    else:
+                        result = cr.trace(env, recorder) if cr.trace is not None else cr.cond(env)
+                        if result is not True:
+                            outcome = "false" if result is False else "unknown"
+                            recorder.rule(self._rules_by_index[cr.index], outcome)
+                            continue
+                if recorder is not None:
+                    recorder.rule(self._rules_by_index[cr.index], "matched")
+                    recorder.decided(cr.decision)
                 return cr.decision
         except Exception as exc:  # fail closed, whatever went wrong
-            return Decision(Effect.DENY, f"Policy evaluation failed ({type(exc).__name__}); denied", "high", None)
+            failed = Decision(Effect.DENY, f"Policy evaluation failed ({type(exc).__name__}); denied", "high", None)
+            if recorder is not None:
+                if cr is not None:
+                    recorder.rule(self._rules_by_index[cr.index], "error")
+                recorder.decided(failed)
+            return failed
+        if recorder is not None:
+            recorder.decided(self._default_decision)
         return self._default_decision
 
     def _glob_candidates(self, tool_n: str) -> tuple[CompiledRule, ...]:
@@ -207,35 +264,13 @@ class Policy:
         """Like :meth:`evaluate`, and also say what happened to each candidate rule (for `policy explain`).
 
         Only candidate rules appear in the trace: rules whose tool condition matches the tool
-        (or that have none).
+        (or that have none), up to the one that decided. It is :meth:`evaluate` with a recorder.
         """
-        decision = self.evaluate(tool=tool, operation=operation, params=params, context=context, agent=agent, now=now)
-        if not isinstance(tool, str) or not isinstance(operation, str):
-            return Explanation(decision, ())
-        tool_n = normalize_name(tool)
-        op_n = normalize_name(operation)
-        env = (params, context, agent, tool_n, op_n)
-        trace: list[RuleTrace] = []
-        candidates = self._by_tool.get(tool_n)
-        if candidates is None:
-            candidates = self._glob_candidates(tool_n)
-        for cr in candidates:
-            rule = self._rules_by_index[cr.index]
-            outcome = "matched"
-            try:
-                if cr.operation is not None and not cr.operation(op_n):
-                    outcome = "operation"
-                elif cr.window is not None and (now is None or not cr.window.contains(now)):
-                    outcome = "during"
-                elif cr.cond is not None:
-                    result = cr.cond(env)
-                    outcome = "matched" if result is True else ("false" if result is False else "unknown")
-            except Exception:
-                outcome = "error"
-            trace.append(RuleTrace(rule.id, rule.line, outcome))
-            if outcome in ("matched", "error"):
-                break
-        return Explanation(decision, tuple(trace))
+        recorder = _RuleTraceRecorder()
+        decision = self.evaluate(
+            tool=tool, operation=operation, params=params, context=context, agent=agent, now=now, recorder=recorder
+        )
+        return Explanation(decision, tuple(recorder.trace))
 
     # -- description
 

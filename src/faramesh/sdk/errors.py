@@ -1,8 +1,10 @@
-"""Exceptions raised by the SDK. Each API error carries the server's message."""
+"""Exceptions raised by the SDK. Each API error carries the server's message and listed code."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from faramesh.errors import ERRORS, ErrorCode, known_code
 
 
 class FarameshClientError(Exception):
@@ -50,14 +52,15 @@ class FarameshAPIError(FarameshClientError):
         message: str,
         *,
         status_code: int,
-        code: str | None = None,
+        code: ErrorCode | str | None = None,
         field: str | None = None,
         body: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
-        self.code = code
+        # A listed code becomes its ErrorCode (equal to its string); a newer server's unknown code stays a str.
+        self.code: ErrorCode | str | None = known_code(code) or code
         self.field = field
         self.body = body
 
@@ -118,6 +121,19 @@ _BY_STATUS: dict[int, type[FarameshAPIError]] = {
 }
 
 
+def exception_class(status_code: int) -> type[FarameshAPIError]:
+    """The SDK exception for an HTTP status."""
+    if status_code >= 500:
+        return ServerError
+    return _BY_STATUS.get(status_code, ValidationError if 400 <= status_code < 500 else FarameshAPIError)
+
+
+# Every listed error code, and the exception the SDK raises for it.
+EXCEPTION_FOR_CODE: dict[ErrorCode, type[FarameshAPIError]] = {
+    code: exception_class(status) for code, (status, _) in ERRORS.items()
+}
+
+
 def error_for(status_code: int, body: Any, fallback_text: str = "") -> FarameshAPIError:
     message = fallback_text or f"HTTP {status_code}"
     code = field = None
@@ -129,8 +145,10 @@ def error_for(status_code: int, body: Any, fallback_text: str = "") -> FarameshA
         if isinstance(err, dict):
             code = err.get("code") if isinstance(err.get("code"), str) else None
             field = err.get("field") if isinstance(err.get("field"), str) else None
-    if status_code >= 500:
-        cls: type[FarameshAPIError] = ServerError
+    listed = known_code(code)
+    # The code decides when it is listed for this status; otherwise the status does.
+    if listed is not None and listed.status == status_code:
+        cls = EXCEPTION_FOR_CODE[listed]
     else:
-        cls = _BY_STATUS.get(status_code, ValidationError if 400 <= status_code < 500 else FarameshAPIError)
+        cls = exception_class(status_code)
     return cls(message, status_code=status_code, code=code, field=field, body=body)

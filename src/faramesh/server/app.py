@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faramesh import __version__, notify, service_reads
 from faramesh.config import Settings
+from faramesh.errors import ErrorCode
 from faramesh.events import start_remote_relay
 from faramesh.notify import routes as notify_routes
 from faramesh.observability import Telemetry, tracing
@@ -237,14 +238,14 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             await run_in_threadpool(g.store.probe_read)
         except Exception as exc:
             return errors.error_response(
-                503, f"database unavailable: {type(exc).__name__}", code="unavailable", check="database_read"
+                503, f"database unavailable: {type(exc).__name__}", code=ErrorCode.UNAVAILABLE, check="database_read"
             )
         problem = await run_in_threadpool(request.app.state.write_probe.problem)
         if problem is not None:
             return errors.error_response(
                 503,
                 f"database refuses writes: {problem}",
-                code="unavailable",
+                code=ErrorCode.UNAVAILABLE,
                 check="database_write",
             )
         return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})

@@ -1,5 +1,6 @@
 """Every error leaves the server in one JSON shape:
-{"detail": "<message>", "error": {"code": ..., "message": ..., "field": ...}}."""
+{"detail": "<message>", "error": {"code": ..., "message": ..., "field": ...}},
+with a code from the one list in :mod:`faramesh.errors`."""
 
 from __future__ import annotations
 
@@ -11,31 +12,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from faramesh.errors import FarameshError
+from faramesh.errors import ErrorCode, FarameshError, code_for_status, known_code
 from faramesh.storage.errors import connection_lost
 
 log = logging.getLogger("faramesh.server")
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "invalid_transition",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    429: "rate_limited",
-    431: "headers_too_large",
-}
-
 
 def error_body(
-    status: int, message: str, *, code: str | None = None, field: str | None = None, **extra: Any
+    status: int, message: str, *, code: ErrorCode | str | None = None, field: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code or _HTTP_CODES.get(status, "error"), "message": message, "field": field}
+    """The error body; without a ``code``, the listed code for ``status``. An unlisted code is a bug."""
+    if code is None:
+        listed = code_for_status(status)
+    else:
+        found = known_code(code)
+        if found is None:
+            raise ValueError(f"error code {code!r} is not in faramesh.errors.ERRORS")
+        listed = found
+    err: dict[str, Any] = {"code": listed.value, "message": message, "field": field}
     err.update(extra)
     return {"detail": message, "error": err}
 
@@ -74,7 +68,7 @@ def install(app: FastAPI) -> None:
             ctx = first.get("ctx")
             reason = ctx.get("error", "") if isinstance(ctx, dict) else ""
             return error_response(
-                422, f"Request body is not valid JSON: {reason}".rstrip(": "), code="invalid_json", field="body"
+                422, f"Request body is not valid JSON: {reason}".rstrip(": "), code=ErrorCode.INVALID_JSON, field="body"
             )
         # A body that was not parsed as JSON arrives as bytes: its Content-Type was
         # missing or not JSON.
@@ -124,17 +118,17 @@ def install(app: FastAPI) -> None:
             if changes:
                 message += "; the outcome of this request is unknown: re-read it before retrying"
             return error_response(
-                503, message, code="unavailable", headers=headers | {"Retry-After": "1"}, outcome="unknown"
+                503, message, code=ErrorCode.UNAVAILABLE, headers=headers | {"Retry-After": "1"}, outcome="unknown"
             )
         if changes:
             return error_response(
                 500,
                 "internal error; the outcome of this request is unknown: re-read it before retrying",
-                code="internal",
+                code=ErrorCode.INTERNAL,
                 headers=headers,
                 outcome="unknown",
             )
-        return error_response(500, "internal error", code="internal", headers=headers)
+        return error_response(500, "internal error", code=ErrorCode.INTERNAL, headers=headers)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

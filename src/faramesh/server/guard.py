@@ -25,6 +25,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faramesh.errors import ErrorCode
 from faramesh.server.errors import error_response
 from faramesh.validation import NUL, parse_ascii_int
 
@@ -133,7 +134,7 @@ class RequestGuard:
                 response = error_response(
                     422,
                     f"{field} must not contain the NUL character (\\u0000)",
-                    code="invalid_input",
+                    code=ErrorCode.INVALID_INPUT,
                     field=field,
                     headers=self.headers,
                 )

@@ -1,9 +1,10 @@
 """Why a policy decides what it decides, condition by condition.
 
-:meth:`Policy.explain` says how each candidate rule fared; this adds, for every
-condition of those rules, its result and the value it saw. The rule outcomes
-come from the policy itself, so the explanation can never disagree with the
-decision.
+:func:`explain` is :meth:`Policy.evaluate` with a recorder: the decision, each
+rule tried with its outcome, and every condition's result with the value it saw
+are what that one evaluation reported, so the explanation cannot disagree with
+the decision. The policy model (``model.py``) only supplies the words: each
+condition's text, its line and how the conditions nest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from faramesh.policy.model import Decision
+from faramesh.policy.model import Decision, Rule
 from faramesh.policy.names import normalize_name
 from faramesh.policy.policy import Policy
 
@@ -30,9 +31,7 @@ from .model import (
     RuleModel,
     Truth,
     build_model,
-    evaluate_formula,
     show_value,
-    truth,
 )
 
 OUTCOME_TEXT = {
@@ -107,6 +106,24 @@ class DetailedExplanation:
         return "\n".join(lines)
 
 
+class _Seen:
+    """A :class:`faramesh.policy.Recorder` that keeps everything one evaluation reported."""
+
+    def __init__(self) -> None:
+        self.conditions: dict[str, tuple[Truth, Any]] = {}
+        self.rules: list[tuple[Rule, str]] = []
+        self.decision: Decision | None = None
+
+    def condition(self, key: str, result: bool | None, value: Any) -> None:
+        self.conditions[key] = (result, value)
+
+    def rule(self, rule: Rule, outcome: str) -> None:
+        self.rules.append((rule, outcome))
+
+    def decided(self, decision: Decision) -> None:
+        self.decision = decision
+
+
 def explain(
     policy: Policy,
     *,
@@ -118,24 +135,29 @@ def explain(
     now: datetime | None = None,
 ) -> DetailedExplanation:
     """The decision, and for each rule considered which condition held or failed and why."""
-    base = policy.explain(tool=tool, operation=operation, params=params, context=context, agent=agent, now=now)
+    seen = _Seen()
+    decision = policy.evaluate(
+        tool=tool, operation=operation, params=params, context=context, agent=agent, now=now, recorder=seen
+    )
     model = build_model(policy)
     by_id = {r.id: r for r in model.rules}
-    inputs = Inputs(normalize_name(tool), normalize_name(operation), params, context, agent, now)
+    valid_names = isinstance(tool, str) and isinstance(operation, str)
+    tool_n = normalize_name(tool) if valid_names else ""
+    inputs = Inputs(tool_n, normalize_name(operation) if valid_names else "", params, context, agent, now)
     rules: list[RuleExplanation] = []
-    for step in base.trace:
-        rule = by_id[step.rule_id]
-        traced = RuleExplanation(rule.id, step.line, rule.effect.value, step.outcome)
-        if step.outcome == "operation":
+    for rule, outcome in seen.rules:
+        modelled = by_id[rule.id]
+        traced = RuleExplanation(rule.id, rule.line, rule.effect.value, outcome)
+        if outcome == "operation":
             traced.conditions.append(
                 ConditionTrace(
-                    f"operation is {' or '.join(rule.operation or ())}",
+                    f"operation is {' or '.join(modelled.operation or ())}",
                     False,
                     f"the operation is {inputs.operation!r}",
                 )
             )
-        elif step.outcome == "during" and rule.window is not None:
-            window = rule.window.to_dict()
+        elif outcome == "during" and modelled.window is not None:
+            window = modelled.window.to_dict()
             when = now.isoformat() if now else "no time was given"
             traced.conditions.append(
                 ConditionTrace(
@@ -144,14 +166,17 @@ def explain(
                     f"the time is {when}",
                 )
             )
-        else:
-            _trace_rule(rule, inputs, traced)
+        elif outcome in ("matched", "false", "unknown"):
+            _trace_rule(modelled, inputs, seen.conditions, traced)
         rules.append(traced)
-    candidates = sum(1 for r in model.rules if r.accepts_tool(inputs.tool))
-    return DetailedExplanation(base.decision, rules, len(model.rules) - candidates)
+    candidates = sum(1 for r in model.rules if r.accepts_tool(inputs.tool)) if valid_names else 0
+    return DetailedExplanation(decision, rules, len(model.rules) - candidates)
 
 
-def _trace_rule(rule: RuleModel, inputs: Inputs, out: RuleExplanation) -> None:
+Seen = dict[str, tuple[Truth, Any]]
+
+
+def _trace_rule(rule: RuleModel, inputs: Inputs, seen: Seen, out: RuleExplanation) -> None:
     if rule.operation is not None:
         out.conditions.append(
             ConditionTrace(
@@ -168,51 +193,47 @@ def _trace_rule(rule: RuleModel, inputs: Inputs, out: RuleExplanation) -> None:
             )
         )
     if rule.cond is not None:
-        _trace(rule.cond, inputs, out.conditions, 0)
+        _trace(rule.cond, seen, out.conditions, 0)
 
 
-def _trace(formula: Formula, inputs: Inputs, out: list[ConditionTrace], depth: int) -> None:
+def _trace(formula: Formula, seen: Seen, out: list[ConditionTrace], depth: int) -> None:
+    if isinstance(formula, AllOf) and depth == 0:
+        for part in formula.parts:  # the top-level match: its conditions, one per line
+            _trace(part, seen, out, depth)
+        return
+    result, value = seen[formula.key]
     if isinstance(formula, Cond):
         atom = formula.atom
-        value = inputs.value(atom.path)
-        result = truth(atom, value)
         out.append(
             ConditionTrace(atom.describe(), result, _why(atom.op, atom.operand, value, result), depth, atom.line)
         )
         return
     if isinstance(formula, Names):
-        name = inputs.tool if formula.slot == "tool" else inputs.operation
-        result = formula.accepts(name)
-        out.append(ConditionTrace(formula.describe(), result, f"the {formula.slot} is {name!r}", depth, formula.line))
+        out.append(ConditionTrace(formula.describe(), result, f"the {formula.slot} is {value!r}", depth, formula.line))
         return
-    if isinstance(formula, AllOf) and depth == 0:
-        for part in formula.parts:  # the top-level match: its conditions, one per line
-            _trace(part, inputs, out, depth)
-        return
-    result = evaluate_formula(formula, inputs)
     if isinstance(formula, NotOf):
-        inner = evaluate_formula(formula.part, inputs)
+        inner = seen[formula.part.key][0]
         why = "unknown stays unknown" if inner is None else f"the inner conditions are {_word(inner)}"
         out.append(ConditionTrace("not", result, why, depth, formula.line))
-        _trace_parts([formula.part], inputs, out, depth + 1)
+        _trace_parts([formula.part], seen, out, depth + 1)
         return
     name = "all of" if isinstance(formula, AllOf) else "any of"
-    out.append(ConditionTrace(name, result, _combined_why(formula, inputs, result), depth, formula.line))
-    _trace_parts(list(formula.parts), inputs, out, depth + 1)
+    out.append(ConditionTrace(name, result, _combined_why(formula, seen, result), depth, formula.line))
+    _trace_parts(list(formula.parts), seen, out, depth + 1)
 
 
-def _trace_parts(parts: list[Formula], inputs: Inputs, out: list[ConditionTrace], depth: int) -> None:
+def _trace_parts(parts: list[Formula], seen: Seen, out: list[ConditionTrace], depth: int) -> None:
     for part in parts:
         if isinstance(part, AllOf) and len(part.parts) > 1:
-            result = evaluate_formula(part, inputs)
-            out.append(ConditionTrace("all of", result, _combined_why(part, inputs, result), depth, part.line))
-            _trace_parts(list(part.parts), inputs, out, depth + 1)
+            result = seen[part.key][0]
+            out.append(ConditionTrace("all of", result, _combined_why(part, seen, result), depth, part.line))
+            _trace_parts(list(part.parts), seen, out, depth + 1)
         else:
-            _trace(part, inputs, out, depth)
+            _trace(part, seen, out, depth)
 
 
-def _combined_why(formula: AllOf | AnyOf, inputs: Inputs, result: Truth) -> str:
-    results = [evaluate_formula(p, inputs) for p in formula.parts]
+def _combined_why(formula: AllOf | AnyOf, seen: Seen, result: Truth) -> str:
+    results = [seen[p.key][0] for p in formula.parts]
     counts = f"{results.count(True)} true, {results.count(False)} false, {results.count(None)} unknown"
     return f"{counts}, so {_word(result)}"
 

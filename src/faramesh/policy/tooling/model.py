@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from faramesh.policy.conditions import COMBINATORS, NAME_KEYS, split_key, value_kind
+from faramesh.policy.conditions import COMBINATORS, CONJUNCTION, NAME_KEYS, split_key, value_kind
 from faramesh.policy.model import Effect, Rule
 from faramesh.policy.names import NameMatcher, normalize_name
 from faramesh.policy.parser import YMap, YNode, YScalar, YSeq, parse_yaml
@@ -82,6 +82,7 @@ class Atom:
 @dataclass(frozen=True)
 class Cond:
     atom: Atom
+    key: str = field(default="", compare=False)  # the node's name in a traced evaluation (policy/conditions.py)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Names:
     slot: str  # "tool" or "operation"
     patterns: tuple[str, ...]
     line: int = field(default=0, compare=False)
+    key: str = field(default="", compare=False)
 
     def accepts(self, normalized_name: str) -> bool:
         return NameMatcher(list(self.patterns))(normalized_name)
@@ -103,18 +105,21 @@ class Names:
 class AllOf:
     parts: tuple[Formula, ...]
     line: int = field(default=0, compare=False)
+    key: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
 class AnyOf:
     parts: tuple[Formula, ...]
     line: int = field(default=0, compare=False)
+    key: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
 class NotOf:
     part: Formula
     line: int = field(default=0, compare=False)
+    key: str = field(default="", compare=False)
 
 
 Formula = Cond | Names | AllOf | AnyOf | NotOf
@@ -181,6 +186,7 @@ def _rule_model(index: int, node: YMap, rule: Rule) -> RuleModel:
     operation: tuple[str, ...] | None = None
     cond: Formula | None = None
     match = node.get("match")
+    base = f"rules[{index}].match"  # the compiler's key path, which names traced conditions
     if isinstance(match, YMap):
         parts: list[Formula] = []
         for name, loc, value in match:
@@ -191,9 +197,9 @@ def _rule_model(index: int, node: YMap, rule: Rule) -> RuleModel:
                 else:
                     operation = patterns
                 continue
-            parts.append(_formula(name, loc.line, loc.column, value))
+            parts.append(_formula(name, loc.line, loc.column, value, f"{base}.{name}"))
         if parts:
-            cond = parts[0] if len(parts) == 1 else AllOf(tuple(parts), match.loc.line)
+            cond = parts[0] if len(parts) == 1 else AllOf(tuple(parts), match.loc.line, base + CONJUNCTION)
     window = None
     during = rule.spec.get("during")
     if during:  # rebuilt from its normalised form: days, hours and zone are all spelled out there
@@ -207,25 +213,25 @@ def _strings(node: YNode) -> list[str]:
     return [str(item.value) for item in items if isinstance(item, YScalar)]
 
 
-def _mapping(node: YNode) -> Formula:
+def _mapping(node: YNode, key: str) -> Formula:
     assert isinstance(node, YMap)
     parts: list[Formula] = []
     for name, loc, value in node:
         if name in NAME_KEYS:
             slot = "tool" if name == "tool" else "operation"
-            parts.append(Names(slot, NameMatcher(_strings(value)).patterns, loc.line))
+            parts.append(Names(slot, NameMatcher(_strings(value)).patterns, loc.line, f"{key}.{name}"))
         else:
-            parts.append(_formula(name, loc.line, loc.column, value))
-    return parts[0] if len(parts) == 1 else AllOf(tuple(parts), node.loc.line)
+            parts.append(_formula(name, loc.line, loc.column, value, f"{key}.{name}"))
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts), node.loc.line, key + CONJUNCTION)
 
 
-def _formula(name: str, line: int, column: int, value: YNode) -> Formula:
+def _formula(name: str, line: int, column: int, value: YNode, key: str) -> Formula:
     if name in COMBINATORS:
         if name == "not":
-            return NotOf(_mapping(value), line)
+            return NotOf(_mapping(value, key), line, key)
         assert isinstance(value, YSeq)
-        parts = tuple(_mapping(item) for item in value.items)
-        return AnyOf(parts, line) if name == "any" else AllOf(parts, line)
+        parts = tuple(_mapping(item, f"{key}[{i}]") for i, item in enumerate(value.items))
+        return AnyOf(parts, line, key) if name == "any" else AllOf(parts, line, key)
     split = split_key(name)
     assert split is not None, name
     field_text, op = split
@@ -244,7 +250,7 @@ def _formula(name: str, line: int, column: int, value: YNode) -> Formula:
     else:
         assert isinstance(value, YScalar)
         operand = value.value
-    return Cond(Atom(path, op, operand, line, column, name))
+    return Cond(Atom(path, op, operand, line, column, name), key)
 
 
 # -- semantics (mirrors policy/conditions.py) ------------------------------------------------------------------
