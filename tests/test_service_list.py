@@ -24,6 +24,7 @@ def test_since_and_until_select_exactly_the_rows_in_range(tmp_path: Path) -> Non
         action = gov.submit(admin, Submission(tool="refund", operation="process", params={"amount": 1}, context={}))
         stamped[t] = action["id"]
     try:
+
         def ids(**kw: float) -> list[str]:
             return [a["id"] for a in gov.list_actions(admin, limit=100, **kw)[0]]
 

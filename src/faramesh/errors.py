@@ -62,7 +62,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.HEADERS_TOO_LARGE: (431, "The request line and headers are over the server's limit."),
     ErrorCode.INTERNAL: (500, "An unexpected error; for a change, `error.outcome` is `unknown`: re-read first."),
     ErrorCode.UNAVAILABLE: (503, "The database is unreachable or refuses writes; retry after `Retry-After`."),
-    ErrorCode.SERVER_DRAINING: (503, "The server is shutting down; retry after `Retry-After` (a restarted server or another replica answers)."),
+    ErrorCode.SERVER_DRAINING: (
+        503,
+        "The server is shutting down; retry after `Retry-After` (a restarted server or another replica answers).",
+    ),
 }
 
 

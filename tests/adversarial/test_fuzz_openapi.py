@@ -73,9 +73,7 @@ def test_live_schema_lists_the_same_operations(fuzz: dict[str, Any]) -> None:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 @pytest.mark.parametrize("role", ["admin", "agent"])
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_no_server_errors(
-    fuzz: dict[str, Any], method: str, path: str, role: str, mode: GenerationMode
-) -> None:
+def test_no_server_errors(fuzz: dict[str, Any], method: str, path: str, role: str, mode: GenerationMode) -> None:
     srv: ServerProcess = fuzz["server"]
     operation = fuzz["schema"][path][method]
     key = fuzz["keys"][role]

@@ -135,7 +135,9 @@ for n, b in MALFORMED[:4] + MALFORMED[15:16] + MALFORMED[18:19] + MALFORMED[25:2
 WRONG_TOP_LEVEL = [b"[]", b'[{"tool":"refund","operation":"process"}]', b'"refund"', b"42", b"true", b"null", b"-0.5"]
 CASES += [Case(f"top-level/actions/{b.decode()[:12]}", "POST", "/v1/actions", b) for b in WRONG_TOP_LEVEL]
 CASES += [Case(f"top-level/decide/{b.decode()[:12]}", "POST", "/v1/decide", b) for b in WRONG_TOP_LEVEL]
-CASES += [Case(f"top-level/result/{b.decode()[:12]}", "POST", "/v1/actions/{allowed}/result", b) for b in WRONG_TOP_LEVEL]
+CASES += [
+    Case(f"top-level/result/{b.decode()[:12]}", "POST", "/v1/actions/{allowed}/result", b) for b in WRONG_TOP_LEVEL
+]
 CASES += [
     Case(f"top-level/approve/{b.decode()[:12]}", "POST", "/v1/actions/{pending}/approve", b, "approver")
     for b in WRONG_TOP_LEVEL
@@ -340,12 +342,20 @@ CASES += [
     Case("header/last-event-id-huge", "GET", "/v1/events", None, "agent", {"Last-Event-ID": "9" * 30}, 422),
     Case("header/last-event-id-negative", "GET", "/v1/events", None, "agent", {"Last-Event-ID": "-5"}, 422),
     Case("header/last-event-id-text", "GET", "/v1/events", None, "agent", {"Last-Event-ID": "abc"}, 422),
-    Case("header/idempotency-key-too-long", "POST", "/v1/actions", GOOD, "agent", JSON | {"Idempotency-Key": "k" * 201}),
+    Case(
+        "header/idempotency-key-too-long", "POST", "/v1/actions", GOOD, "agent", JSON | {"Idempotency-Key": "k" * 201}
+    ),
     Case("header/idempotency-key-empty", "POST", "/v1/actions", GOOD, "agent", JSON | {"Idempotency-Key": ""}),
 ]
 CASES += [
     Case("too-large/actions", "POST", "/v1/actions", submit_with(params={"x": "a" * (1024 * 1024)}), status=413),
-    Case("too-large/result", "POST", "/v1/actions/{allowed}/result", body({"success": True, "r": "a" * 2**20}), status=413),
+    Case(
+        "too-large/result",
+        "POST",
+        "/v1/actions/{allowed}/result",
+        body({"success": True, "r": "a" * 2**20}),
+        status=413,
+    ),
     Case("too-large/keys", "POST", "/v1/keys", body({"role": "agent", "name": "n" * 2**21}), "admin", status=413),
 ]
 

@@ -153,9 +153,7 @@ def test_agent_event_stream_shows_only_its_own_actions(server: ServerProcess, ks
 
 def test_agent_cannot_approve_deny_reload_or_manage_keys(server: ServerProcess, ks: dict[str, str]) -> None:
     pending = submit(server, ks["other_agent"], 500).json()
-    token = httpx.get(f"{server.url}/v1/actions/{pending['id']}", headers=auth(ks["approver"])).json()[
-        "approval_token"
-    ]
+    token = httpx.get(f"{server.url}/v1/actions/{pending['id']}", headers=auth(ks["approver"])).json()["approval_token"]
     victim = key_id(server, ks["approver"])
     for role in ("agent", "bound"):
         h = auth(ks[role])
@@ -211,7 +209,9 @@ def test_submitter_cannot_decide_its_own_action(server: ServerProcess, ks: dict[
             r = httpx.post(f"{server.url}/v1/actions/{a['id']}/{verb}", json={}, headers=auth(ks[role]))
             assert_error(r, 403, "forbidden")
         r = httpx.post(
-            f"{server.url}/v1/actions/{a['id']}/approval", json={"token": token, "approve": True}, headers=auth(ks[role])
+            f"{server.url}/v1/actions/{a['id']}/approval",
+            json={"token": token, "approve": True},
+            headers=auth(ks[role]),
         )
         assert_error(r, 403, "forbidden")
 
@@ -261,9 +261,7 @@ def test_presenting_the_stored_hash_is_refused(server: ServerProcess, ks: dict[s
         assert_error(httpx.get(server.url + "/v1/actions", headers=auth(h)), 401)
 
 
-def test_key_and_token_checks_use_constant_time_comparison(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_key_and_token_checks_use_constant_time_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every comparison that grants access goes through hmac.compare_digest: a
     stored key hash, and an action's approval token."""
     store = Store(f"sqlite:///{tmp_path / 'ct.db'}")

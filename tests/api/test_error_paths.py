@@ -74,8 +74,7 @@ def running(tmp_path: Path, **settings: Any) -> Iterator[App]:
     with TestClient(app, raise_server_exceptions=False) as client:
         g: Governor = app.state.governor
         secrets = {
-            role: service_keys.create_key(g.store, role=role, name=role)[1]
-            for role in ("admin", "agent", "approver")
+            role: service_keys.create_key(g.store, role=role, name=role)[1] for role in ("admin", "agent", "approver")
         }
         yield App(client, g, secrets["admin"], secrets["agent"], secrets["approver"])
 

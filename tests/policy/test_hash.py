@@ -113,7 +113,8 @@ def test_hash_tells_true_from_one_in_lists() -> None:
     """[1] and [1, true] decide {"x": true} differently, so they must hash differently."""
     one = Policy.from_yaml("rules:\n  - match: {x_in: [1]}\n    allow: true\n")
     both = Policy.from_yaml("rules:\n  - match: {x_in: [1, true]}\n    allow: true\n")
-    assert one.evaluate(tool="t", operation="o", params={"x": True}).effect != both.evaluate(
-        tool="t", operation="o", params={"x": True}
-    ).effect
+    assert (
+        one.evaluate(tool="t", operation="o", params={"x": True}).effect
+        != both.evaluate(tool="t", operation="o", params={"x": True}).effect
+    )
     assert one.hash != both.hash

@@ -163,7 +163,9 @@ def test_agent_waiting_on_a_wakes_when_b_approves(replicas: Replicas) -> None:
         answer: dict[str, Any] = {}
 
         def wait(action_id: str = action["id"], answer: dict[str, Any] = answer) -> None:
-            r = httpx.get(f"{a.url}/v1/actions/{action_id}/wait", params={"timeout": 30}, headers=auth(agent), timeout=40)
+            r = httpx.get(
+                f"{a.url}/v1/actions/{action_id}/wait", params={"timeout": 30}, headers=auth(agent), timeout=40
+            )
             answer.update(r.json())
 
         waiter = threading.Thread(target=wait)
@@ -225,7 +227,9 @@ def test_racing_approve_and_deny_across_replicas_have_one_winner(replicas: Repli
         action = submit(a, agent)
         barrier = threading.Barrier(len(approvers))
 
-        def decide(i: int, key: str, action_id: str = action["id"], barrier: threading.Barrier = barrier) -> tuple[str, int, Any]:
+        def decide(
+            i: int, key: str, action_id: str = action["id"], barrier: threading.Barrier = barrier
+        ) -> tuple[str, int, Any]:
             server, verb = (a, "approve") if i % 2 else (b, "deny")
             barrier.wait()
             r = httpx.post(f"{server.url}/v1/actions/{action_id}/{verb}", json={}, headers=auth(key), timeout=30)
@@ -268,7 +272,9 @@ def test_concurrent_submits_on_both_replicas_keep_one_valid_audit_chain(replicas
     assert sorted(recorded) == sorted(submitted)
 
 
-def test_rate_limit_holds_across_replicas(pg_url: str, start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+def test_rate_limit_holds_across_replicas(
+    pg_url: str, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
     policy = tmp_path / "limited.yaml"
     policy.write_text(LIMITED_POLICY)
     a = start_server(database_url=pg_url, policy=policy)

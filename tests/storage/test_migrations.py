@@ -132,7 +132,9 @@ def test_server_migrates_on_start_and_serves_the_old_data(
         "pending": "pending_approval",
     }
     # The old keys still work, and the old pending action can be decided and carried out.
-    r = httpx.post(f"{server.url}/v1/actions/{ids['pending']}/approve", json={"reason": "after upgrade"}, headers=auth(approver))
+    r = httpx.post(
+        f"{server.url}/v1/actions/{ids['pending']}/approve", json={"reason": "after upgrade"}, headers=auth(approver)
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "approved"
     r = httpx.post(f"{server.url}/v1/actions/{ids['pending']}/result", json={"success": True}, headers=auth(agent))

@@ -97,4 +97,3 @@ def http_login(server: ServerProcess, key: str) -> httpx.Client:
     r = client.post("/login", data={"key": key, "csrf_token": csrf_of(page.text), "next": "/"})
     assert r.status_code == 303, r.text
     return client
-

@@ -17,12 +17,11 @@ from faramesh import __version__, notify, service_reads
 from faramesh.config import Settings
 from faramesh.errors import ErrorCode
 from faramesh.events import start_remote_relay
-from faramesh.notify import routes as notify_routes
 from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
-from faramesh.server import api, errors, web
+from faramesh.server import api, errors, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
