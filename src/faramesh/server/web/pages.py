@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from faramesh import service_reads
-from faramesh.errors import Conflict, FarameshError, NotFound
+from faramesh.errors import Conflict, ErrorCode, FarameshError, NotFound
 from faramesh.model import Identity, Status
 from faramesh.server.web.guard import (
     LoginRequired,
@@ -190,7 +190,7 @@ async def decide(action_id: str, request: Request) -> Response:
     except NotFound:
         raise
     except Conflict as exc:
-        if exc.extra.get("code") == "request_hash_mismatch":
+        if exc.code is ErrorCode.REQUEST_HASH_MISMATCH:
             session.set_flash("error", STALE_FORM.format(verb="approval" if choice == "approve" else "denial"))
             return redirect(back + "?" + urlencode({"seen": shown}))
         try:
