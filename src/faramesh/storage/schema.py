@@ -56,6 +56,10 @@ actions = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("submitted_hash", String(64)),  # request hash as submitted (re-attach matches on it)
+    Column("agent_seen_at", Float),  # when the submitting agent last waited (presence)
+    Column("picked_up_at", Float),  # when the submitting agent first saw the approval
+    Column("lapses_at", Float),  # an approval not picked up by then is cancelled
     UniqueConstraint("submitted_by", "idempotency_key", name="uq_actions_idempotency"),
 )
 Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
@@ -65,6 +69,8 @@ Index("ix_actions_pending_expiry", actions.c.status, actions.c.expires_at)
 Index("ix_actions_submitter_seq", actions.c.submitted_by, actions.c.seq)
 Index("ix_actions_risk_seq", actions.c.risk_level, actions.c.seq)
 Index("ix_actions_created", actions.c.created_at)
+Index("ix_actions_reattach", actions.c.submitted_hash, actions.c.status)
+Index("ix_actions_lapse", actions.c.status, actions.c.lapses_at)
 
 approvals = Table(
     "approvals",
