@@ -10,6 +10,9 @@ from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "sqlite:///./faramesh.db"
+# No approval is open forever, and an approval is permission to run now (service/expiry.py).
+DEFAULT_APPROVAL_TIMEOUT = 24 * 3600.0
+DEFAULT_APPROVAL_LAPSE = 3600.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "approval_timeout",
         "FARAMESH_APPROVAL_TIMEOUT",
-        None,
-        "seconds (or 30s/15m/2h) before a pending action is denied as expired, when its rule sets none",
+        "24h",
+        "how long (30s/15m/2h/1d) a pending action waits for people before it is denied as expired, "
+        "when its rule sets no timeout; 'never' keeps it open until decided",
+    ),
+    Setting(
+        "approval_lapse",
+        "FARAMESH_APPROVAL_LAPSE",
+        "1h",
+        "how long an approval stays valid when the submitting agent has not picked it up "
+        "(waited on or read it); then the action is cancelled. 'never' keeps it valid",
     ),
     Setting("max_body_bytes", "FARAMESH_MAX_BODY_BYTES", 1024 * 1024, "largest request body accepted", int),
     Setting(
@@ -79,6 +90,14 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def parse_timeout(value: str | float | int | None, default: float) -> float | None:
+    """A timeout setting: a duration, 'never' (None: no timeout), or empty for `default`."""
+    if isinstance(value, str) and value.strip().lower() == "never":
+        return None
+    parsed = parse_duration(value)
+    return default if parsed is None else parsed
+
+
 def parse_duration(value: str | float | int | None) -> float | None:
     """'90' or 90 -> 90.0, '15m' -> 900.0, '2h', '1d', '30s'; None/'' -> None."""
     if value is None or value == "":
@@ -106,7 +125,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     policy: str | None = None
     shadow_policy: str | None = None
-    approval_timeout: float | None = None
+    approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT
+    approval_lapse: float | None = DEFAULT_APPROVAL_LAPSE
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 64 * 1024
     rate_limit: str | None = "1000/s"
@@ -139,7 +159,9 @@ class Settings:
         if "max_header_bytes" in values:
             values["max_header_bytes"] = int(values["max_header_bytes"])
         if "approval_timeout" in values:
-            values["approval_timeout"] = parse_duration(values["approval_timeout"])
+            values["approval_timeout"] = parse_timeout(values["approval_timeout"], DEFAULT_APPROVAL_TIMEOUT)
+        if "approval_lapse" in values:
+            values["approval_lapse"] = parse_timeout(values["approval_lapse"], DEFAULT_APPROVAL_LAPSE)
         for name in ("webhook_retry_base", "webhook_timeout", "policy_watch_interval"):
             if name in values:
                 values[name] = float(values[name])

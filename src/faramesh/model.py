@@ -13,12 +13,15 @@ class Status(str, Enum):
     APPROVED = "approved"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # withdrawn by its agent or an admin, or an approval nobody picked up
 
 
 # Statuses from which an agent may execute and then report a result.
 EXECUTABLE = frozenset({Status.ALLOWED, Status.APPROVED})
 # Statuses that will never change again.
-FINAL = frozenset({Status.DENIED, Status.SUCCEEDED, Status.FAILED})
+FINAL = frozenset({Status.DENIED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+# Statuses an agent may withdraw (cancel): held for a person, or approved and not yet run.
+CANCELLABLE = frozenset({Status.PENDING_APPROVAL, Status.APPROVED})
 
 
 class Role(str, Enum):

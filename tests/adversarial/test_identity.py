@@ -37,7 +37,7 @@ def ks(server: ServerProcess) -> dict[str, str]:
 
 
 def submit(server: ServerProcess, key: str, amount: int = 500, **extra: Any) -> httpx.Response:
-    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}} | extra
+    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False} | extra
     return httpx.post(server.url + "/v1/actions", json=body, headers=auth(key), timeout=30)
 
 

@@ -66,7 +66,7 @@ def submit(
 ) -> dict[str, Any]:
     r = httpx.post(
         srv.url + "/v1/actions",
-        json={"tool": tool, "operation": operation, "params": {"amount": amount}},
+        json={"tool": tool, "operation": operation, "params": {"amount": amount}, "reattach": False},
         headers=auth(key),
         timeout=30,
     )

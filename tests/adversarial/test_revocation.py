@@ -162,7 +162,7 @@ def feeds() -> Iterator[Callable[..., Feed]]:
 
 
 def submit(url: str, key: str, amount: float = 500) -> dict[str, Any]:
-    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "context": {}}
+    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False}
     r = httpx.post(url + "/v1/actions", json=body, headers=auth(key), timeout=10)
     assert r.status_code == 201, r.text
     return dict(r.json())

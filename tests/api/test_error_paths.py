@@ -62,7 +62,7 @@ class App:
         return {"Authorization": f"Bearer {key}"}
 
     def submit(self, amount: float, **headers: str) -> httpx.Response:
-        body = {"tool": "refund", "operation": "process", "params": {"amount": amount}}
+        body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False}
         return self.client.post("/v1/actions", json=body, headers=self.auth(self.agent) | headers)
 
 

@@ -12,7 +12,7 @@ from tests.inprocess import InProcessServer, auth
 
 
 def submit(client: InProcessServer, key: str, amount: Any = 150, **extra: Any) -> httpx.Response:
-    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "context": {}} | extra
+    body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False} | extra
     return client.post("/v1/actions", json=body, headers=auth(key))
 
 

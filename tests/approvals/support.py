@@ -122,7 +122,7 @@ def receiving(statuses: list[int] | None = None, *, hang: bool = False) -> Itera
 def submit(server: Server, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
     r = server.post(
         "/v1/actions",
-        json={"tool": tool, "operation": operation, "params": params, "context": {}},
+        json={"tool": tool, "operation": operation, "params": params, "context": {}, "reattach": False},
         headers=auth(key),
         timeout=10,
     )

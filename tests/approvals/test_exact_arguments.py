@@ -210,7 +210,7 @@ def test_an_edit_in_a_quorum_resets_the_other_votes(srv: ServerProcess, keys: di
 def test_sdk_error_names_params_when_the_edit_is_refused(srv: ServerProcess, keys: dict[str, str]) -> None:
     agent = ExecutionGovernorClient(srv.url, keys["agent"])
     approver = ExecutionGovernorClient(srv.url, keys["approver"])
-    action = agent.submit_action("refund", "process", {"amount": 500})
+    action = agent.submit_action("refund", "process", {"amount": 500}, reattach=False)
     with pytest.raises(FarameshAPIError) as info:
         approver.approve_action(action["id"], params={"amount": 50_000})
     assert info.value.status_code == 422 and "never allowed" in info.value.message

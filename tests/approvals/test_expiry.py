@@ -8,6 +8,7 @@ clock, never by sleeping.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -84,16 +85,28 @@ def test_an_approval_inside_the_window_stands(client: InProcessServer, keys: dic
     assert [e["event"] for e in _events(client, keys["agent"], action["id"])] == [
         "action.submitted",
         "action.approved",
+        "action.picked_up",  # its agent read the approval
     ]
 
 
-def test_rule_without_timeout_stays_pending_without_a_server_default(
-    client: InProcessServer, keys: dict[str, str]
-) -> None:
+def test_rule_without_timeout_gets_the_default_of_24_hours(client: InProcessServer, keys: dict[str, str]) -> None:
     action = submit(client, keys["agent"], "shell", "run", cmd="ls")
-    assert action["approval"]["expires_at"] is None
-    client.advance(3600)
+    created = datetime.fromisoformat(action["created_at"])
+    assert datetime.fromisoformat(action["approval"]["expires_at"]) - created == timedelta(hours=24)
+    client.advance(24 * 3600 - 1)
     assert get(client, keys["agent"], action["id"])["status"] == "pending_approval"
+    client.advance(2)
+    after = get(client, keys["agent"], action["id"])
+    assert after["status"] == "denied" and after["reason"] == "Approval expired: no decision within 1d"
+
+
+def test_never_keeps_a_rule_without_timeout_open_only_when_configured(make_client: Any) -> None:
+    app: InProcessServer = make_client(policy=POLICY, approval_timeout=None)
+    agent = app.create_key("agent")
+    action = submit(app, agent, "shell", "run", cmd="ls")
+    assert action["approval"]["expires_at"] is None
+    app.advance(30 * 24 * 3600)
+    assert get(app, agent, action["id"])["status"] == "pending_approval"
 
 
 def test_server_default_approval_timeout(make_client: Any) -> None:

@@ -142,7 +142,7 @@ def populate(url: str) -> History:
 
         def submit(tool: str, operation: str, via: Governor = gov, **params: Any) -> str:
             ctx = {"agent_id": "billing-bot", "note": "café ☕"}
-            return str(via.submit(agent, Submission(tool, operation, params, ctx))["id"])
+            return str(via.submit(agent, Submission(tool, operation, params, ctx, reattach=False))["id"])
 
         started = time.time()
         expiring = submit("refund", "process", via=hasty, amount=300, customer_id="cus_exp")

@@ -53,7 +53,9 @@ class Api:
         return self.http.request(method, path, headers=auth(key), **kwargs)
 
     def submit(self, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
-        r = self.call("POST", "/v1/actions", key, json={"tool": tool, "operation": operation, "params": params})
+        r = self.call(
+            "POST", "/v1/actions", key, json={"tool": tool, "operation": operation, "params": params, "reattach": False}
+        )
         assert r.status_code == 201, r.text
         return dict(r.json())
 

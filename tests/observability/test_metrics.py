@@ -41,7 +41,7 @@ def test_metrics_count_decisions_latencies_pending_and_reloads(
     agent, approver = server.create_key("agent"), server.create_key("approver")
 
     def submit(amount: float, tool: str = "refund", operation: str = "process") -> dict[str, Any]:
-        body = {"tool": tool, "operation": operation, "params": {"amount": amount}, "context": {}}
+        body = {"tool": tool, "operation": operation, "params": {"amount": amount}, "reattach": False}
         r = server.post("/v1/actions", json=body, headers=auth(agent))
         assert r.status_code == 201, r.text
         return dict(r.json())

@@ -50,7 +50,7 @@ rules:
 def submit(server: ServerProcess, key: str, amount: float = 50) -> dict[str, Any]:
     r = httpx.post(
         server.url + "/v1/actions",
-        json={"tool": "refund", "operation": "process", "params": {"amount": amount}},
+        json={"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False},
         headers=auth(key),
         timeout=10,
     )

@@ -65,7 +65,7 @@ rules:
 
 
 def submit(server: InProcessServer, key: str, tool: str, operation: str, **params: Any) -> dict[str, Any]:
-    body = {"tool": tool, "operation": operation, "params": params}
+    body = {"tool": tool, "operation": operation, "params": params, "reattach": False}
     r = server.post("/v1/actions", json=body, headers=auth(key))
     assert r.status_code == 201, r.text
     return dict(r.json())

@@ -27,7 +27,7 @@ rules:
 
 
 def submit(server: ServerProcess | InProcessServer, key: str, amount: float, tool: str = "refund") -> dict[str, Any]:
-    body = {"tool": tool, "operation": "process", "params": {"amount": amount}}
+    body = {"tool": tool, "operation": "process", "params": {"amount": amount}, "reattach": False}
     r = server.post("/v1/actions", json=body, headers=auth(key), timeout=10)
     assert r.status_code == 201, r.text
     return dict(r.json())

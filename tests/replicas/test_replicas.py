@@ -50,7 +50,7 @@ def replicas(pg_url: str, start_server: Callable[..., ServerProcess]) -> Replica
 
 
 def submit(server: ServerProcess, key: str, amount: float = 500, **body: Any) -> dict[str, Any]:
-    payload = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "context": {}} | body
+    payload = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "reattach": False} | body
     r = httpx.post(server.url + "/v1/actions", json=payload, headers=auth(key), timeout=30)
     assert r.status_code == 201, r.text
     return dict(r.json())

@@ -69,7 +69,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
 
 
 def submit(server: ServerProcess, key: str, tool: str = "refund", operation: str = "process", **kw: Any) -> Any:
-    body = {"tool": tool, "operation": operation, "params": kw.pop("params", {"amount": 500}), **kw}
+    body = {"tool": tool, "operation": operation, "params": kw.pop("params", {"amount": 500}), "reattach": False, **kw}
     r = httpx.post(server.url + "/v1/actions", json=body, headers=auth(key), timeout=10)
     assert r.status_code == 201, r.text
     return r.json()

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from faramesh.config import Settings, parse_duration
+from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT, Settings, parse_timeout
 from faramesh.model import Role
 
 
@@ -39,8 +39,16 @@ from faramesh.model import Role
 @click.option(
     "--approval-timeout",
     envvar="FARAMESH_APPROVAL_TIMEOUT",
-    default=None,
-    help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout.",
+    default="24h",
+    show_default=True,
+    help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout; 'never' keeps them open.",
+)
+@click.option(
+    "--approval-lapse",
+    envvar="FARAMESH_APPROVAL_LAPSE",
+    default="1h",
+    show_default=True,
+    help="Cancel an approval the submitting agent has not picked up within this long; 'never' keeps it valid.",
 )
 @click.option("--max-body-bytes", envvar="FARAMESH_MAX_BODY_BYTES", default=1024 * 1024, show_default=True, type=int)
 @click.option(
@@ -106,6 +114,7 @@ def serve(
     policy_watch_interval: float,
     database_url: str,
     approval_timeout: str | None,
+    approval_lapse: str | None,
     max_body_bytes: int,
     max_header_bytes: int,
     rate_limit: str,
@@ -128,9 +137,13 @@ def serve(
     from faramesh.storage import Store
 
     try:
-        timeout = parse_duration(approval_timeout)
+        timeout = parse_timeout(approval_timeout, DEFAULT_APPROVAL_TIMEOUT)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--approval-timeout") from None
+    try:
+        lapse = parse_timeout(approval_lapse, DEFAULT_APPROVAL_LAPSE)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--approval-lapse") from None
     try:
         parse_rate(rate_limit)
     except ValueError as exc:
@@ -143,6 +156,7 @@ def serve(
         shadow_policy=shadow_policy,
         policy_watch_interval=policy_watch_interval,
         approval_timeout=timeout,
+        approval_lapse=lapse,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
         rate_limit=rate_limit,

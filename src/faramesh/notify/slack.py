@@ -36,6 +36,7 @@ _TITLES = {
     "action.approved": "Approved",
     "action.denied": "Denied",
     "action.expired": "Expired",
+    "action.cancelled": "Cancelled",
     "action.succeeded": "Succeeded",
     "action.failed": "Failed",
 }

@@ -41,12 +41,21 @@ EVENT_TYPES = (
     "action.approved",
     "action.denied",
     "action.expired",
+    "action.cancelled",
+    "action.picked_up",
+    "action.reattached",
     "action.succeeded",
     "action.failed",
 )
 FORMATS = ("json", "slack")
 # What a Slack channel wants to hear about unless told otherwise.
-SLACK_DEFAULT_EVENTS = ("action.pending_approval", "action.approved", "action.denied", "action.expired")
+SLACK_DEFAULT_EVENTS = (
+    "action.pending_approval",
+    "action.approved",
+    "action.denied",
+    "action.expired",
+    "action.cancelled",
+)
 MAX_URL = 2000
 MAX_SECRET = 500
 

@@ -214,7 +214,7 @@ class PolicyCompiler:
                 node.loc,
                 key,
                 f"rule {rule_id} requires approval but sets no approval.timeout; "
-                "the server's default approval timeout, if any, applies",
+                "the server's default approval timeout applies (24h unless configured)",
             )
         spec: dict[str, Any] = {
             "id": rule_id,

@@ -86,6 +86,7 @@ def _submit_body(
     params: dict[str, Any] | None,
     context: dict[str, Any] | None,
     agent_id: str | None,
+    reattach: bool = True,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "tool": tool,
@@ -95,6 +96,8 @@ def _submit_body(
     }
     if agent_id is not None:
         body["agent_id"] = agent_id
+    if not reattach:  # sent only when opting out, so older servers see the body they know
+        body["reattach"] = False
     return body
 
 
@@ -132,9 +135,10 @@ class BaseClient:
         context: dict[str, Any] | None,
         agent_id: str | None,
         idempotency_key: str | None,
+        reattach: bool = True,
     ) -> APIRequest:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        body = _submit_body(tool, operation, params, context, agent_id)
+        body = _submit_body(tool, operation, params, context, agent_id, reattach)
         return self._build("POST", "/v1/actions", json=body, headers=headers)
 
     def _get_action_request(self, action_id: str) -> APIRequest:
@@ -166,6 +170,9 @@ class BaseClient:
 
     def _deny_action_request(self, action_id: str, reason: str | None) -> APIRequest:
         return self._build("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
+
+    def _cancel_action_request(self, action_id: str, reason: str | None) -> APIRequest:
+        return self._build("POST", f"/v1/actions/{action_id}/cancel", json={"reason": reason})
 
     def _get_action_events_request(self, action_id: str) -> APIRequest:
         return self._build("GET", f"/v1/actions/{action_id}/events", unwrap="events")

@@ -73,9 +73,16 @@ class ExecutionGovernorClient(BaseClient):
         *,
         agent_id: str | None = None,
         idempotency_key: str | None = None,
+        reattach: bool = True,
     ) -> dict[str, Any]:
-        """Submit an action; the returned dict's `status` is the decision."""
-        return self._send(self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key))
+        """Submit an action; the returned dict's `status` is the decision.
+
+        An identical call while an earlier one is still held (or approved and not yet
+        run) returns that action with `reattached: True`; `reattach=False` always
+        creates a new one."""
+        return self._send(
+            self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key, reattach)
+        )
 
     def get_action(self, action_id: str) -> dict[str, Any]:
         """The action as it is now."""
@@ -131,6 +138,11 @@ class ExecutionGovernorClient(BaseClient):
     def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         """Deny; the reason is shown to the agent."""
         return self._send(self._deny_action_request(action_id, reason))
+
+    def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Withdraw an action this key submitted while it is held (or approved and not yet
+        run): it becomes `cancelled`, and approving it afterwards is refused."""
+        return self._send(self._cancel_action_request(action_id, reason))
 
     def get_action_events(self, action_id: str) -> list[dict[str, Any]]:
         """The action's audit trail."""
@@ -251,10 +263,11 @@ class AsyncExecutionGovernorClient(BaseClient):
         *,
         agent_id: str | None = None,
         idempotency_key: str | None = None,
+        reattach: bool = True,
     ) -> dict[str, Any]:
-        """Submit an action; the returned dict's `status` is the decision."""
+        """Submit an action; see ExecutionGovernorClient.submit_action."""
         return await self._send(
-            self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key)
+            self._submit_action_request(tool, operation, params, context, agent_id, idempotency_key, reattach)
         )
 
     async def get_action(self, action_id: str) -> dict[str, Any]:
@@ -308,6 +321,10 @@ class AsyncExecutionGovernorClient(BaseClient):
     async def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         """Deny; the reason is shown to the agent."""
         return await self._send(self._deny_action_request(action_id, reason))
+
+    async def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Withdraw a held action; see ExecutionGovernorClient.cancel_action."""
+        return await self._send(self._cancel_action_request(action_id, reason))
 
     async def get_action_events(self, action_id: str) -> list[dict[str, Any]]:
         """The action's audit trail."""

@@ -20,6 +20,7 @@ from faramesh.policy import Effect, PolicyError
 from faramesh.server.auth import AdminIdentity, CurrentIdentity
 from faramesh.server.jsonbody import FastJSONResponse, StrictJSONRoute
 from faramesh.service import Governor, Submission
+from faramesh.service.presence import HEARTBEAT as PRESENCE_HEARTBEAT
 from faramesh.validation import ASCII_DIGITS, parse_ascii_int
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute, default_response_class=FastJSONResponse)
@@ -37,6 +38,11 @@ class SubmitBody(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="the arguments the agent will use")
     context: dict[str, Any] = Field(default_factory=dict, description="extra facts, e.g. agent_id")
     agent_id: StrictStr | None = Field(default=None, description="claimed agent id (bound keys override)")
+    reattach: StrictBool = Field(
+        default=True,
+        description="false: never answer with an identical action still held or approved and not yet run "
+        "(an identical retry is otherwise re-attached to it)",
+    )
 
 
 class ReasonBody(BaseModel):
@@ -100,6 +106,7 @@ def _submission(body: SubmitBody, idempotency_key: str | None) -> Submission:
         context=body.context,
         agent_id=body.agent_id,
         idempotency_key=idempotency_key,
+        reattach=body.reattach,
     )
 
 
@@ -112,7 +119,8 @@ async def submit_action(
 ) -> FastJSONResponse:
     g = gov(request)
     action = await run_in_threadpool(g.submit, identity, _submission(body, idempotency_key))
-    return FastJSONResponse(action, status_code=201)
+    # 200, not 201: an identical held action was picked up instead of creating one.
+    return FastJSONResponse(action, status_code=200 if action.get("reattached") else 201)
 
 
 @router.get("/actions", summary="List actions, newest first")
@@ -165,16 +173,21 @@ async def wait_action(
     with g.hub.subscribe(action_id, key_id=identity.key_id) as sub:
         status = await run_in_threadpool(g.get_status, identity, action_id)
         deadline = time.monotonic() + timeout
+        present_at = -PRESENCE_HEARTBEAT  # when this wait last told the store its agent is here
         while status is Status.PENDING_APPROVAL:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            event = await sub.get(timeout=min(left, g.hub.recheck_interval))
+            if time.monotonic() - present_at >= PRESENCE_HEARTBEAT:
+                await run_in_threadpool(g.agent_waiting, identity, action_id)
+                present_at = time.monotonic()
+            event = await sub.get(timeout=min(left, g.hub.recheck_interval, PRESENCE_HEARTBEAT))
             if event is None:
                 # Belt and braces: re-read in case a change happened in another process.
                 status = await run_in_threadpool(g.get_status, identity, action_id)
             elif event.action is not None:
                 status = Status(event.action["status"])
+        # The answer picks up an approval (see service/presence.py) before it is given.
         action = await run_in_threadpool(g.get, identity, action_id)
         sub.check()  # a key revoked while the action was read gets nothing
     return action
@@ -215,6 +228,14 @@ async def approval(
     g = gov(request)
     decide = g.approve if body.approve else g.deny
     return await run_in_threadpool(lambda: decide(identity, action_id, reason=body.reason, token=body.token))
+
+
+@router.post("/actions/{action_id}/cancel", summary="Withdraw a held action (its agent or an admin)")
+async def cancel_action(
+    action_id: ActionId, request: Request, identity: CurrentIdentity, body: ReasonBody | None = None
+) -> dict[str, Any]:
+    body = body or ReasonBody()
+    return await run_in_threadpool(lambda: gov(request).cancel(identity, action_id, reason=body.reason))
 
 
 @router.post("/actions/{action_id}/result", summary="Report the outcome of an executed action")

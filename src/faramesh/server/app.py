@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
                 store,
                 policy,
                 approval_timeout=settings.approval_timeout,
+                approval_lapse=settings.approval_lapse,
                 telemetry=Telemetry(),
                 shadow_policy=load_shadow_policy(settings),
             )

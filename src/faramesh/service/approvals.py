@@ -153,6 +153,8 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
     else:
         new_status, event = Status.DENIED, "action.denied"
     values = _new_values(row, vote, new_status, done, edit, now)
+    if new_status is Status.APPROVED and g.approval_lapse is not None:
+        values["lapses_at"] = now + g.approval_lapse  # permission to run now, not next month
     if not actions_repo.compare_and_set(
         conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):

@@ -1,4 +1,11 @@
-"""Expiry: a pending action whose approval window has passed is denied.
+"""Expiry: a pending action whose approval window has passed is denied, and an approval
+nobody picked up lapses (the action is cancelled).
+
+No approval is open forever: a held action whose rule sets no timeout gets the server's
+(`DEFAULT_APPROVAL_TIMEOUT` unless configured, "never" only when set explicitly). An
+approval is permission to run now: when the submitting agent has not picked it up
+(see service/presence.py) within the server's lapse time, it is cancelled, so an agent
+that gave up long ago cannot run it next month and approvers see that nothing ran.
 
 One algorithm for every database: each transaction takes the pending action that
 expired first and denies it. On PostgreSQL the pick locks its row and skips rows
@@ -12,13 +19,20 @@ from collections.abc import Callable
 from typing import Any
 
 from faramesh import audit
+from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
+from faramesh.errors import Conflict
 from faramesh.model import Status
+from faramesh.service.cancel import cancel_row
 from faramesh.service.durations import humanize
 from faramesh.storage import Store, actions_repo
 from faramesh.storage.actions_repo import Connection
 
+__all__ = ["DEFAULT_APPROVAL_LAPSE", "DEFAULT_APPROVAL_TIMEOUT", "expire_due", "lapse_due", "next_expiry"]
+
 ACTOR = "system:expiry"
+LAPSE_ACTOR = "system:lapse"
 _PENDING = Status.PENDING_APPROVAL.value
+_APPROVED = Status.APPROVED.value
 
 
 def expire_due(store: Store, now: float, batch: int, on_expired: Callable[[Any, int], None]) -> int:
@@ -64,6 +78,45 @@ def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] 
     return actions_repo.get(conn, action_id), seq
 
 
+def lapse_due(store: Store, now: float, batch: int, on_lapsed: Callable[[Any, int], None]) -> int:
+    """Cancel up to `batch` approvals not picked up by their lapse time, calling
+    `on_lapsed(row, seq)` after each commit. Returns how many."""
+    lapsed = 0
+    for _ in range(batch):
+        outcome = store.write(lambda conn: _lapse_next(store, conn, now))
+        if outcome is None:
+            break
+        lapsed += 1
+        on_lapsed(*outcome)
+    return lapsed
+
+
+def _lapse_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] | None:
+    action_id = actions_repo.next_lapsed(conn, _APPROVED, now)
+    if action_id is None:
+        return None
+    row = actions_repo.get(conn, action_id)
+    if row is None or row.status != _APPROVED or row.picked_up_at is not None or row.lapses_at is None:
+        return None
+    # Nothing else updates an approved row before its pick-up, so updated_at is the approval.
+    reason = (
+        "Approval lapsed: the agent did not pick it up within "
+        f"{humanize(round(row.lapses_at - row.updated_at, 3))} of the approval, so it was not run"
+    )
+    try:
+        return cancel_row(conn, store, row, actor=LAPSE_ACTOR, reason=reason, now=now)
+    except Conflict:  # picked up or decided meanwhile
+        return None
+
+
 def next_expiry(store: Store) -> float | None:
-    """When the next pending action expires, if any does."""
-    return store.read(lambda conn: actions_repo.earliest_expiry(conn, _PENDING))
+    """When the next pending action expires or unused approval lapses, if any does."""
+
+    def read(conn: Connection) -> float | None:
+        due = [
+            actions_repo.earliest_expiry(conn, _PENDING),
+            actions_repo.earliest_lapse(conn, _APPROVED),
+        ]
+        return min((d for d in due if d is not None), default=None)
+
+    return store.read(read)

@@ -22,7 +22,20 @@ from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Policy
-from faramesh.service import agents, approvals, expiry, keys, reads, results, submit, views, webhooks
+from faramesh.service import (
+    agents,
+    approvals,
+    cancel,
+    expiry,
+    keys,
+    presence,
+    reads,
+    results,
+    submit,
+    views,
+    webhooks,
+)
+from faramesh.service.expiry import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
 from faramesh.service.submit import Submission
 from faramesh.shadow import ShadowStats
 from faramesh.storage import Store
@@ -39,7 +52,8 @@ class Governor:
         policy: Policy,
         *,
         hub: EventHub | None = None,
-        approval_timeout: float | None = None,
+        approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT,
+        approval_lapse: float | None = DEFAULT_APPROVAL_LAPSE,
         clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
         shadow_policy: Policy | None = None,
@@ -49,7 +63,10 @@ class Governor:
         self._policy_loaded_at = clock()
         self._policy_lock = threading.Lock()
         self.hub = hub or EventHub()
+        # Seconds a held action waits for people when its rule sets none (None: forever,
+        # only when configured so), and an approval nobody picked up stays valid.
         self.approval_timeout = approval_timeout
+        self.approval_lapse = approval_lapse
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
         # A candidate policy evaluated beside the active one; it never decides anything.
@@ -162,19 +179,32 @@ class Governor:
     def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
         started_ns = time.time_ns()
         done = submit.submit(self, identity, sub)
+        if done.reattached:
+            self._publish("action.reattached", done.row, done.seq)
+            return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": True}
         if not done.created:
-            return views.to_api(done.row, identity, counted=reads.counted(self.store, done.row))
+            return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": False}
         if done.shadow is not None:
             self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
             self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)
         self._publish("action.created", done.row, done.seq, counted=0)
         self._observe(self.telemetry.submitted, done.row, started_ns)
-        return views.to_api(done.row, identity, counted=0)
+        return self._view(done.row, identity, counted=0) | {"reattached": False}
 
     # -- reads ------------------------------------------------------------------
     def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        """The action; when its own agent reads an approval, the approval is picked up."""
         row, votes = reads.get(self.store, identity, action_id)
-        return views.to_api(row, identity, votes)
+        if presence.needs_pickup(row, identity):
+            # Committed before the agent is told "approved"; a lapse that won is shown instead.
+            row, seq = presence.pick_up(self, identity, row)
+            if seq is not None:
+                self._publish(presence.PICKED_UP, row, seq)
+        return self._view(row, identity, votes)
+
+    def agent_waiting(self, identity: Identity, action_id: str) -> None:
+        """Note that the caller waits on the action (presence, when it is the submitter)."""
+        presence.touch(self, identity, action_id)
 
     def get_status(self, identity: Identity, action_id: str) -> Status:
         return reads.get_status(self.store, identity, action_id)
@@ -208,7 +238,7 @@ class Governor:
             cursor=cursor,
             offset=offset,
         )
-        return [views.to_api(r, identity, counted=page.counted.get(r.id)) for r in page.rows], page.next_cursor
+        return [self._view(r, identity, counted=page.counted.get(r.id)) for r in page.rows], page.next_cursor
 
     def events(self, identity: Identity, action_id: str) -> list[dict[str, Any]]:
         return [views.event_view(r) for r in reads.events(self.store, identity, action_id)]
@@ -222,7 +252,7 @@ class Governor:
         row = self.store.read(lambda conn: reads.access.load(conn, action_id))
         if row is None:
             return None
-        return views.to_api(row, None, counted=reads.counted(self.store, row)), row.submitted_by
+        return self._view(row, None, counted=reads.counted(self.store, row)), row.submitted_by
 
     # -- decisions --------------------------------------------------------------
     def approve(
@@ -277,7 +307,13 @@ class Governor:
             expected_hash=expected_hash,
         )
         self._publish(done.event, done.row, done.seq, counted=done.counted)
-        return views.to_api(done.row, identity, done.votes)
+        return self._view(done.row, identity, done.votes)
+
+    def cancel(self, identity: Identity, action_id: str, *, reason: Any = None) -> dict[str, Any]:
+        """Withdraw a held (or approved, not yet run) action: by its agent or an admin."""
+        row, seq = cancel.cancel(self, identity, action_id, reason=reason)
+        self._publish(cancel.EVENT, row, seq)
+        return self._view(row, identity, counted=reads.counted(self.store, row))
 
     # -- results ----------------------------------------------------------------
     def report_result(
@@ -292,18 +328,27 @@ class Governor:
         row, seq, event = results.report(self, identity, action_id, success=success, result=result, error=error)
         counted = reads.counted(self.store, row)
         self._publish(event, row, seq, counted=counted)
-        return views.to_api(row, identity, counted=counted)
+        return self._view(row, identity, counted=counted)
 
     # -- expiry -----------------------------------------------------------------
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:
-        """Deny every pending action whose approval window has passed. Returns how many."""
+        """Deny every pending action whose approval window has passed, and cancel every
+        approval that lapsed unused. Returns how many actions changed."""
         now = self.clock() if now is None else now
-        return expiry.expire_due(self.store, now, batch, lambda row, seq: self._publish("action.expired", row, seq))
+        expired = expiry.expire_due(self.store, now, batch, lambda row, seq: self._publish("action.expired", row, seq))
+        lapsed = expiry.lapse_due(self.store, now, batch, lambda row, seq: self._publish(cancel.EVENT, row, seq))
+        return expired + lapsed
 
     def next_expiry(self) -> float | None:
+        """When the next held action expires or approval lapses, if any does."""
         return expiry.next_expiry(self.store)
 
     # -- output -----------------------------------------------------------------
+    def _view(
+        self, row: Any, identity: Identity | None, approval_rows: Any = None, *, counted: int | None = None
+    ) -> dict[str, Any]:
+        return views.to_api(row, identity, approval_rows, counted=counted, now=self.clock())
+
     def _counted(self, row: Any) -> int | None:
         return reads.counted(self.store, row)
 
@@ -315,7 +360,7 @@ class Governor:
                 seq=seq,
                 type=event_type,
                 action_id=row.id,
-                action=views.to_api(row, None, counted=counted),
+                action=self._view(row, None, counted=counted),
                 data={"submitted_by": row.submitted_by},
             )
         )

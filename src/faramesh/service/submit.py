@@ -17,7 +17,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy
-from faramesh.service import limits
+from faramesh.service import limits, reattach
 from faramesh.service.agents import resolve_agent
 from faramesh.shadow import ShadowDecision, shadow_decide
 from faramesh.storage import DuplicateRow, actions_repo
@@ -46,6 +46,7 @@ class Submission:
     context: dict[str, Any]
     agent_id: str | None = None  # top-level claim (published faramesh-sdk)
     idempotency_key: str | None = None
+    reattach: bool = True  # False: never pick up an identical held action (see reattach.py)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Submitted:
     seq: int
     decision: Decision
     shadow: ShadowDecision | None
+    reattached: bool = False  # an identical held action was picked up instead
 
 
 def _agent(identity: Identity, agent_id: str) -> dict[str, Any]:
@@ -135,16 +137,16 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
         )
     req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, str(uuid.uuid4()), now)
     try:
-        row, created, seq = g.store.write(lambda conn: _txn(g, conn, req))
+        row, created, seq, reattached = g.store.write(lambda conn: _txn(g, conn, req))
     except DuplicateRow:
         # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
         if sub.idempotency_key is None:
             raise
-        row, created, seq = g.store.write(lambda conn: _txn(g, conn, req))
-    return Submitted(row, created, seq, decision, shadow)
+        row, created, seq, reattached = g.store.write(lambda conn: _txn(g, conn, req))
+    return Submitted(row, created, seq, decision, shadow, reattached)
 
 
-def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int]:
+def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, bool]:
     sub, decision = req.sub, req.decision
     if sub.idempotency_key is not None:
         existing = actions_repo.find_idempotent(conn, req.identity.key_id, sub.idempotency_key)
@@ -155,7 +157,12 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int]:
                     field="Idempotency-Key",
                     code="idempotency_mismatch",
                 )
-            return existing, False, 0
+            return existing, False, 0, False
+    if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
+        held = reattach.find(conn, req.identity, req.agent_id, req.rhash)
+        attached = reattach.attach(conn, g.store, req.identity, held, req.now) if held is not None else None
+        if attached is not None:
+            return attached[0], False, attached[1], True
     effect, reason = decision.effect, decision.reason
     if effect is not Effect.DENY and decision.limits:
         tripped = limits.reserve(
@@ -192,7 +199,7 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int]:
         | _shadow_audit(req),
     )
     g.store.notify(conn, type="action.created", action_id=req.action_id, seq=seq)
-    return actions_repo.get(conn, req.action_id), True, seq
+    return actions_repo.get(conn, req.action_id), True, seq, False
 
 
 def _row_values(g: Governor, req: _Request, status: Status, effect: Effect, reason: str) -> dict[str, Any]:
@@ -206,6 +213,7 @@ def _row_values(g: Governor, req: _Request, status: Status, effect: Effect, reas
         "rule_id": decision.rule_id,
         "policy_hash": req.policy_hash,
         "request_hash": req.rhash,
+        "submitted_hash": req.rhash,
         "tool": sub.tool,
         "operation": sub.operation,
         "params": orjson.dumps(sub.params).decode(),

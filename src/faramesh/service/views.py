@@ -12,6 +12,7 @@ import orjson
 from faramesh.audit import AuditRecord
 from faramesh.model import Identity, Status
 from faramesh.policy import Effect
+from faramesh.service import presence
 from faramesh.service.approvals import counted_approvals, vote_counts
 
 # How the published faramesh-sdk names a decision (as /v1/gate/decide answers).
@@ -25,10 +26,16 @@ def iso(ts: float | None) -> str | None:
 
 
 def to_api(
-    row: Any, identity: Identity | None, approval_rows: Sequence[Any] | None = None, *, counted: int | None = None
+    row: Any,
+    identity: Identity | None,
+    approval_rows: Sequence[Any] | None = None,
+    *,
+    counted: int | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The action as the API shows it. `counted` (or `approval_rows`, to count from) gives
-    `approval.counted`, the votes that count toward the quorum now."""
+    `approval.counted`, the votes that count toward the quorum now; `now` (the service's
+    clock) decides whether the agent counts as waiting."""
     status = Status(row.status)
     if approval_rows is not None:
         counted = counted_approvals(approval_rows, row.request_hash)
@@ -61,6 +68,7 @@ def to_api(
         "version": row.version,
     }
     data |= _shadow_view(row)
+    data["presence"] = _presence_view(row, now)
     if row.decision == Effect.REQUIRE_APPROVAL.value:
         data["approval"] = _approval_view(row, counted)
     if approval_rows is not None:
@@ -87,10 +95,21 @@ def _approval_view(row: Any, counted: int | None) -> dict[str, Any]:
         "quorum": row.approval_quorum,
         "approvers": orjson.loads(row.approval_groups) if row.approval_groups else [],
         "expires_at": iso(row.expires_at),
+        # An approval nobody picked up by then is cancelled (see service/presence.py).
+        "lapses_at": iso(row.lapses_at) if row.picked_up_at is None else None,
+        "picked_up_at": iso(row.picked_up_at),
     }
     if counted is not None:
         view["counted"] = counted
     return view
+
+
+def _presence_view(row: Any, now: float | None) -> dict[str, Any]:
+    seen = row.agent_seen_at
+    return {
+        "agent_waiting": now is not None and presence.agent_waiting(row, now),
+        "agent_seen_at": iso(seen),
+    }
 
 
 def _vote_view(vote: Any, current_hash: str) -> dict[str, Any]:

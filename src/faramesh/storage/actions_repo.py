@@ -23,12 +23,16 @@ __all__ = [
     "compare_and_set",
     "current_status",
     "earliest_expiry",
+    "earliest_lapse",
     "find_idempotent",
+    "find_reattachable",
     "get",
     "get_for_update",
     "insert",
     "list_page",
     "next_due",
+    "next_lapsed",
+    "touch_presence",
 ]
 
 ActionRow = Any  # a row with the actions columns as attributes
@@ -62,6 +66,30 @@ def get_for_update(conn: Connection, action_id: str) -> ActionRow | None:
 def find_idempotent(conn: Connection, submitted_by: str, key: str) -> ActionRow | None:
     """The action this key already submitted under this Idempotency-Key, if any."""
     return conn.execute(_BY_IDEMPOTENCY_KEY, {"submitted_by": submitted_by, "key": key}).first()
+
+
+_REATTACHABLE = (
+    select(actions)
+    .where(
+        actions.c.submitted_hash == bindparam("rhash"),
+        actions.c.agent_id == bindparam("agent_id"),
+        actions.c.status.in_(bindparam("statuses", expanding=True)),
+    )
+    .order_by(actions.c.seq.desc())
+    .limit(1)
+)
+
+
+def find_reattachable(conn: Connection, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
+    """The newest action of this agent submitted with this request hash and now in one of
+    `statuses` (the caller names those a retry may pick up), if any."""
+    return conn.execute(_REATTACHABLE, {"rhash": rhash, "agent_id": agent_id, "statuses": list(statuses)}).first()
+
+
+def touch_presence(conn: Connection, action_id: str, now: float) -> None:
+    """Note that the submitting agent is waiting on the action now. Not a state change:
+    no version bump, so it never races a decision's compare-and-set."""
+    conn.execute(update(actions).where(actions.c.id == action_id).values(agent_seen_at=now))
 
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> None:
@@ -153,4 +181,27 @@ def next_due(conn: Connection, status: str, now: float) -> str | None:
 
 def earliest_expiry(conn: Connection, status: str) -> float | None:
     value = conn.execute(select(func.min(actions.c.expires_at)).where(actions.c.status == status)).scalar()
+    return float(value) if value is not None else None
+
+
+def next_lapsed(conn: Connection, status: str, now: float) -> str | None:
+    """Like `next_due`, for approvals whose pick-up deadline (`lapses_at`) passed unused."""
+    return conn.execute(
+        select(actions.c.id)
+        .where(
+            actions.c.status == status,
+            actions.c.lapses_at.is_not(None),
+            actions.c.lapses_at <= now,
+            actions.c.picked_up_at.is_(None),
+        )
+        .order_by(actions.c.lapses_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar()
+
+
+def earliest_lapse(conn: Connection, status: str) -> float | None:
+    value = conn.execute(
+        select(func.min(actions.c.lapses_at)).where(actions.c.status == status, actions.c.picked_up_at.is_(None))
+    ).scalar()
     return float(value) if value is not None else None

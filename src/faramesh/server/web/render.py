@@ -36,6 +36,7 @@ STATUS_LABELS = {
     "approved": "Approved",
     "succeeded": "Succeeded",
     "failed": "Failed",
+    "cancelled": "Cancelled",
 }
 EVENT_LABELS = {
     "action.submitted": "Submitted",
@@ -43,6 +44,9 @@ EVENT_LABELS = {
     "action.approved": "Approved",
     "action.denied": "Denied",
     "action.expired": "Expired",
+    "action.cancelled": "Cancelled",
+    "action.picked_up": "Agent picked up the approval",
+    "action.reattached": "Agent retried; re-attached",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
 }
