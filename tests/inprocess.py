@@ -195,6 +195,7 @@ def inprocess_server(
             store,
             active,
             approval_timeout=config.approval_timeout,
+            approval_lapse=config.approval_lapse,
             clock=clock,
             telemetry=Telemetry(),
             shadow_policy=load_shadow_policy(config),

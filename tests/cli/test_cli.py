@@ -58,7 +58,7 @@ def test_approve_deny_and_conflicts(server: ServerProcess) -> None:
         r = httpx.post(
             server.url + "/v1/actions",
             headers=auth(agent),
-            json={"tool": "refund", "operation": "process", "params": {"amount": 500}},
+            json={"tool": "refund", "operation": "process", "params": {"amount": 500}, "reattach": False},
         )
         ids.append(r.json()["id"])
 

@@ -482,3 +482,28 @@ def test_a_malformed_form_is_an_html_error_not_a_crash(web_server: ServerProcess
     assert r.headers["content-type"].startswith("text/html")
     assert "Too many fields" in r.text
     assert client.get("/").status_code == 200  # still logged in
+
+
+def test_a_cancelled_action_leaves_the_queue_and_its_page_says_so(
+    web_server: ServerProcess, admin: httpx.Client
+) -> None:
+    agent_key = web_server.create_key("agent")
+    action = submit(web_server, agent_key, params={"amount": 777, "note": "cancel me"})
+    page = admin.get(f"/actions/{action['id']}").text
+    assert "The agent has not waited on it" in page
+    assert action["id"] in admin.get("/").text
+
+    r = httpx.post(
+        web_server.url + f"/v1/actions/{action['id']}/cancel",
+        json={"reason": "the user closed the chat"},
+        headers=auth(agent_key),
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert action["id"] not in admin.get("/").text
+    page = unescape(admin.get(f"/actions/{action['id']}").text)
+    assert 'class="status status-cancelled"' in page and "Cancelled" in page
+    assert "the user closed the chat" in page
+    assert 'id="decision-form"' not in page
+    listed = unescape(admin.get("/history", params={"status": "cancelled"}).text)
+    assert action["id"][:8] in listed

@@ -48,7 +48,9 @@ def new_key(g: Governor, role: str, **kw: Any) -> tuple[Identity, str]:
 
 
 def held(g: Governor, agent: Identity, amount: int = 500) -> dict[str, Any]:
-    action = g.submit(agent, Submission(tool="refund", operation="process", params={"amount": amount}, context={}))
+    action = g.submit(
+        agent, Submission(tool="refund", operation="process", params={"amount": amount}, context={}, reattach=False)
+    )
     assert action["status"] == "pending_approval"
     return action
 

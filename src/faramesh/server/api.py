@@ -155,7 +155,7 @@ async def list_actions(
 
 @router.get("/actions/{action_id}", summary="Get one action")
 async def get_action(action_id: ActionId, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
-    return await run_in_threadpool(gov(request).get, identity, action_id)
+    return await run_in_threadpool(lambda: gov(request).get(identity, action_id, pick_up=True))
 
 
 @router.get("/actions/{action_id}/wait", summary="Wait until the action leaves pending_approval")
@@ -188,7 +188,7 @@ async def wait_action(
             elif event.action is not None:
                 status = Status(event.action["status"])
         # The answer picks up an approval (see service/presence.py) before it is given.
-        action = await run_in_threadpool(g.get, identity, action_id)
+        action = await run_in_threadpool(lambda: g.get(identity, action_id, pick_up=True))
         sub.check()  # a key revoked while the action was read gets nothing
     return action
 

@@ -192,10 +192,11 @@ class Governor:
         return self._view(done.row, identity, counted=0) | {"reattached": False}
 
     # -- reads ------------------------------------------------------------------
-    def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
-        """The action; when its own agent reads an approval, the approval is picked up."""
+    def get(self, identity: Identity, action_id: str, *, pick_up: bool = False) -> dict[str, Any]:
+        """The action. With `pick_up` (the agent's own read or wait answer, not a stream
+        replay or a page), an approval its submitting agent now sees is picked up."""
         row, votes = reads.get(self.store, identity, action_id)
-        if presence.needs_pickup(row, identity):
+        if pick_up and presence.needs_pickup(row, identity):
             # Committed before the agent is told "approved"; a lapse that won is shown instead.
             row, seq = presence.pick_up(self, identity, row)
             if seq is not None:

@@ -60,6 +60,7 @@ _ACTION_FIELDS = (
     "approval",
     "error",
     "request_hash",
+    "presence",
 )
 
 

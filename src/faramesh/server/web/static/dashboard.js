@@ -12,6 +12,7 @@
     approved: "Approved",
     succeeded: "Succeeded",
     failed: "Failed",
+    cancelled: "Cancelled",
   };
   const EVENTS = {
     "action.created": "Submitted",
@@ -20,6 +21,9 @@
     "action.approved": "Approved",
     "action.denied": "Denied",
     "action.expired": "Expired",
+    "action.cancelled": "Cancelled",
+    "action.picked_up": "Agent picked up the approval",
+    "action.reattached": "Agent retried; re-attached",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
   };
@@ -269,6 +273,12 @@
       addTimeline(ev.seq, ev.entry);
       document.querySelectorAll("[data-status]").forEach((el) => setStatus(el, a.status));
       document.getElementById("decided-by").textContent = a.decided_by || "—";
+      const presence = document.getElementById("presence");
+      if (presence && a.presence) {
+        // Only the changes that a new event can bring: the agent is back, or gone for good.
+        if (a.presence.agent_waiting) presence.textContent = "Agent is waiting";
+        else if (a.status !== PENDING && a.status !== "approved") presence.textContent = "—";
+      }
       document.getElementById("decision-reason").textContent = a.decision_reason || "—";
       showNewArguments(a, ev.entry);
       const given = document.getElementById("quorum-given");
