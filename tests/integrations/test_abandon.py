@@ -485,3 +485,37 @@ def test_kept_approval_that_nobody_picks_up_lapses(make_client: Callable[..., In
         refund(500)
     assert again.value.action_id != action_id
     assert calls == []
+
+
+def test_an_agent_that_stopped_waiting_does_not_pick_up_its_approval(
+    start_server: Callable[..., ServerProcess], bot: str
+) -> None:
+    # The cancelled call's long-poll is still open on the server when the person approves:
+    # it must not count as the agent picking the approval up, so the unused approval lapses.
+    server = start_server(policy=POLICY, extra_args=("--approval-lapse", "1s"))
+    key = server.create_key("agent")
+    calls: list[float] = []
+
+    with ExecutionGovernorClient(server.url, server.create_key("approver")) as person:
+
+        async def scenario() -> dict[str, Any]:
+            async with AsyncExecutionGovernorClient(server.url, key) as client:
+
+                @govern(tool="refund", operation="process", agent_id=bot, timeout=120, client=client)
+                async def refund(amount: float) -> None:
+                    calls.append(amount)
+
+                task = asyncio.create_task(refund(950))
+                held = await asyncio.to_thread(waited_on, person, bot)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                return held
+
+        held = asyncio.run(scenario())
+        person.approve_action(held["id"], "approved after the agent left")
+        status_becomes(person, held["id"], "cancelled")
+        lapsed = person.get_action(held["id"])
+        assert lapsed["decided_by"] == "system:lapse" and lapsed["approval"]["picked_up_at"] is None
+        assert "action.picked_up" not in events_of(person, held["id"])
+    assert calls == []
