@@ -38,6 +38,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+
+
 def load_policy(settings: Settings) -> Policy:
     """The policy the server starts with: its file, or the starter policy when it has none.
 
