@@ -23,6 +23,7 @@ from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
 from faramesh.server import api, api_docs, errors, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
+from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP
     if settings.log_format == "json":
         app.add_middleware(ActionLogContext)  # log lines of /v1/actions/{id}/… carry the action id
+    app.add_middleware(HttpMetrics)  # request counts and latency by route template and status
     if traces is not None:
         app.add_middleware(TracingMiddleware, tracing=traces)  # outermost: spans cover everything
 
