@@ -126,3 +126,11 @@ def test_serve_prints_dashboard_and_admin_key_once(start_server) -> None:  # typ
         assert "Log in with an approver or admin key" in "".join(again.output)
     finally:
         again.stop()
+
+
+def test_serve_prints_the_policy_warnings_at_start(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    policy = tmp_path / "warned.yaml"
+    policy.write_text("rules:\n  - {id: all, allow: true}\n  - {id: never, match: {tool: c}, deny: true}\n")
+    server: ServerProcess = start_server(policy=policy)
+    text = "".join(server.output)
+    assert "Policy warning:" in text and "rule all matches every action" in text and "never" in text
