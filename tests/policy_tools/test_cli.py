@@ -187,3 +187,16 @@ def test_init_writes_a_pack_and_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_every_policy_command_has_help(command: str) -> None:
     code, output = invoke("policy", command, "--help")
     assert code == 0 and "Usage: main policy " + command in output
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    good = run("policy", "validate", "--json", str(SEED_POLICY))
+    assert good.returncode == 0
+    result = json.loads(good.stdout)
+    assert result["valid"] is True and result["rules"] >= 1 and len(result["hash"]) == 64 and result["problems"] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - match:\n      tool: refund\n      amount_gtt: 5\n    allow: true\n")
+    broken = run("policy", "validate", "--json", str(bad))
+    assert broken.returncode == 1
+    [problem] = json.loads(broken.stdout)["problems"]
+    assert problem["line"] == 4 and "amount_gt" in problem["hint"] + problem["message"]

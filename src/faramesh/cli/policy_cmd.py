@@ -69,11 +69,15 @@ def policy_group() -> None:
 
 @policy_group.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False))
-def policy_validate(path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result (problems, warnings, hash) as JSON.")
+def policy_validate(path: str, as_json: bool) -> None:
     """Exit 0 when FILE is a valid policy; else print every problem and exit 1."""
     from faramesh.policy.tooling import validate_file
 
     result = validate_file(path)
+    if as_json:
+        echo_json(result.to_dict())
+        sys.exit(0 if result.ok else ExitCode.FAILED)
     lines = result.render()
     if not result.ok:
         _fail(lines)
