@@ -7,7 +7,7 @@ inside the command, through `require_server`, so `pip install faramesh` can run 
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,9 +25,9 @@ from faramesh.sdk.errors import FarameshAPIError, FarameshClientError, FarameshC
 if TYPE_CHECKING:
     from faramesh.storage import Store
 
-# What `pip install "faramesh[server]"` adds; a command that needs one of them says so.
 T = TypeVar("T")
 
+# What `pip install "faramesh[server]"` adds; a command that needs one of them says so.
 SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "jinja2", "prometheus_client")
 SERVER_INSTALL = 'pip install "faramesh[server]"'
 
@@ -88,18 +88,21 @@ def service_errors() -> Iterator[None]:
 
 def require_server(command: str) -> None:
     """Exit with the install command when this install lacks the server stack."""
-    missing = []
-    for name in SERVER_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    missing = [name for name in SERVER_MODULES if not _installed(name)]
     if missing:
         fail(
             f"`faramesh {command}` needs the server components, which this install does not have "
             f"(missing: {', '.join(missing)}). Install them with:\n\n    {SERVER_INSTALL}\n",
             ExitCode.USAGE,
         )
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
 
 
 def describe_database(database_url: str) -> str:
