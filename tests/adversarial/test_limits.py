@@ -458,12 +458,13 @@ def test_security_doc_lists_the_real_limits() -> None:
         assert options[name].default == setting.default == getattr(Settings(), name)
 
 
-def test_docs_pages_may_load_their_cdn_assets_but_not_be_framed(server: ServerProcess) -> None:
-    """Swagger UI and ReDoc need their CDN scripts; every other page keeps
-    `default-src 'none'`, and none may be framed."""
+def test_docs_pages_load_only_local_assets_and_cannot_be_framed(server: ServerProcess) -> None:
+    """Swagger UI and ReDoc load their scripts from this server only; every other page
+    keeps `default-src 'none'`, and none may be framed."""
     for path in ("/docs", "/redoc"):
         csp = httpx.get(server.url + path).headers["content-security-policy"]
-        assert "script-src 'unsafe-inline' https://cdn.jsdelivr.net" in csp
+        assert "script-src 'self' 'unsafe-inline';" in csp
+        assert "http" not in csp  # no other origin
         assert "frame-ancestors 'none'" in csp
     assert httpx.get(server.url + "/openapi.json").headers["content-security-policy"] == (
         "default-src 'none'; frame-ancestors 'none'"

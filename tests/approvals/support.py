@@ -147,6 +147,7 @@ def decide(
 def cli_key(database_url: str, role: str, *groups: str, name: str = "") -> tuple[str, str]:
     """Create a key with the CLI on the database directly: (key id, secret)."""
     args = ["keys", "create", "--role", role, "--database-url", database_url, "--name", name or f"cli {role}"]
+    args.append("--create-db")  # keys may be made before the server first starts
     for group in groups:
         args += ["--group", group]
     out = subprocess.run(faramesh_cmd(*args), capture_output=True, text=True, check=True)

@@ -68,7 +68,7 @@ def test_deny_needs_a_reason(srv: ServerProcess, keys: dict[str, str]) -> None:
 def test_agent_key_cannot_approve_from_the_cli(srv: ServerProcess, keys: dict[str, str]) -> None:
     action = submit(srv, keys["agent"], "refund", "process", amount=400)
     out = run(srv, keys["agent"], "approve", action["id"])
-    assert out.returncode == 1 and "HTTP 403" in out.stderr
+    assert out.returncode == 5 and "HTTP 403" in out.stderr
 
 
 def test_list_pending_approval(srv: ServerProcess, keys: dict[str, str]) -> None:

@@ -18,7 +18,17 @@ def test_keys_create_prints_key_alone_on_last_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'k.db'}"
     out = subprocess.run(
         faramesh_cmd(
-            "keys", "create", "--role", "agent", "--agent-id", "billing-bot", "--name", "bot", "--database-url", db
+            "keys",
+            "create",
+            "--role",
+            "agent",
+            "--agent-id",
+            "billing-bot",
+            "--name",
+            "bot",
+            "--database-url",
+            db,
+            "--create-db",
         ),
         capture_output=True,
         text=True,
@@ -34,7 +44,7 @@ def test_keys_create_prints_key_alone_on_last_line(tmp_path: Path) -> None:
     assert revoked.exit_code == 0
     assert json.loads(CliRunner().invoke(main, ["keys", "list", "--json", "--database-url", db]).output)[0]["revoked"]
     missing = CliRunner().invoke(main, ["keys", "revoke", "nope", "--database-url", db])
-    assert missing.exit_code != 0 and "no key" in missing.output
+    assert missing.exit_code == 3 and "no key" in missing.output
 
 
 def test_keys_created_by_cli_authenticate_against_server(start_server) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +83,7 @@ def test_approve_deny_and_conflicts(server: ServerProcess) -> None:
     ok = subprocess.run(faramesh_cmd("approve", ids[0], "--reason", "fine"), env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "approved" in ok.stdout
     again = subprocess.run(faramesh_cmd("approve", ids[0]), env=env, capture_output=True, text=True)
-    assert again.returncode == 1 and "409" in again.stderr and "approved" in again.stderr
+    assert again.returncode == 4 and "409" in again.stderr and "approved" in again.stderr
 
     no_reason = subprocess.run(faramesh_cmd("deny", ids[1]), env=env, capture_output=True, text=True)
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
@@ -83,7 +93,7 @@ def test_approve_deny_and_conflicts(server: ServerProcess) -> None:
     as_agent = subprocess.run(
         faramesh_cmd("approve", ids[1]), env={**env, "FARAMESH_API_KEY": agent}, capture_output=True, text=True
     )
-    assert as_agent.returncode == 1 and "403" in as_agent.stderr
+    assert as_agent.returncode == 5 and "403" in as_agent.stderr
 
     shown = subprocess.run(faramesh_cmd("actions", "show", ids[1]), env=env, capture_output=True, text=True)
     assert json.loads(shown.stdout)["status"] == "denied"
@@ -92,7 +102,7 @@ def test_approve_deny_and_conflicts(server: ServerProcess) -> None:
 def test_cli_against_unreachable_server_fails_clearly() -> None:
     env = {**os.environ, "FARAMESH_URL": "http://127.0.0.1:9", "FARAMESH_API_KEY": "fm_x"}
     out = subprocess.run(faramesh_cmd("approve", "abc"), env=env, capture_output=True, text=True)
-    assert out.returncode == 1 and "cannot reach" in out.stderr
+    assert out.returncode == 6 and "cannot reach" in out.stderr
 
 
 def test_policy_validate(tmp_path: Path) -> None:
@@ -116,3 +126,11 @@ def test_serve_prints_dashboard_and_admin_key_once(start_server) -> None:  # typ
         assert "Log in with an approver or admin key" in "".join(again.output)
     finally:
         again.stop()
+
+
+def test_serve_prints_the_policy_warnings_at_start(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    policy = tmp_path / "warned.yaml"
+    policy.write_text("rules:\n  - {id: all, allow: true}\n  - {id: never, match: {tool: c}, deny: true}\n")
+    server: ServerProcess = start_server(policy=policy)
+    text = "".join(server.output)
+    assert "Policy warning:" in text and "rule all matches every action" in text and "never" in text

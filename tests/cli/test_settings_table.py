@@ -41,3 +41,31 @@ def test_every_setting_is_a_settings_field_and_reads_its_env_variable() -> None:
     for setting in SETTINGS:
         if setting.type is int:
             assert getattr(parsed, setting.name) == 7, setting.name
+
+
+def test_every_setting_is_visible_in_serve_help_with_its_meaning() -> None:
+    from click.testing import CliRunner
+
+    from faramesh.cli.main import main
+
+    result = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for setting in SETTINGS:
+        assert setting.env in text, f"serve --help does not mention {setting.env}"
+    for name, option in _options().items():
+        if option.envvar:
+            assert option.help, f"--{name.replace('_', '-')} has no help text"
+
+
+def test_every_setting_is_a_row_of_the_deployment_guide_settings_table() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    section = doc.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(FARAMESH_\w+)` \| `([^`]+)` \|", section, re.M))
+    assert set(rows) == {s.env for s in SETTINGS}
+    for setting in SETTINGS:
+        flag = "--" + setting.name.replace("_", "-")
+        assert rows[setting.env] == ("environment only" if setting.name in ENV_ONLY else flag), setting.env

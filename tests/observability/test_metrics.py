@@ -97,3 +97,45 @@ def test_webhook_deliveries_and_failures_are_counted(
         m = scrape(server)
         assert value(m, webhooks, webhooks + "_total", outcome="failed") == 1
         assert len(receiver.of_type("action.created")) == 2
+
+
+def test_http_requests_by_route_template_and_status_and_process_metrics(
+    make_client: Callable[..., InProcessServer], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n"
+        "  - id: big-refunds\n    match: {tool: refund, amount_gt: 100}\n    require_approval: true\n"
+        "  - id: small-refunds\n    match: {tool: refund}\n    allow: true\n"
+    )
+    server = make_client(policy=policy)
+    agent = server.create_key("agent")
+    ids = []
+    for amount in (5, 500):
+        body = {"tool": "refund", "operation": "process", "params": {"amount": amount}, "context": {}}
+        r = server.post("/v1/actions", json=body, headers=auth(agent))
+        assert r.status_code == 201
+        ids.append(r.json()["id"])
+    assert server.get(f"/v1/actions/{ids[0]}", headers=auth(agent)).status_code == 200
+    assert server.get("/v1/actions/no-such-id", headers=auth(agent)).status_code == 404
+    assert server.get("/no/such/page/7f3a").status_code == 404
+
+    m = scrape(server)
+    requests = "faramesh_http_requests"
+    total = requests + "_total"
+    assert value(m, requests, total, method="POST", route="/v1/actions", status="201") == 2
+    assert value(m, requests, total, method="GET", route="/v1/actions/{action_id}", status="200") == 1
+    assert value(m, requests, total, method="GET", route="/v1/actions/{action_id}", status="404") == 1
+    assert value(m, requests, total, method="GET", route="unmatched", status="404") == 1
+    routes = {s.labels["route"] for s in m[requests].samples}
+    assert not any(ids[0] in r or "no-such-id" in r or "7f3a" in r for r in routes), routes
+    seconds = "faramesh_http_request_duration_seconds"
+    assert value(m, seconds, seconds + "_count", method="GET", route="/v1/actions/{action_id}") == 2
+    # Rules are counted under the ids the policy gives them, not their positions.
+    decisions = "faramesh_decisions_total"
+    assert value(m, "faramesh_decisions", decisions, effect="allow", tool="refund", rule="small-refunds") == 1
+    assert value(m, "faramesh_decisions", decisions, effect="require_approval", rule="big-refunds") == 1
+    # The standard process and runtime families.
+    for family in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds", "python_info"):
+        assert family in m, sorted(m)
+    assert value(m, "process_start_time_seconds", "process_start_time_seconds") > 0

@@ -141,6 +141,12 @@ def test_otel_environment_variables_turn_tracing_on(start_server: Callable[..., 
     assert decision["attributes"]["faramesh.rule_id"] == "rules[1]"
     assert decision["resource"]["attributes"]["service.name"] == "faramesh-test"
     assert decision["context"]["trace_id"] == "0x" + TRACE_ID
+    # One server span for the request (FastAPI's own request and operation spans stay off),
+    # with the decision inside it.
+    in_trace = [s for s in spans if s["context"]["trace_id"] == "0x" + TRACE_ID]
+    [request] = [s for s in in_trace if s["kind"] == "SpanKind.SERVER"]
+    assert request["name"] == "POST /v1/actions"
+    assert sorted(s["name"] for s in in_trace) == ["POST /v1/actions", "faramesh.decision"]
 
 
 def test_tracing_is_off_unless_asked_for() -> None:

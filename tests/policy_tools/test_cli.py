@@ -138,17 +138,18 @@ def test_prove_exit_codes() -> None:
     assert code == 2 and "=>" in output
 
 
-def test_prove_cannot_decide_exits_3(tmp_path: Path) -> None:
+def test_prove_cannot_decide_exits_8(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text("rules:\n  - match: {tool: search}\n    allow: true\n    rate_limit: {max: 1, per: 1m}\n")
     code, output = invoke("policy", "prove", str(policy), "--claim", "tool=search => allow")
-    assert code == 3 and "cannot decide" in output
+    assert code == 8 and "cannot decide" in output
 
 
 def test_packs_list_and_show() -> None:
     out = run("packs", "list")
     assert out.returncode == 0
-    lines = out.stdout.splitlines()
+    header, *lines = out.stdout.splitlines()
+    assert header.split() == ["NAME", "DESCRIPTION"]
     assert len(lines) >= 6
     names = [line.split()[0] for line in lines]
     assert {"payments", "shell", "database", "email", "http-egress", "cloud-spend", "pii"} <= set(names)
@@ -158,7 +159,9 @@ def test_packs_list_and_show() -> None:
     code, output = invoke("packs", "show", "shell", "--cases")
     assert code == 0 and "expect:" in output
     code, output = invoke("packs", "show", "paymnts")
-    assert code == 1 and "did you mean payments?" in output
+    assert code == 3 and "did you mean payments?" in output
+    listed = json.loads(run("packs", "list", "--json").stdout)
+    assert [pack["name"] for pack in listed] == names and all(pack["description"] for pack in listed)
 
 
 def test_init_writes_a_pack_and_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -184,3 +187,16 @@ def test_init_writes_a_pack_and_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_every_policy_command_has_help(command: str) -> None:
     code, output = invoke("policy", command, "--help")
     assert code == 0 and "Usage: main policy " + command in output
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    good = run("policy", "validate", "--json", str(SEED_POLICY))
+    assert good.returncode == 0
+    result = json.loads(good.stdout)
+    assert result["valid"] is True and result["rules"] >= 1 and len(result["hash"]) == 64 and result["problems"] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - match:\n      tool: refund\n      amount_gtt: 5\n    allow: true\n")
+    broken = run("policy", "validate", "--json", str(bad))
+    assert broken.returncode == 1
+    [problem] = json.loads(broken.stdout)["problems"]
+    assert problem["line"] == 4 and "amount_gt" in problem["hint"] + problem["message"]

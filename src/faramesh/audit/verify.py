@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from faramesh.audit.chain import head
 from faramesh.audit.checkpoints import Checkpoint
@@ -20,19 +20,24 @@ def verify_database(
     *,
     checkpoints: Iterable[Checkpoint] = (),
     max_problems: int = 100,
+    progress: Callable[[Iterable[ChainRow], int], Iterable[ChainRow]] | None = None,
 ) -> VerifyReport:
     """Verify the chain, the head, and every action and key against its records.
 
     Run it on a connection that has not started a transaction: everything is read in
     one snapshot (REPEATABLE READ on PostgreSQL; one read transaction on SQLite), so a
     server writing meanwhile does not make a consistent log look broken.
+    `progress(rows, total)` may wrap the record stream, e.g. to show a progress bar.
     """
     conn = audit_log.snapshot(conn)
     report = VerifyReport(checkpoints=list(checkpoints), max_problems=max_problems)
     others: list[tuple[int, str, str]] = []  # records about no action: keys, policy, ...
     head_seq, head_hash = head(conn)
+    rows: Iterable[ChainRow] = audit_log.stream_records(conn)
+    if progress is not None:
+        rows = progress(rows, head_seq)
     check_chain(
-        audit_log.stream_records(conn),
+        rows,
         report,
         contiguous=True,
         locate=lambda digest: audit_log.seq_of_hash(conn, digest),

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from faramesh import audit
-from faramesh.cli.common import database_option, echo_json
-from faramesh.storage import Store, audit_log
-from faramesh.storage.errors import DatabaseError
-from faramesh.storage.existing import DatabaseUnusable, describe, open_existing
+from faramesh.cli.common import database_option, echo_json, require_server, with_progress
+from faramesh.cli.exitcodes import ExitCode
 from faramesh.validation import parse_ascii_int
 
-EXIT_BROKEN = 1
-EXIT_ERROR = 2
+if TYPE_CHECKING:  # the audit package reads the database: imported inside the commands
+    from faramesh import audit
+    from faramesh.storage import Store
+
+T = TypeVar("T")
+
+EXIT_BROKEN = ExitCode.FAILED
+EXIT_ERROR = ExitCode.USAGE
 
 
 def _fail(message: str) -> None:
@@ -31,8 +34,11 @@ def _fail(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _read_store(database_url: str) -> Iterator[Store]:
+def _read_store(database_url: str, command: str) -> Iterator[Store]:
     """Open an existing database without migrating or creating anything."""
+    require_server(f"audit {command}")
+    from faramesh.storage.existing import DatabaseUnusable, open_existing
+
     try:
         with open_existing(database_url) as store:
             yield store
@@ -41,8 +47,13 @@ def _read_store(database_url: str) -> Iterator[Store]:
 
 
 def _checkpoint_arg(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[audit.Checkpoint]:
+    if not values:
+        return []
+    require_server("audit verify")
+    from faramesh.audit.checkpoints import Checkpoint
+
     try:
-        return [audit.Checkpoint.parse(v) for v in values]
+        return [Checkpoint.parse(v) for v in values]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -112,12 +123,25 @@ def verify(
     """
     if partial and file is None:
         raise click.UsageError("--partial applies to --file")
+    require_server("audit verify")
+    from faramesh import audit
+    from faramesh.storage.errors import DatabaseError
+    from faramesh.storage.existing import describe
+
+    def track(rows: Iterable[T], total: int | None) -> Iterable[T]:
+        return with_progress(rows, "Verifying the audit log", total)
+
     if file is not None:
-        report = audit.verify_lines(file, partial=partial, checkpoints=checkpoints, max_problems=max_problems)
+        report = audit.verify_lines(
+            with_progress(file, "Verifying the file", None),
+            partial=partial,
+            checkpoints=checkpoints,
+            max_problems=max_problems,
+        )
     else:
-        with _read_store(database_url) as store, store.connect() as conn:
+        with _read_store(database_url, "verify") as store, store.connect() as conn:
             try:
-                report = audit.verify_database(conn, checkpoints=checkpoints, max_problems=max_problems)
+                report = audit.verify_database(conn, checkpoints=checkpoints, max_problems=max_problems, progress=track)
             except DatabaseError as exc:
                 _fail(f"cannot read the audit log: {describe(exc)}")
     if as_json:
@@ -168,10 +192,20 @@ def export(since: int | float | None, action_id: str | None, output: IO[bytes], 
     """
     since_seq = since if isinstance(since, int) else None
     since_ts = since if isinstance(since, float) else None
-    with _read_store(database_url) as store, store.connect() as conn:
+    with _read_store(database_url, "export") as store, store.connect() as conn:
+        from faramesh import audit
+        from faramesh.storage import audit_log
+        from faramesh.storage.errors import DatabaseError
+        from faramesh.storage.existing import describe
+
         conn = audit_log.snapshot(conn)  # one consistent view of the log while it is written
         try:
-            for line in audit.export(conn, since_seq=since_seq, since_ts=since_ts, action_id=action_id):
+            # How many records there are to write, when the filter allows knowing it cheaply.
+            total = None
+            if since_ts is None and action_id is None:
+                total = max(0, audit.head(conn)[0] - (since_seq or 0))
+            lines = audit.export(conn, since_seq=since_seq, since_ts=since_ts, action_id=action_id)
+            for line in with_progress(lines, "Exporting the audit log", total):
                 output.write(line)
         except DatabaseError as exc:
             _fail(f"cannot read the audit log: {describe(exc)}")
@@ -187,7 +221,9 @@ def checkpoint(as_json: bool, database_url: str) -> None:
     Later, `faramesh audit verify --checkpoint SEQ:HASH` proves that the log still
     contains exactly that prefix.
     """
-    with _read_store(database_url) as store, store.connect() as conn:
+    with _read_store(database_url, "checkpoint") as store, store.connect() as conn:
+        from faramesh import audit
+
         cp = audit.checkpoint(conn)
     if as_json:
         echo_json(cp.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -12,9 +13,13 @@ from faramesh.cli.common import (
     api_errors,
     client,
     database_option,
+    describe_database,
     echo_json,
+    echo_table,
     key_option,
     open_store,
+    require_server,
+    service_errors,
     url_option,
 )
 from faramesh.cli.mcp_cmd import mcp_group
@@ -26,7 +31,11 @@ from faramesh.model import Role
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="faramesh")
 def main() -> None:
-    """Faramesh: an execution governor for AI agents."""
+    """Faramesh: an execution governor for AI agents.
+
+    Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 auth,
+    6 server unreachable, 7 rate limited, 8 undecided (docs/cli.md).
+    """
 
 
 main.add_command(serve)
@@ -48,21 +57,41 @@ def keys_group() -> None:
 @click.option("--agent-id", default=None, help="Bind the key to one agent id (agent keys).")
 @click.option("--name", default="", help="A label for people.")
 @click.option("--group", "groups", multiple=True, help="Approver group (repeatable).")
+@click.option(
+    "--create-db",
+    is_flag=True,
+    help="Create the database if it does not exist yet (otherwise a missing SQLite file is an error).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the key's details and its secret as JSON.")
 @database_option
-def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, ...], database_url: str) -> None:
-    """Create a key. The secret is printed once, alone on the last line."""
-    from faramesh.errors import FarameshError
+def keys_create(
+    role: str,
+    agent_id: str | None,
+    name: str,
+    groups: tuple[str, ...],
+    create_db: bool,
+    as_json: bool,
+    database_url: str,
+) -> None:
+    """Create a key in the database the server uses. The secret is printed once, alone on the last line.
+
+    The database used is named on standard error. Run it where the server's FARAMESH_DATABASE_URL
+    (or --database-url) points: a key in another database is rejected by the server.
+    """
+    require_server("keys create")
     from faramesh.service import keys as service_keys
 
-    with open_store(database_url) as store:
-        try:
-            info, secret = service_keys.create_key(
-                store, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli"
-            )
-        except FarameshError as exc:
-            raise click.ClickException(exc.message) from None
+    new_db = " (run this where the server runs, or pass --create-db to start a new database)"
+    with open_store(database_url, command="keys create", create=create_db, hint=new_db) as store, service_errors():
+        info, secret = service_keys.create_key(
+            store, role=role, name=name, agent_id=agent_id, groups=groups, actor="cli"
+        )
+    if as_json:
+        echo_json({**info.to_dict(), "database": describe_database(database_url), "key": secret})
+        return
     bound = f", bound to agent {info.agent_id}" if info.agent_id else ""
     grp = f", groups {', '.join(info.groups)}" if info.groups else ""
+    click.echo(f"Database: {describe_database(database_url)}", err=True)  # stdout keeps its two lines
     click.echo(f"Created {info.role.value} key {info.id}{bound}{grp}. Store it now; it is not shown again:")
     click.echo(secret)
 
@@ -72,18 +101,20 @@ def keys_create(role: str, agent_id: str | None, name: str, groups: tuple[str, .
 @database_option
 def keys_list(as_json: bool, database_url: str) -> None:
     """List keys (never their secrets)."""
+    require_server("keys list")
     from faramesh.service import keys as service_keys
 
-    with open_store(database_url) as store:
+    with open_store(database_url, command="keys list", create=False) as store:
         infos = service_keys.list_keys(store)
     if as_json:
         echo_json([k.to_dict() for k in infos])
         return
-    for k in infos:
-        state = "revoked" if k.revoked_at else "active"
-        extra = f" agent={k.agent_id}" if k.agent_id else ""
-        extra += f" groups={','.join(k.groups)}" if k.groups else ""
-        click.echo(f"{k.id}  {k.role.value:<8} {state:<7} {k.prefix}…  {k.name}{extra}")
+    echo_table(("ID", "ROLE", "STATE", "PREFIX", "AGENT", "GROUPS", "NAME"), (_key_row(k) for k in infos))
+
+
+def _key_row(k: Any) -> tuple[Any, ...]:
+    state = "revoked" if k.revoked_at else "active"
+    return (k.id, k.role.value, state, f"{k.prefix}…", k.agent_id or "-", ",".join(k.groups) or "-", k.name)
 
 
 @keys_group.command("revoke")
@@ -91,14 +122,11 @@ def keys_list(as_json: bool, database_url: str) -> None:
 @database_option
 def keys_revoke(key_id: str, database_url: str) -> None:
     """Revoke a key; requests with it are refused from now on."""
-    from faramesh.errors import FarameshError
+    require_server("keys revoke")
     from faramesh.service import keys as service_keys
 
-    with open_store(database_url) as store:
-        try:
-            service_keys.revoke_key(store, key_id, actor="cli")
-        except FarameshError as exc:
-            raise click.ClickException(exc.message) from None
+    with open_store(database_url, command="keys revoke", create=False) as store, service_errors():
+        service_keys.revoke_key(store, key_id, actor="cli")
     click.echo(f"Revoked key {key_id}.")
 
 
@@ -108,11 +136,11 @@ def actions_group() -> None:
     """Look at actions on a running server."""
 
 
-def _action_line(a: dict[str, Any]) -> str:
-    return (
-        f"{a['id']}  {a['status']:<16} {a['tool']}.{a['operation']:<20} "
-        f"risk={a['risk_level']:<8} agent={a['agent_id']}  {a['reason']}"
-    )
+ACTION_COLUMNS = ("ID", "STATUS", "TOOL", "OPERATION", "RISK", "AGENT", "REASON")
+
+
+def _action_row(a: dict[str, Any]) -> tuple[Any, ...]:
+    return (a["id"], a["status"], a["tool"], a["operation"], a["risk_level"], a["agent_id"], a["reason"])
 
 
 @actions_group.command("list")
@@ -134,8 +162,8 @@ def actions_list(
         return
     if not page["actions"]:
         click.echo("No actions.")
-    for a in page["actions"]:
-        click.echo(_action_line(a))
+        return
+    echo_table(ACTION_COLUMNS, (_action_row(a) for a in page["actions"]))
 
 
 @actions_group.command("show")
@@ -149,9 +177,10 @@ def actions_show(action_id: str, url: str, api_key: str | None) -> None:
 
 
 @actions_group.command("watch")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as one JSON object per line.")
 @url_option
 @key_option
-def actions_watch(url: str, api_key: str | None) -> None:
+def actions_watch(as_json: bool, url: str, api_key: str | None) -> None:
     """Print every state change as it happens (Ctrl-C to stop)."""
     import time
 
@@ -162,6 +191,9 @@ def actions_watch(url: str, api_key: str | None) -> None:
                 for event in c.stream_events(last_event_id=last_seen):
                     if event.get("seq") is not None:
                         last_seen = str(event["seq"])
+                    if as_json:
+                        click.echo(json.dumps(event, ensure_ascii=False, default=str))
+                        continue
                     action = event.get("action") or {}
                     click.echo(
                         f"{event.get('type'):<26} {event.get('action_id')}  {action.get('status', '')}  "
@@ -184,15 +216,21 @@ def actions_watch(url: str, api_key: str | None) -> None:
     metavar="JSON",
     help="Approve these edited params instead, e.g. '{\"amount\": 80}' (the policy re-checks them).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the action as JSON.")
 @url_option
 @key_option
-def approve(action_id: str, reason: str | None, params_json: str | None, url: str, api_key: str | None) -> None:
+def approve(
+    action_id: str, reason: str | None, params_json: str | None, as_json: bool, url: str, api_key: str | None
+) -> None:
     """Approve a pending action."""
     params = _json_arg(params_json, "--params")
     if params is not None and not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--params")
     with api_errors(), client(url, api_key) as c:
         action = c.approve_action(action_id, reason=reason, params=params)
+    if as_json:
+        echo_json(action)
+        return
     edited = " with edited params" if action.get("original_params") is not None and params is not None else ""
     click.echo(f"{action['id']} is now {action['status']}{edited}.")
 
@@ -200,12 +238,16 @@ def approve(action_id: str, reason: str | None, params_json: str | None, url: st
 @main.command("deny")
 @click.argument("action_id")
 @click.option("--reason", required=True, help="Why (shown to the agent and recorded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the action as JSON.")
 @url_option
 @key_option
-def deny(action_id: str, reason: str, url: str, api_key: str | None) -> None:
+def deny(action_id: str, reason: str, as_json: bool, url: str, api_key: str | None) -> None:
     """Deny a pending action."""
     with api_errors(), client(url, api_key) as c:
         action = c.deny_action(action_id, reason=reason)
+    if as_json:
+        echo_json(action)
+        return
     click.echo(f"{action['id']} is now {action['status']}.")
 
 
@@ -218,12 +260,12 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @database_option
 def db_upgrade(database_url: str) -> None:
-    """Apply all migrations."""
+    """Apply all migrations (creates the database if it does not exist)."""
+    with open_store(database_url, command="db upgrade"):
+        pass
     from faramesh.storage.migrate import head_revision
 
-    with open_store(database_url):
-        pass
-    click.echo(f"Database is at revision {head_revision()}.")
+    click.echo(f"Database {describe_database(database_url)} is at revision {head_revision()}.")
 
 
 def _json_arg(value: str | None, name: str) -> Any:

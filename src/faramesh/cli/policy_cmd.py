@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 import click
 
 from faramesh import jsonstrict
-from faramesh.cli.common import database_option, echo_json
+from faramesh.cli.common import database_option, echo_json, echo_table, require_server, with_progress
+from faramesh.cli.exitcodes import ExitCode
 
-CANNOT_DECIDE_EXIT = 3
+CANNOT_DECIDE_EXIT = ExitCode.UNDECIDED
 
 
 def _fail(lines: list[str], code: int = 1) -> NoReturn:
@@ -68,11 +69,15 @@ def policy_group() -> None:
 
 @policy_group.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False))
-def policy_validate(path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result (problems, warnings, hash) as JSON.")
+def policy_validate(path: str, as_json: bool) -> None:
     """Exit 0 when FILE is a valid policy; else print every problem and exit 1."""
     from faramesh.policy.tooling import validate_file
 
     result = validate_file(path)
+    if as_json:
+        echo_json(result.to_dict())
+        sys.exit(0 if result.ok else ExitCode.FAILED)
     lines = result.render()
     if not result.ok:
         _fail(lines)
@@ -195,15 +200,17 @@ def policy_diff(old_path: str, new_path: str, as_json: bool, exit_code: bool) ->
 def policy_replay(path: str, since: str | None, as_json: bool, fail_on_change: bool, database_url: str) -> None:
     """Re-decide the stored actions with the policy in FILE and report every decision that would change."""
     from faramesh.policy.tooling import ReplayError, parse_since, replay
+
+    require_server("policy replay")
     from faramesh.storage.history_reads import HistoryError, recorded_actions
 
     policy = _load(path)
     try:
         window = parse_since(since)
         with recorded_actions(database_url, since_seq=window.seq, since_at=window.at) as records:
-            report = replay(policy, records, window)
+            report = replay(policy, with_progress(records, "Replaying", None), window)
     except (ReplayError, HistoryError) as exc:
-        _fail([f"Error: {exc}"], 2)
+        _fail([f"Error: {exc}"], ExitCode.USAGE)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -254,14 +261,16 @@ def packs_group() -> None:
 
 
 @packs_group.command("list")
-def packs_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print [{"name", "description"}, ...].')
+def packs_list(as_json: bool) -> None:
     """One pack per line: its name, then what it governs."""
     from faramesh.policy.packs import list_packs
 
     packs = list_packs()
-    width = max(len(p.name) for p in packs)
-    for pack in packs:
-        click.echo(f"{pack.name.ljust(width)}  {pack.description}")
+    if as_json:
+        echo_json([{"name": p.name, "description": p.description} for p in packs])
+        return
+    echo_table(("NAME", "DESCRIPTION"), ((p.name, p.description) for p in packs))
 
 
 @packs_group.command("show")
@@ -274,7 +283,7 @@ def packs_show(name: str, show_cases: bool) -> None:
     try:
         pack = get_pack(name)
     except UnknownPack as exc:
-        _fail([f"Error: {exc}"])
+        _fail([f"Error: {exc}"], ExitCode.NOT_FOUND)
     click.echo(pack.cases_text if show_cases else pack.policy_text, nl=False)
 
 

@@ -7,13 +7,20 @@ import sys
 
 import click
 
+from faramesh.cli.common import require_server
+from faramesh.cli.exitcodes import ExitCode
 from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT, Settings, parse_timeout
 from faramesh.model import Role
 
 
-@click.command("serve")
-@click.option("--host", envvar="FARAMESH_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="FARAMESH_PORT", default=8000, show_default=True, type=int)
+@click.command(
+    "serve",
+    epilog="Every option can also be set with the environment variable shown beside it. "
+    "Environment only: FARAMESH_SECRET_KEY, the key that signs dashboard sessions (random if unset; "
+    "give every replica the same one). Settings table: docs/deployment.md#settings.",
+)
+@click.option("--host", envvar="FARAMESH_HOST", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", envvar="FARAMESH_PORT", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option(
     "--policy",
     envvar="FARAMESH_POLICY",
@@ -35,7 +42,13 @@ from faramesh.model import Role
     type=click.FloatRange(min=0),
     help="Seconds between checks of the policy files for changes; 0 turns watching off (SIGHUP still reloads).",
 )
-@click.option("--database-url", envvar="FARAMESH_DATABASE_URL", default="sqlite:///./faramesh.db", show_default=True)
+@click.option(
+    "--database-url",
+    envvar="FARAMESH_DATABASE_URL",
+    default="sqlite:///./faramesh.db",
+    show_default=True,
+    help="sqlite:///path.db or postgresql://user:password@host/db.",
+)
 @click.option(
     "--approval-timeout",
     envvar="FARAMESH_APPROVAL_TIMEOUT",
@@ -50,7 +63,14 @@ from faramesh.model import Role
     show_default=True,
     help="Cancel an approval the submitting agent has not picked up within this long; 'never' keeps it valid.",
 )
-@click.option("--max-body-bytes", envvar="FARAMESH_MAX_BODY_BYTES", default=1024 * 1024, show_default=True, type=int)
+@click.option(
+    "--max-body-bytes",
+    envvar="FARAMESH_MAX_BODY_BYTES",
+    default=1024 * 1024,
+    show_default=True,
+    type=int,
+    help="Largest request body accepted; larger bodies are refused with 413.",
+)
 @click.option(
     "--max-header-bytes",
     envvar="FARAMESH_MAX_HEADER_BYTES",
@@ -126,6 +146,7 @@ def serve(
     webhook_timeout: float,
 ) -> None:
     """Run the Faramesh server (API, dashboard, expiry sweeper)."""
+    require_server("serve")
     import uvicorn
 
     from faramesh.policy import PolicyError
@@ -173,12 +194,12 @@ def serve(
         active = load_policy(settings)
     except (PolicyError, OSError) as exc:
         click.echo(f"Cannot load the policy: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
     try:
         shadow = load_shadow_policy(settings)
     except PolicyError as exc:
         click.echo(f"Cannot load the shadow policy: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
 
     store = Store(database_url)
     try:
@@ -186,7 +207,7 @@ def serve(
             store.upgrade()
         elif not store.is_current():
             click.echo("The database schema is not current; run `faramesh db upgrade`.", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.USAGE)
         secret = None
         if service_keys.count_active_keys(store, Role.ADMIN) == 0:
             _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
@@ -196,6 +217,8 @@ def serve(
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}"
     click.echo(f"Faramesh {active.source} policy ({len(active.rules)} rules, hash {active.hash[:12]})")
+    for warning in active.warnings:
+        click.echo(f"Policy warning: {warning}")
     if shadow is not None:
         click.echo(
             f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied"
@@ -234,7 +257,13 @@ def serve(
     server = DrainingServer(config, app)
     server.run()
     if not server.started:  # as uvicorn.run: a failed start (port taken, lifespan error) exits non-zero
-        sys.exit(3)
+        sys.exit(ExitCode.FAILED)
+
+
+# `serve --help` shows each option's environment variable beside it, so every setting is visible there.
+for _param in serve.params:
+    if isinstance(_param, click.Option) and _param.envvar:
+        _param.show_envvar = True
 
 
 def _check_notification_files(settings: Settings) -> None:
@@ -252,7 +281,7 @@ def _check_notification_files(settings: Settings) -> None:
             load(path)
         except FarameshError as exc:
             click.echo(f"Cannot use {option} {path}: {exc.message}", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.USAGE)
         except OSError as exc:
             click.echo(f"Cannot read {option} {path}: {exc.strerror}", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.USAGE)

@@ -15,7 +15,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from faramesh import __version__
 
@@ -28,6 +39,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_TOOL_LABELS = 200
 OTHER = "other"
 
+# The route label of a request that matched no route, so probes of random paths add no series.
+UNMATCHED_ROUTE = "unmatched"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 APPROVAL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
@@ -79,7 +94,26 @@ class Metrics:
             ["active", "shadow"],
             registry=r,
         )
+        self.http_requests = Counter(
+            "faramesh_http_requests",
+            "HTTP requests answered, by method, route template (e.g. /v1/actions/{action_id}) and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "faramesh_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by method and route template "
+            "(long polls and event streams included: filter them by route)",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
         Info("faramesh_build", "Faramesh version", registry=r).info({"version": __version__})
+        # The standard process_* (CPU, memory, open files, start time) and python_* families,
+        # in this registry since each app has its own.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
         for outcome in ("applied", "rejected"):
@@ -108,6 +142,13 @@ class Metrics:
         outcome = _DECIDED.get(event_type)
         if outcome is not None and row.decision == "require_approval":
             self.approval_seconds.labels(outcome).observe(max(0.0, float(row.updated_at) - float(row.created_at)))
+
+    def http_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Count one answered HTTP request; `route` is the matched template, None if none matched."""
+        method = method if method in HTTP_METHODS else "other"
+        route = route or UNMATCHED_ROUTE
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(method, route).observe(seconds)
 
     def webhook_delivery(self, outcome: str) -> None:
         """Count one webhook delivery attempt: "delivered" or "failed"."""

@@ -21,8 +21,9 @@ from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
-from faramesh.server import api, errors, notify_routes, web
+from faramesh.server import api, api_docs, errors, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
+from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
@@ -38,14 +39,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
-# /docs (Swagger UI) and /redoc load their scripts and styles from a CDN and start
-# with an inline script; under the API's `default-src 'none'` they would be blank.
-DOCS_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
-)
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -114,7 +107,7 @@ class SecurityHeaders:
         self.app = app
         self.docs_paths = {p for p in docs_paths if p}
         self.defaults = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
-        self.docs_csp = (b"content-security-policy", DOCS_CSP.encode("latin-1"))
+        self.docs_csp = (b"content-security-policy", api_docs.DOCS_CSP.encode("latin-1"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -199,6 +192,11 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         description="Execution governor for AI agents: submit actions, get decisions, approve, audit.",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        docs_url=None,  # served from local assets by api_docs, not from a CDN
+        redoc_url=None,
+        # One SERVER span per request: the project's TracingMiddleware makes it, so
+        # FastAPI's own request spans (on whenever a tracer provider is set) stay off.
+        telemetry={"tracing": False},
     )
     app.state.settings = settings
     app.state.draining = False
@@ -211,7 +209,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.include_router(notify_routes.router)
     app.include_router(notify_routes.slack_router)
 
-    app.add_middleware(SecurityHeaders, docs_paths=(app.docs_url, app.redoc_url))
+    app.add_middleware(SecurityHeaders, docs_paths=api_docs.install(app))
 
     @app.get("/health", tags=["ops"], summary="Liveness")
     async def health() -> dict[str, Any]:
@@ -253,6 +251,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP
     if settings.log_format == "json":
         app.add_middleware(ActionLogContext)  # log lines of /v1/actions/{id}/… carry the action id
+    app.add_middleware(HttpMetrics)  # request counts and latency by route template and status
     if traces is not None:
         app.add_middleware(TracingMiddleware, tracing=traces)  # outermost: spans cover everything
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from faramesh import service_reads
@@ -27,7 +28,19 @@ def bearer_key(request: Request) -> str | None:
     return None
 
 
-async def current_identity(request: Request) -> Identity:
+# Declares the scheme in the OpenAPI schema, so /docs has an "Authorize" button and marks
+# every route that takes a key; it never refuses anything itself (current_identity does).
+bearer_scheme = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="fm_…",
+    description="An API key (`faramesh keys create`), sent as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+async def current_identity(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None
+) -> Identity:
     secret = bearer_key(request)
     if not secret:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")

@@ -30,9 +30,8 @@ def check_exists(database_url: str) -> None:
     if url.get_backend_name() == "sqlite":
         path = url.database or ""
         if path in ("", ":memory:") or not Path(path).expanduser().exists():
-            raise DatabaseUnusable(
-                f"no database at {path or database_url!r}; set FARAMESH_DATABASE_URL or --database-url"
-            )
+            shown = str(Path(path).expanduser().absolute()) if path not in ("", ":memory:") else database_url
+            raise DatabaseUnusable(f"no database at {shown!r}; set FARAMESH_DATABASE_URL or --database-url")
 
 
 @contextlib.contextmanager

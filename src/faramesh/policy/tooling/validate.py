@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from faramesh.policy.errors import PolicyError, PolicyProblem
 from faramesh.policy.policy import Policy
@@ -27,6 +28,19 @@ class ValidationResult:
         lines = [f"{self.source}: valid, {len(p.rules)} rule(s), default {p.default.value}, hash {p.hash[:16]}"]
         lines.extend(f"warning: {w}" for w in p.warnings)
         return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `faramesh policy validate --json` prints."""
+        p = self.policy
+        return {
+            "source": self.source,
+            "valid": p is not None,
+            "rules": len(p.rules) if p is not None else None,
+            "default": p.default.value if p is not None else None,
+            "hash": p.hash if p is not None else None,
+            "warnings": list(p.warnings) if p is not None else [],
+            "problems": [asdict(problem) for problem in self.problems],
+        }
 
 
 def validate_text(text: str | bytes, source: str = "<string>") -> ValidationResult:
