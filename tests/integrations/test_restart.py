@@ -143,6 +143,10 @@ def test_waiters_survive_a_restart_and_each_action_runs_once(
             assert [a["id"] for a in actions] == [ids[name]], actions
         assert person.get_action(ids["govern"])["status"] == "succeeded"
         assert person.get_action(ids["mcp"])["status"] == "succeeded"
+        # Each approval was picked up by the agent waiting for it (so none can lapse unused).
+        for action_id in ids.values():
+            events = [e["event"] for e in person.get_action_events(action_id)]
+            assert events.count("action.picked_up") == 1, events
     finally:
         second.stop()
         agent.close()

@@ -34,6 +34,14 @@ def mcp_group() -> None:
     show_default=True,
     help="Seconds between MCP progress notifications while a call is held (sent when the client asked for progress).",
 )
+@click.option(
+    "--on-abandon",
+    type=click.Choice(["keep", "cancel"]),
+    default="keep",
+    show_default=True,
+    help="When the client gives up on a held call (timeout, cancellation): keep the action for the same call "
+    "made again, or cancel it.",
+)
 @click.option("--agent-id", default=None, help="Agent id to submit calls as (unbound keys only).")
 @click.option("--cwd", default=None, type=click.Path(file_okay=False), help="Working directory of the server.")
 @url_option
@@ -44,6 +52,7 @@ def proxy(
     operation: str,
     timeout: float,
     progress_interval: float,
+    on_abandon: str,
     agent_id: str | None,
     cwd: str | None,
     url: str,
@@ -79,6 +88,7 @@ def proxy(
             operation=operation,
             timeout=timeout or None,
             progress_interval=progress_interval,
+            on_abandon="cancel" if on_abandon == "cancel" else "keep",
             agent_id=agent_id,
             cwd=cwd,
         )

@@ -11,6 +11,10 @@ agent as the tool's error message (a ToolMessage with status "error"), so the ru
 on and the model can explain or choose another way. An unreachable or restarting
 server is retried until `timeout`, then refused the same way (ServerUnavailable is an
 ApprovalTimeout): nothing runs.
+
+When the wait ends without a decision (`timeout`, or an async run cancelled by a timeout
+around it), `on_abandon="keep"` (default) leaves the action held, so the model calling the
+tool again with the same arguments picks up the decision; "cancel" withdraws it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pydantic import ConfigDict, SkipValidation
 from pydantic_core import to_jsonable_python
 
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout
-from faramesh.sdk.govern import DEFAULT_TIMEOUT, AnyClient, Gate
+from faramesh.sdk.govern import DEFAULT_ON_ABANDON, DEFAULT_TIMEOUT, AnyClient, Gate, OnAbandon
 
 __all__ = ["GovernedTool", "NotPermitted", "govern_tool", "govern_tools"]
 
@@ -114,12 +118,14 @@ def govern_tool(
     timeout: float | None = DEFAULT_TIMEOUT,
     context: Mapping[str, Any] | None = None,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> GovernedTool:
     """Wrap `tool` so that every call is governed by Faramesh.
 
     tool_name: the Faramesh tool name (default: the LangChain tool's name).
     client: an ExecutionGovernorClient or AsyncExecutionGovernorClient (default: from
     FARAMESH_URL / FARAMESH_API_KEY). timeout: seconds to wait for a person (None: no limit).
+    on_abandon: "keep" (default) or "cancel" a held action when the wait ends undecided.
     """
     gate = Gate(
         tool_name or tool.name,
@@ -128,6 +134,7 @@ def govern_tool(
         timeout=timeout,
         context=context,
         agent_id=agent_id,
+        on_abandon=on_abandon,
     )
     return GovernedTool(
         name=tool.name,

@@ -15,6 +15,19 @@ gateway sends `notifications/progress` every `progress_interval` seconds to a cl
 gave the call a progress token, so a client that resets its request timeout on progress
 keeps waiting instead of giving up after its usual 60 seconds.
 
+When the client gives up on a held call (its request timeout sends `notifications/cancelled`,
+or it cancels the call or disconnects), the call is cancelled here too and `on_abandon`
+decides what becomes of the action: "keep" (default) leaves it held, so the client calling
+the same tool with the same arguments again picks up the decision (and the tool runs
+once); "cancel" withdraws it. The gateway's own `timeout` is treated the same way.
+
+MCP tasks (protocol revision 2025-11-25: task-augmented `tools/call`, `tasks/get`,
+`tasks/result`) are not offered: the `mcp` package (2.3) carries their types only. Its
+server validates a 2025-11-25 `tools/call` result as a `CallToolResult` (so a
+`CreateTaskResult` is refused as an invalid result) and routes no `tasks/*` method, and
+its client has no way to request a task. Progress notifications and re-attach cover
+the long wait instead.
+
 Only tools are proxied: the gateway does not expose the downstream server's resources
 or prompts, which would bypass governance.
 """
@@ -39,7 +52,7 @@ from mcp.server.stdio import stdio_server
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, FarameshClientError, ServerUnavailable
-from faramesh.sdk.govern import DEFAULT_TIMEOUT, Gate, Outcome, json_params, jsonable
+from faramesh.sdk.govern import DEFAULT_ON_ABANDON, DEFAULT_TIMEOUT, Gate, OnAbandon, Outcome, json_params, jsonable
 
 __all__ = ["faramesh_tool_name", "run_proxy"]
 
@@ -118,9 +131,11 @@ class Gateway:
         timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
+        on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
     ) -> None:
         self.downstream = downstream
         self.progress_interval = progress_interval
+        self.on_abandon = on_abandon
         self.governor = governor
         self.server_name = server_name
         self.operation = operation
@@ -147,6 +162,7 @@ class Gateway:
             client=self.governor,
             timeout=self.timeout,
             agent_id=self.agent_id,
+            on_abandon=self.on_abandon,
         )
 
         try:
@@ -185,6 +201,7 @@ async def run_proxy(
     agent_id: str | None = None,
     cwd: str | None = None,
     progress_interval: float = PROGRESS_INTERVAL,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> None:
     """Run the gateway on this process's stdin/stdout until the upstream client leaves."""
     if not command:
@@ -205,6 +222,7 @@ async def run_proxy(
             timeout=timeout,
             agent_id=agent_id,
             progress_interval=progress_interval,
+            on_abandon=on_abandon,
         )
         log.info("governing MCP server %r as %s.<tool>", command, server_name)
         async with stdio_server() as (up_read, up_write):

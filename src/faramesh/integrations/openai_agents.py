@@ -14,6 +14,10 @@ with the model's arguments as `params`; the tool runs only when allowed or appro
 approval timeout is returned to the model as the tool's output, so the run goes on. An
 unreachable or restarting server is retried until `timeout`, then refused the same way:
 nothing runs.
+
+The tool's own `timeout_seconds` (the Agents SDK cancels the call) and Faramesh's
+`timeout` both end a wait for a person; `on_abandon="keep"` (default) leaves the held
+action for the same call made again, "cancel" withdraws it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from agents.tool_context import ToolContext
 
 from faramesh import jsonstrict
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout
-from faramesh.sdk.govern import DEFAULT_TIMEOUT, AnyClient, Gate
+from faramesh.sdk.govern import DEFAULT_ON_ABANDON, DEFAULT_TIMEOUT, AnyClient, Gate, OnAbandon
 
 __all__ = ["govern_function_tool", "govern_function_tools"]
 
@@ -46,12 +50,15 @@ def govern_function_tool(
     timeout: float | None = DEFAULT_TIMEOUT,
     context: Mapping[str, Any] | None = None,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> FunctionTool:
     """A copy of `tool` whose every call is governed by Faramesh.
 
     tool_name: the Faramesh tool name (default: the function tool's name).
     client: an ExecutionGovernorClient or AsyncExecutionGovernorClient (default: from
     FARAMESH_URL / FARAMESH_API_KEY). timeout: seconds to wait for a person (None: no limit).
+    on_abandon: "keep" (default) or "cancel" a held action when the wait ends undecided,
+    also when the tool's own `timeout_seconds` cancels the call.
     """
     if not isinstance(tool, FunctionTool):
         raise TypeError(f"govern_function_tool takes a FunctionTool, not {type(tool).__name__}")
@@ -62,6 +69,7 @@ def govern_function_tool(
         timeout=timeout,
         context=context,
         agent_id=agent_id,
+        on_abandon=on_abandon,
     )
     invoke = tool.on_invoke_tool
 

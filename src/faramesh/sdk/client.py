@@ -27,7 +27,14 @@ from faramesh.sdk.base import WAIT_SLICE as WAIT_SLICE
 from faramesh.sdk.base import APIRequest, BaseClient, raise_for_status, sse_event
 from faramesh.sdk.base import _seconds as _seconds  # defined here before; still importable from here
 from faramesh.sdk.errors import FarameshClientError
-from faramesh.sdk.governed import DEFAULT_TIMEOUT, GovernedAction, agoverned_action, governed_action
+from faramesh.sdk.governed import (
+    DEFAULT_ON_ABANDON,
+    DEFAULT_TIMEOUT,
+    GovernedAction,
+    OnAbandon,
+    agoverned_action,
+    governed_action,
+)
 from faramesh.sdk.retry import next_delay
 
 
@@ -180,12 +187,16 @@ class ExecutionGovernorClient(BaseClient):
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
+        on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
     ) -> AbstractContextManager[GovernedAction]:
         """`with client.govern(tool=..., operation=..., params=...) as action:` runs the block
         only when the action is allowed or approved (ActionDenied / ApprovalTimeout otherwise),
         and reports success (with `action.result`) or the exception when the block ends.
-        Use `action.params`: an approver may have changed them."""
-        return governed_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
+        Use `action.params`: an approver may have changed them. `on_abandon`: "keep" (default)
+        or "cancel" a held action when the wait ends without a decision."""
+        return governed_action(
+            self, tool, operation, params, context, timeout=timeout, agent_id=agent_id, on_abandon=on_abandon
+        )
 
     def decide(
         self,
@@ -355,9 +366,12 @@ class AsyncExecutionGovernorClient(BaseClient):
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         agent_id: str | None = None,
+        on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
     ) -> AbstractAsyncContextManager[GovernedAction]:
         """`async with client.govern(...) as action:`; see ExecutionGovernorClient.govern."""
-        return agoverned_action(self, tool, operation, params, context, timeout=timeout, agent_id=agent_id)
+        return agoverned_action(
+            self, tool, operation, params, context, timeout=timeout, agent_id=agent_id, on_abandon=on_abandon
+        )
 
     async def decide(
         self,

@@ -14,6 +14,11 @@ restarting server is retried until `timeout` (the submit carries an Idempotency-
 a retry never creates a second action), then `ServerUnavailable` (an ApprovalTimeout and
 a FarameshConnectionError) is raised: fail closed, never run.
 
+When the caller stops waiting for a held action (`timeout`, a cancelled task, Ctrl-C),
+`on_abandon` decides: "keep" (default) leaves it held so the same call made again picks
+up the decision and runs once; "cancel" withdraws it (best effort). The function never
+runs for the call that gave up.
+
 `Gate` is the same cycle for code that is not a plain function (framework tools, the
 MCP gateway); `governed_action` is the `with client.govern(...)` form.
 """
@@ -29,15 +34,19 @@ from typing import Any, TypeVar, overload
 
 from faramesh.sdk.client import AsyncExecutionGovernorClient, ExecutionGovernorClient
 from faramesh.sdk.governed import (
+    DEFAULT_ON_ABANDON,
     DEFAULT_TIMEOUT,
+    ON_ABANDON_CHOICES,
     PENDING,
     RUNNABLE,
     GovernedAction,
+    OnAbandon,
     Outcome,
     agoverned_action,
     approved_params,
     areport_outcome,
     asubmit_and_wait,
+    check_on_abandon,
     default_outcome,
     describe_error,
     governed_action,
@@ -51,12 +60,15 @@ from faramesh.sdk.governed import action_label as _label
 
 # The cycle itself lives in governed.py (it needs no client); these names stay importable from here.
 __all__ = [
+    "DEFAULT_ON_ABANDON",
     "DEFAULT_TIMEOUT",
+    "ON_ABANDON_CHOICES",
     "PENDING",
     "RUNNABLE",
     "AnyClient",
     "Gate",
     "GovernedAction",
+    "OnAbandon",
     "Outcome",
     "agoverned_action",
     "approved_params",
@@ -80,7 +92,8 @@ class Gate:
 
     `call` receives the params as decided and whether an approver changed them.
     `outcome` maps the returned value to (success, result, error) for the report;
-    by default any return is a success with the value as the result.
+    by default any return is a success with the value as the result. `on_abandon`:
+    what becomes of a held action when the caller stops waiting ("keep" or "cancel").
     """
 
     def __init__(
@@ -92,6 +105,7 @@ class Gate:
         timeout: float | None = DEFAULT_TIMEOUT,
         context: Mapping[str, Any] | None = None,
         agent_id: str | None = None,
+        on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
     ) -> None:
         self.tool = tool
         self.operation = operation
@@ -99,6 +113,7 @@ class Gate:
         self.timeout = timeout
         self.context = dict(context) if context else None
         self.agent_id = agent_id
+        self.on_abandon = check_on_abandon(on_abandon, _label(tool, operation))
         self._default: ExecutionGovernorClient | None = None
         self._lock = threading.Lock()
 
@@ -128,8 +143,11 @@ class Gate:
     def decide(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Submit and wait; the runnable action, else ActionDenied / ApprovalTimeout."""
         checked = json_params(params, self.label)
+        return self._submit_and_wait(self.sync_client(), checked)
+
+    def _submit_and_wait(self, client: ExecutionGovernorClient, params: dict[str, Any]) -> dict[str, Any]:
         return submit_and_wait(
-            self.sync_client(), self.tool, self.operation, checked, self.context, self.agent_id, self.timeout
+            client, self.tool, self.operation, params, self.context, self.agent_id, self.timeout, self.on_abandon
         )
 
     def run(
@@ -141,7 +159,7 @@ class Gate:
     ) -> T:
         checked = json_params(params, self.label)
         client = self.sync_client()
-        action = submit_and_wait(client, self.tool, self.operation, checked, self.context, self.agent_id, self.timeout)
+        action = self._submit_and_wait(client, checked)
         try:
             decided = approved_params(action, self.label)
             value = call(decided, decided != checked)
@@ -161,7 +179,14 @@ class Gate:
         checked = json_params(params, self.label)
         async with self.async_client() as client:
             action = await asubmit_and_wait(
-                client, self.tool, self.operation, checked, self.context, self.agent_id, self.timeout
+                client,
+                self.tool,
+                self.operation,
+                checked,
+                self.context,
+                self.agent_id,
+                self.timeout,
+                self.on_abandon,
             )
             try:
                 decided = approved_params(action, self.label)
@@ -243,6 +268,7 @@ def govern(
     timeout: float | None = DEFAULT_TIMEOUT,
     context: Mapping[str, Any] | None = None,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> Callable[[F], F]: ...
 
 
@@ -256,6 +282,7 @@ def govern(
     timeout: float | None = DEFAULT_TIMEOUT,
     context: Mapping[str, Any] | None = None,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> Any:
     """Decorate a sync or async function so that each call is governed by Faramesh.
 
@@ -263,7 +290,9 @@ def govern(
     client: an ExecutionGovernorClient or AsyncExecutionGovernorClient; by default one
     built from FARAMESH_URL and FARAMESH_API_KEY. timeout: seconds to wait for a
     person's decision (None waits without limit). context, agent_id: sent with every
-    submission (e.g. context={"agent_id": "billing-bot"}).
+    submission (e.g. context={"agent_id": "billing-bot"}). on_abandon: when the call
+    stops waiting for a held action (timeout, cancelled task, Ctrl-C), "keep" it for the
+    same call made again (default) or "cancel" it.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -274,6 +303,7 @@ def govern(
             timeout=timeout,
             context=context,
             agent_id=agent_id,
+            on_abandon=on_abandon,
         )
         signature = _Signature(func, gate.label)
 

@@ -9,6 +9,12 @@ A server restart does not end the cycle: the submit carries a fresh Idempotency-
 is retried safely when its answer was lost (the server returns the action the first try
 created), the wait retries on its own, and the result report is retried for a while.
 Retries stop at the caller's deadline (`timeout`), with ServerUnavailable: nothing ran.
+
+When the caller stops waiting while the action is held (its deadline, a task cancelled by
+a framework's tool timeout, KeyboardInterrupt), `on_abandon` says what becomes of it:
+"keep" (the default) leaves it held, so the same call made again re-attaches to it and
+runs once with its approval, and the server lapses an approval nobody picks up; "cancel"
+withdraws it, best effort. Either way the code never runs for that call.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
-from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError
+import anyio
+
+from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError, ServerUnavailable
 from faramesh.sdk.retry import next_delay
 
 log = logging.getLogger("faramesh.govern")
@@ -41,6 +49,15 @@ _FOREVER_SLICE = 3600.0
 # an unreported result leaves the action looking unexecuted).
 REPORT_RETRY_SECONDS = 30.0
 _MAX_ERROR_TEXT = 10_000
+
+# What becomes of a held action when the caller stops waiting for it (see the module doc).
+OnAbandon = Literal["keep", "cancel"]
+ON_ABANDON_CHOICES: tuple[OnAbandon, ...] = ("keep", "cancel")
+DEFAULT_ON_ABANDON: OnAbandon = "keep"
+# Longest a best-effort cancel may hold up async code that is itself being cancelled.
+CANCEL_GRACE = 5.0
+# Longest single wait of a sync client used from async code (see `_await_decision`).
+_THREAD_SLICE = 5.0
 
 
 class Governor(Protocol):
@@ -63,6 +80,8 @@ class Governor(Protocol):
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]: ...
 
+    def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]: ...
+
 
 class AsyncGovernor(Protocol):
     """What the cycle awaits on an asynchronous client."""
@@ -83,6 +102,8 @@ class AsyncGovernor(Protocol):
     async def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]: ...
+
+    async def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]: ...
 
 
 AnyGovernor = Governor | AsyncGovernor
@@ -173,6 +194,13 @@ def approved_params(action: Mapping[str, Any], label: str) -> dict[str, Any]:
     return params
 
 
+def check_on_abandon(value: str, where: str) -> OnAbandon:
+    """`value` if it is a known on_abandon choice; ValueError otherwise."""
+    if value not in ON_ABANDON_CHOICES:
+        raise ValueError(f"{where}: on_abandon must be 'keep' or 'cancel', not {value!r}")
+    return cast(OnAbandon, value)
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -181,6 +209,97 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+# -- when the caller stops waiting -----------------------------------------------------------
+# Statuses in which the code has not run and the action can still be withdrawn.
+_WITHDRAWABLE = (PENDING, "approved")
+
+
+def _why(exc: BaseException, timeout: float | None) -> str:
+    """Why the caller stopped waiting, for the cancel reason and the log."""
+    if isinstance(exc, ServerUnavailable):
+        return "the Faramesh server was unavailable until the caller's deadline"
+    if isinstance(exc, ApprovalTimeout):
+        return f"no decision within {timeout:g}s" if timeout is not None else "no decision in time"
+    if isinstance(exc, asyncio.CancelledError):
+        return "the call was cancelled (a tool or client timeout, or a shutdown)"
+    if isinstance(exc, KeyboardInterrupt):
+        return "the agent was interrupted (KeyboardInterrupt)"
+    return f"the wait failed ({describe_error(exc)})"
+
+
+def _kept(label: str, action_id: str, why: str) -> str:
+    log.warning(
+        "%s: stopped waiting for action %s (%s); it stays held, and the same call made again re-attaches to it",
+        label,
+        action_id,
+        why,
+    )
+    return (
+        "It stays held (on_abandon='keep'): the same call made again picks up its decision; "
+        "an approval nobody picks up lapses on the server."
+    )
+
+
+def _cancelled(label: str, action_id: str, why: str) -> str:
+    log.info("%s: cancelled action %s because the caller stopped waiting (%s)", label, action_id, why)
+    return "It was cancelled (on_abandon='cancel')."
+
+
+def _not_cancelled(label: str, action_id: str, exc: BaseException) -> str:
+    log.warning("%s: could not cancel action %s after the caller stopped waiting: %s", label, action_id, exc)
+    now = exc.current_status if isinstance(exc, ConflictError) else None
+    if now:
+        return f"Cancelling it was refused: it is {now} now."
+    return f"Cancelling it failed ({exc}), so it may still be held."
+
+
+def _explain(exc: BaseException, action: dict[str, Any], what: str) -> None:
+    """Add what became of the action to an ApprovalTimeout (other exceptions pass unchanged)."""
+    if isinstance(exc, ApprovalTimeout):
+        exc.args = (f"{exc} {what}", *exc.args[1:])
+        exc.action = dict(action)
+        exc.action_id = str(action["id"])
+
+
+def _cancel_reason(why: str) -> str:
+    return f"The agent stopped waiting: {why}"
+
+
+def abandon(
+    client: Governor, action: dict[str, Any], on_abandon: OnAbandon, why: str, label: str
+) -> tuple[dict[str, Any], str]:
+    """Keep or cancel (best effort) a held action its caller stopped waiting for: (the action
+    as last known, a sentence saying what became of it). Never raises a client error."""
+    action_id = str(action["id"])
+    if on_abandon == "keep":
+        return action, _kept(label, action_id, why)
+    try:
+        cancelled = client.cancel_action(action_id, _cancel_reason(why))
+    except FarameshClientError as exc:
+        return action, _not_cancelled(label, action_id, exc)
+    return cancelled, _cancelled(label, action_id, why)
+
+
+async def aabandon(
+    client: AnyGovernor, action: dict[str, Any], on_abandon: OnAbandon, why: str, label: str
+) -> tuple[dict[str, Any], str]:
+    """`abandon` from async code. The cancel is shielded from the cancellation that is
+    usually why the caller stopped (a tool timeout), and bounded by CANCEL_GRACE."""
+    action_id = str(action["id"])
+    if on_abandon == "keep":
+        return action, _kept(label, action_id, why)
+    failure: BaseException = TimeoutError(f"no answer within {CANCEL_GRACE:g}s")
+    with anyio.move_on_after(CANCEL_GRACE, shield=True):
+        try:
+            cancelled = await _call(client, "cancel_action", action_id, _cancel_reason(why))
+        except FarameshClientError as exc:
+            failure = exc
+        else:
+            return cancelled, _cancelled(label, action_id, why)
+    return action, _not_cancelled(label, action_id, failure)
+
+
+# -- submit and wait ---------------------------------------------------------------------------
 def submit_and_wait(
     client: Governor,
     tool: str,
@@ -189,8 +308,12 @@ def submit_and_wait(
     context: dict[str, Any] | None,
     agent_id: str | None,
     timeout: float | None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> dict[str, Any]:
-    """Submit, wait while pending; the runnable action, else ActionDenied / ApprovalTimeout."""
+    """Submit, wait while pending; the runnable action, else ActionDenied / ApprovalTimeout.
+
+    A submit that repeats a held call of the same agent re-attaches to it (the server
+    answers with that action), so an approval given meanwhile is picked up here."""
     label = action_label(tool, operation)
     deadline = _deadline(timeout)
     key = uuid.uuid4().hex  # one per governed call: a repeated submit returns the same action
@@ -202,13 +325,21 @@ def submit_and_wait(
         except FarameshClientError as exc:
             time.sleep(next_delay(exc, attempt, deadline, f"{label}: submitting"))
             attempt += 1
-    if action.get("status") == PENDING:
-        if deadline is None:
-            while action.get("status") == PENDING:
-                action = client.wait_for_decision(action["id"], timeout=_FOREVER_SLICE)
-        else:
-            action = client.wait_for_decision(action["id"], timeout=_left(deadline))
-    return runnable(action, label, timeout)
+    held = action
+    try:
+        if action.get("status") == PENDING:
+            if deadline is None:
+                while action.get("status") == PENDING:
+                    action = client.wait_for_decision(held["id"], timeout=_FOREVER_SLICE)
+            else:
+                action = client.wait_for_decision(held["id"], timeout=_left(deadline))
+        return runnable(action, label, timeout)
+    except BaseException as exc:
+        # Nothing has run. A held action is kept for a retry or withdrawn, never left unsaid.
+        if action.get("status") in _WITHDRAWABLE and not isinstance(exc, ActionDenied):
+            last, what = abandon(client, action, on_abandon, _why(exc, timeout), label)
+            _explain(exc, last, what)
+        raise
 
 
 async def _call(client: AnyGovernor, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -219,6 +350,25 @@ async def _call(client: AnyGovernor, method: str, *args: Any, **kwargs: Any) -> 
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+async def _await_decision(client: AnyGovernor, action_id: str, timeout: float) -> dict[str, Any]:
+    """wait_for_decision from async code. A sync client waits in a worker thread, which a
+    cancellation cannot stop: it waits in short slices, so a thread left behind by a
+    cancelled call ends soon (and the event loop can close) instead of at the deadline."""
+    if is_async(client):
+        return cast(dict[str, Any], await cast(AsyncGovernor, client).wait_for_decision(action_id, timeout=timeout))
+    sync = cast(Governor, client)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action = await asyncio.to_thread(sync.wait_for_decision, action_id, min(_left(deadline), _THREAD_SLICE))
+        except ServerUnavailable:
+            if _left(deadline) > 0:  # the slice's own deadline, not the caller's: keep trying
+                continue
+            raise
+        if action.get("status") != PENDING or _left(deadline) <= 0:
+            return action
+
+
 async def asubmit_and_wait(
     client: AnyGovernor,
     tool: str,
@@ -227,8 +377,10 @@ async def asubmit_and_wait(
     context: dict[str, Any] | None,
     agent_id: str | None,
     timeout: float | None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> dict[str, Any]:
-    """submit_and_wait from async code, with either kind of client."""
+    """submit_and_wait from async code, with either kind of client. A cancellation of the
+    calling task while the action is held (a framework's tool timeout) is an abandonment."""
     label = action_label(tool, operation)
     deadline = _deadline(timeout)
     key = uuid.uuid4().hex
@@ -242,13 +394,20 @@ async def asubmit_and_wait(
         except FarameshClientError as exc:
             await asyncio.sleep(next_delay(exc, attempt, deadline, f"{label}: submitting"))
             attempt += 1
-    if action.get("status") == PENDING:
-        if deadline is None:
-            while action.get("status") == PENDING:
-                action = await _call(client, "wait_for_decision", action["id"], timeout=_FOREVER_SLICE)
-        else:
-            action = await _call(client, "wait_for_decision", action["id"], timeout=_left(deadline))
-    return runnable(action, label, timeout)
+    held = action
+    try:
+        if action.get("status") == PENDING:
+            if deadline is None:
+                while action.get("status") == PENDING:
+                    action = await _await_decision(client, held["id"], _FOREVER_SLICE)
+            else:
+                action = await _await_decision(client, held["id"], _left(deadline))
+        return runnable(action, label, timeout)
+    except BaseException as exc:
+        if action.get("status") in _WITHDRAWABLE and not isinstance(exc, ActionDenied):
+            last, what = await aabandon(client, action, on_abandon, _why(exc, timeout), label)
+            _explain(exc, last, what)
+        raise
 
 
 def report_outcome(client: Governor, action_id: str, outcome: Outcome) -> None:
@@ -336,12 +495,16 @@ def governed_action(
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> Iterator[GovernedAction]:
     where = action_label(tool, operation)
     if is_async(client):
         raise TypeError(f"{where}: an AsyncExecutionGovernorClient cannot govern synchronous code")
+    check_on_abandon(on_abandon, where)
     checked = json_params(params or {}, where)
-    action = submit_and_wait(client, tool, operation, checked, dict(context) if context else None, agent_id, timeout)
+    action = submit_and_wait(
+        client, tool, operation, checked, dict(context) if context else None, agent_id, timeout, on_abandon
+    )
     handle = GovernedAction(action=action, params=approved_params(action, where))
     try:
         yield handle
@@ -361,11 +524,13 @@ async def agoverned_action(
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
     agent_id: str | None = None,
+    on_abandon: OnAbandon = DEFAULT_ON_ABANDON,
 ) -> AsyncIterator[GovernedAction]:
     where = action_label(tool, operation)
+    check_on_abandon(on_abandon, where)
     checked = json_params(params or {}, where)
     action = await asubmit_and_wait(
-        client, tool, operation, checked, dict(context) if context else None, agent_id, timeout
+        client, tool, operation, checked, dict(context) if context else None, agent_id, timeout, on_abandon
     )
     handle = GovernedAction(action=action, params=approved_params(action, where))
     try:

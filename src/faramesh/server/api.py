@@ -176,7 +176,7 @@ async def wait_action(
         present_at = -PRESENCE_HEARTBEAT  # when this wait last told the store its agent is here
         while status is Status.PENDING_APPROVAL:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or await request.is_disconnected():  # an agent that left is not waiting
                 break
             if time.monotonic() - present_at >= PRESENCE_HEARTBEAT:
                 await run_in_threadpool(g.agent_waiting, identity, action_id)
@@ -187,8 +187,11 @@ async def wait_action(
                 status = await run_in_threadpool(g.get_status, identity, action_id)
             elif event.action is not None:
                 status = Status(event.action["status"])
-        # The answer picks up an approval (see service/presence.py) before it is given.
-        action = await run_in_threadpool(lambda: g.get(identity, action_id, pick_up=True))
+        # The answer picks up an approval (see service/presence.py) before it is given; not
+        # for an agent that stopped waiting (timeout, cancelled call): nobody would run it,
+        # so it lapses unless the same call is made again.
+        gone = await request.is_disconnected()
+        action = await run_in_threadpool(lambda: g.get(identity, action_id, pick_up=not gone))
         sub.check()  # a key revoked while the action was read gets nothing
     return action
 

@@ -25,6 +25,25 @@ if TYPE_CHECKING:
 
 EVENT = "action.reattached"
 _STATUSES = (Status.PENDING_APPROVAL.value, Status.APPROVED.value)
+# Times a held row that changed under the attach (a vote, a pick-up) is looked up again.
+_TRIES = 5
+
+
+def find_and_attach(
+    conn: Connection, store: Store, identity: Identity, agent_id: str, rhash: str, now: float
+) -> tuple[Any, int] | None:
+    """Attach this submit to the held action it repeats, if there is one: (the action, the
+    audit seq). A concurrent write to that row (another replica picking up or deciding it)
+    makes the attach look again instead of giving up, so a retry never becomes a second
+    action because of a race; None when no held action is left to attach to."""
+    for _ in range(_TRIES):
+        row = find(conn, identity, agent_id, rhash)
+        if row is None:
+            return None
+        attached = attach(conn, store, identity, row, now)
+        if attached is not None:
+            return attached
+    return None
 
 
 def find(conn: Connection, identity: Identity, agent_id: str, rhash: str) -> Any | None:

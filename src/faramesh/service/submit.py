@@ -159,8 +159,7 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
                 )
             return existing, False, 0, False
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
-        held = reattach.find(conn, req.identity, req.agent_id, req.rhash)
-        attached = reattach.attach(conn, g.store, req.identity, held, req.now) if held is not None else None
+        attached = reattach.find_and_attach(conn, g.store, req.identity, req.agent_id, req.rhash, req.now)
         if attached is not None:
             return attached[0], False, attached[1], True
     effect, reason = decision.effect, decision.reason
