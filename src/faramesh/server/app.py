@@ -21,7 +21,7 @@ from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
-from faramesh.server import api, errors, notify_routes, web
+from faramesh.server import api, errors, grants_api, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
@@ -207,6 +207,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.state.rate_limiter = RateLimiter(rate) if rate is not None else None
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(grants_api.router)
     app.include_router(notify_routes.router)
     app.include_router(notify_routes.slack_router)
 

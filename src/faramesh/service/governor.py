@@ -22,7 +22,7 @@ from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Policy
-from faramesh.service import agents, approvals, expiry, keys, reads, results, submit, views, webhooks
+from faramesh.service import agents, approvals, expiry, grants, keys, reads, results, submit, views, webhooks
 from faramesh.service.submit import Submission
 from faramesh.shadow import ShadowStats
 from faramesh.storage import Store
@@ -150,6 +150,23 @@ class Governor:
     def webhook_deliveries(self, webhook_id: str | None = None, limit: int = 50) -> list[Any]:
         return webhooks.deliveries(self.store, webhook_id, limit)
 
+    # -- standing grants ----------------------------------------------------------
+    def create_grant(
+        self, identity: Identity, spec: grants.GrantSpec, *, action_id: str | None = None
+    ) -> dict[str, Any]:
+        """Record a standing grant (approver or admin); returns it as the API shows it."""
+        now = self.clock()
+        return grants.to_view(grants.create(self.store, identity, spec, now=now, action_id=action_id), now)
+
+    def list_grants(self, identity: Identity, *, active_only: bool = False) -> list[dict[str, Any]]:
+        now = self.clock()
+        rows = grants.list_all(self.store, identity, active_at=now if active_only else None)
+        return [grants.to_view(r, now) for r in rows]
+
+    def revoke_grant(self, identity: Identity, grant_id: str) -> dict[str, Any]:
+        now = self.clock()
+        return grants.to_view(grants.revoke(self.store, identity, grant_id, now=now), now)
+
     # -- submit -----------------------------------------------------------------
     @staticmethod
     def _resolve_agent(identity: Identity, sub: Submission) -> str:
@@ -167,9 +184,13 @@ class Governor:
         if done.shadow is not None:
             self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
             self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)
-        self._publish("action.created", done.row, done.seq, counted=0)
+        if done.granted_seq is None:
+            self._publish("action.created", done.row, done.seq, counted=0)
+        else:  # held, then approved at once by a standing grant
+            self._publish("action.created", done.row, done.seq, counted=1)
+            self._publish("action.approved", done.row, done.granted_seq, counted=1)
         self._observe(self.telemetry.submitted, done.row, started_ns)
-        return views.to_api(done.row, identity, counted=0)
+        return views.to_api(done.row, identity, counted=0 if done.granted_seq is None else 1)
 
     # -- reads ------------------------------------------------------------------
     def get(self, identity: Identity, action_id: str) -> dict[str, Any]:
