@@ -400,3 +400,51 @@ def try_grant(
             return approve_by_grant(g, conn, action_id, grant, now)
     except _GrantGone:
         return None
+
+
+# -- "approve, and allow the same for ..." -------------------------------------------
+_ROOTS = ("params", "context", "agent")
+
+
+def same_as(params: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Conditions that allow "the same" as `params`: each params field the rule tests, at
+    most this value for a number and exactly this value otherwise. With no such field,
+    every top-level scalar param must be exactly as now (never "anything goes")."""
+    conditions: dict[str, Any] = {}
+    tested = [f.removeprefix("params.") for f in fields if f.startswith("params.")]
+    exact = not tested
+    if exact:
+        tested = [k for k, v in params.items() if isinstance(v, (str, int, float, bool))]
+    for path in tested:
+        value = _lookup(params, path)
+        if value is None:
+            continue
+        name = f"params.{path}" if path.split(".")[0] in _ROOTS else path
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not exact:
+            conditions[f"{name}_lte"] = value
+        elif isinstance(value, (str, bool)):
+            conditions[f"{name}_eq"] = value
+    return conditions
+
+
+def _lookup(params: dict[str, Any], path: str) -> Any:
+    cur: Any = params
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def describe(conditions: dict[str, Any]) -> str:
+    """`amount ≤ 150 · currency = "EUR"`: a grant's conditions as a person reads them."""
+    signs = {"lte": "≤", "lt": "<", "gte": "≥", "gt": ">", "eq": "=", "ne": "≠", "in": "in", "not_in": "not in"}
+    parts = []
+    for key, value in conditions.items():
+        name, _, op = key.rpartition("_")
+        if op == "in" and name.endswith("_not"):
+            name, op = name.removesuffix("_not"), "not_in"
+        sign = signs.get(op)
+        shown = orjson.dumps(value).decode() if isinstance(value, str) else str(value)
+        parts.append(f"{name} {sign} {shown}" if sign and name else f"{key}: {shown}")
+    return " · ".join(parts) if parts else "any arguments"
