@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from faramesh.notify.dispatcher import WebhookDispatcher
 from faramesh.notify.slack import SlackConfig, load_slack_config
+from faramesh.notify.slack_app import SlackApp
 from faramesh.notify.webhooks import Webhook, load_webhook_file, verify_signature
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from faramesh.service import Governor
 
 __all__ = [
+    "Notifiers",
+    "SlackApp",
     "SlackConfig",
     "Webhook",
     "WebhookDispatcher",
@@ -28,7 +31,20 @@ __all__ = [
 ]
 
 
-async def start(app: Any, governor: Governor, settings: Settings) -> WebhookDispatcher:
+class Notifiers:
+    """What `start` started: the webhook dispatcher and, with a Slack bot token, the Slack app."""
+
+    def __init__(self, webhooks: WebhookDispatcher, slack: SlackApp | None) -> None:
+        self.webhooks = webhooks
+        self.slack = slack
+
+    async def stop(self) -> None:
+        if self.slack is not None:
+            await self.slack.stop()
+        await self.webhooks.stop()
+
+
+async def start(app: Any, governor: Governor, settings: Settings) -> Notifiers:
     """Load `--webhooks` and `--slack-config`, start delivering, and expose both on app.state."""
     file_hooks = load_webhook_file(settings.webhooks) if settings.webhooks else []
     app.state.slack = load_slack_config(settings.slack_config) if settings.slack_config else None
@@ -42,4 +58,8 @@ async def start(app: Any, governor: Governor, settings: Settings) -> WebhookDisp
     )
     await dispatcher.start()
     app.state.webhooks = dispatcher
-    return dispatcher
+    slack_app = None
+    if app.state.slack is not None and app.state.slack.app:
+        slack_app = SlackApp(governor.store, governor.hub, app.state.slack)
+        await slack_app.start()
+    return Notifiers(dispatcher, slack_app)
