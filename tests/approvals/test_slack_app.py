@@ -258,3 +258,34 @@ def test_without_a_modal_deny_asks_to_confirm(app: App) -> None:
     message = render_message("action.created", action | {"request_hash": "0" * 64})
     approve, deny = buttons(message)
     assert "confirm" not in approve and deny["confirm"]["style"] == "danger"
+
+
+def test_reminders_and_escalations_reach_slack(app: App) -> None:
+    # The pages rule reminds after a second and escalates to finance-leads after two.
+    action = submit(app.server, app.agent, "page", "oncall", team="payments")
+    first = posted(app, action["id"])
+    [reply] = eventually(lambda: [m for m in app.slack.of("chat.postMessage") if m.get("thread_ts")])
+    assert reply["channel"] == CHANNEL and reply["thread_ts"] == first["answered_ts"]
+    assert "Still waiting" in reply["text"]
+    [escalated] = eventually(
+        lambda: [m for m in app.slack.of("chat.postMessage", action["id"]) if m["channel"] == ESCALATION]
+    )
+    assert "Escalated" in escalated["text"] and len(buttons(escalated)) == 2
+    approver = app.server.create_key("approver", name="lead")
+    httpx.post(
+        app.server.url + f"/v1/actions/{action['id']}/approve", json={}, headers=auth(approver)
+    ).raise_for_status()
+    # Both messages are updated in place; neither keeps its buttons.
+    done = eventually(
+        lambda: (
+            {
+                u["channel"]: u
+                for u in app.slack.of("chat.update", action["id"])
+                if "Approved" in u["text"] and not buttons(u)
+            }
+            if {CHANNEL, ESCALATION}
+            <= {u["channel"] for u in app.slack.of("chat.update", action["id"]) if "Approved" in u["text"]}
+            else None
+        )
+    )
+    assert done[CHANNEL]["ts"] == first["answered_ts"] and done[ESCALATION]["ts"] == escalated["answered_ts"]

@@ -7,6 +7,7 @@ dispatcher; the server calls it in its lifespan and `stop()`s the result on exit
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from faramesh.notify.dispatcher import WebhookDispatcher
@@ -55,11 +56,15 @@ async def start(app: Any, governor: Governor, settings: Settings) -> Notifiers:
         retry_base=settings.webhook_retry_base,
         timeout=settings.webhook_timeout,
         on_attempt=lambda ok: governor.telemetry.metrics.webhook_delivery("delivered" if ok else "failed"),
+        dashboard_url=settings.public_url,
     )
     await dispatcher.start()
     app.state.webhooks = dispatcher
     slack_app = None
     if app.state.slack is not None and app.state.slack.app:
-        slack_app = SlackApp(governor.store, governor.hub, app.state.slack)
+        config = app.state.slack
+        if config.dashboard_url is None and settings.public_url:
+            config = dataclasses.replace(config, dashboard_url=settings.public_url.rstrip("/"))
+        slack_app = SlackApp(governor.store, governor.hub, config)
         await slack_app.start()
     return Notifiers(dispatcher, slack_app)

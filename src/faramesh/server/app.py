@@ -61,10 +61,12 @@ def load_policy(settings: Settings) -> Policy:
 
 
 async def _sweeper(governor: Governor, interval: float) -> None:
-    """Deny pending actions whose approval window has passed, even if nobody looks."""
+    """Deny pending actions whose approval window has passed, even if nobody looks, and
+    send the reminders and escalations of those that wait too long."""
     while True:
         try:
             await run_in_threadpool(governor.expire_due)
+            await run_in_threadpool(governor.send_nudges)  # reminders and escalations due
             nxt = await run_in_threadpool(governor.next_expiry)
         except Exception:  # keep sweeping; a transient database error must not stop expiry
             log.exception("expiry sweep failed")

@@ -22,7 +22,7 @@ from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Policy
-from faramesh.service import agents, approvals, expiry, grants, keys, reads, results, submit, views, webhooks
+from faramesh.service import agents, approvals, expiry, grants, keys, nudges, reads, results, submit, views, webhooks
 from faramesh.service.submit import Submission
 from faramesh.shadow import ShadowStats
 from faramesh.storage import Store
@@ -321,6 +321,17 @@ class Governor:
         now = self.clock() if now is None else now
         return expiry.expire_due(self.store, now, batch, lambda row, seq: self._publish("action.expired", row, seq))
 
+    def send_nudges(self, now: float | None = None, batch: int = 200) -> int:
+        """Send the reminders and escalations due now (rules with remind_after / escalate_after)."""
+        now = self.clock() if now is None else now
+        return nudges.send_due(
+            self.store,
+            self._policy,
+            now,
+            batch,
+            lambda event, row, seq, data: self._publish(event, row, seq, extra=data),
+        )
+
     def next_expiry(self) -> float | None:
         return expiry.next_expiry(self.store)
 
@@ -328,7 +339,9 @@ class Governor:
     def _counted(self, row: Any) -> int | None:
         return reads.counted(self.store, row)
 
-    def _publish(self, event_type: str, row: Any, seq: int, *, counted: int | None = None) -> None:
+    def _publish(
+        self, event_type: str, row: Any, seq: int, *, counted: int | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         if counted is None:
             counted = self._counted(row)
         self.hub.publish(
@@ -337,7 +350,7 @@ class Governor:
                 type=event_type,
                 action_id=row.id,
                 action=views.to_api(row, None, counted=counted),
-                data={"submitted_by": row.submitted_by},
+                data={"submitted_by": row.submitted_by} | (extra or {}),
             )
         )
         self._observe(self.telemetry.changed, event_type, row)

@@ -32,8 +32,9 @@ ChatMessageRow = Any  # a row with the chat_messages columns as attributes
 def _insert_ignoring_duplicates(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
     """Insert one row unless one with the same unique key exists; True if this one was."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount == 1)
+    # RETURNING says whether a row went in (rowcount is not reliable for this on every driver).
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return conn.execute(stmt).first() is not None
 
 
 # -- reminders and escalations ---------------------------------------------------------

@@ -36,6 +36,7 @@ STATUS_LABELS = {
     "approved": "Approved",
     "succeeded": "Succeeded",
     "failed": "Failed",
+    "cancelled": "Cancelled",
 }
 EVENT_LABELS = {
     "action.submitted": "Submitted",
@@ -45,6 +46,9 @@ EVENT_LABELS = {
     "action.expired": "Expired",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
+    "action.cancelled": "Cancelled",
+    "action.reminder": "Reminder sent",
+    "action.escalated": "Escalated",
 }
 
 
