@@ -227,8 +227,14 @@ async def render_action(
     )
 
 
-def edit_fields(params: Any) -> list[dict[str, Any]]:
-    """The params as per-field inputs: strings as typed, numbers, true/false, other values as JSON."""
+MAX_FIELD_INPUTS = 60  # beyond this, params are edited as JSON only (the form would be too long)
+
+
+def edit_fields(params: Any) -> list[dict[str, Any]] | None:
+    """The params as per-field inputs: strings as typed, numbers, true/false, other values as
+    JSON; None when there are too many fields to edit one by one."""
+    if len(params or {}) > MAX_FIELD_INPUTS:
+        return None
     out = []
     for key, value in (params or {}).items():
         if isinstance(value, bool):
