@@ -1,10 +1,12 @@
 """Take the dashboard screenshots in docs/images/ from a real server and Chromium.
 
     .venv/bin/python scripts/dashboard_screenshots.py [--out docs/images] [--width 1280]
+    .venv/bin/python scripts/dashboard_screenshots.py --width 390 --suffix=-phone
 
 Starts `faramesh serve` on a temporary database, submits a few actions the way an
-agent would, logs in with an approver key and saves the queue and an action's detail
-page. Needs Debian's Chromium at /usr/bin/chromium.
+agent would, logs in with an approver key and saves the queue and two action pages:
+a payout waiting for its second approver, and a refund with "Approve, and allow the
+same for …" open. Needs Debian's Chromium at /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def main() -> None:
                 {"amount": 12500, "currency": "EUR", "iban": "DE89 3704 0044 0532 0130 00", "invoice": "INV-2291"},
                 {"agent_id": "treasury-bot", "ticket": "FIN-2291", "note": "<img src=x onerror=alert(1)>"},
             )
-            submit(server, agent, "refund", "process", {"amount": 180, "customer_id": "cus_456"},
-                   {"agent_id": "billing-bot"})
+            refund = submit(server, agent, "refund", "process",
+                            {"amount": 4321.5, "customer_id": "cus_123", "order": "ORD-88412"},
+                            {"agent_id": "billing-bot"})
             bob = server.create_key("approver", name="bob")
             httpx.post(
                 server.url + f"/v1/actions/{detail['id']}/approve",
@@ -82,10 +85,13 @@ def main() -> None:
                 page.set_viewport_size({"width": args.width, "height": args.height})
                 page.goto(server.url + f"/actions/{detail['id']}")
                 page.screenshot(path=str(args.out / f"dashboard-detail{args.suffix}.png"), full_page=True)
+                page.goto(server.url + f"/actions/{refund['id']}")
+                page.locator("#grant-offer summary").click()
+                page.screenshot(path=str(args.out / f"dashboard-grant{args.suffix}.png"), full_page=True)
                 browser.close()
         finally:
             server.stop()
-    print(f"wrote {args.out}/dashboard-queue{args.suffix}.png and dashboard-detail{args.suffix}.png")
+    print(f"wrote {args.out}/dashboard-{{queue,detail,grant}}{args.suffix}.png")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,12 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting("webhook_timeout", "FARAMESH_WEBHOOK_TIMEOUT", 10.0, "seconds one webhook delivery may take", float),
+    Setting(
+        "public_url",
+        "FARAMESH_PUBLIC_URL",
+        None,
+        "the dashboard's address as people reach it, for links in Teams cards and Slack messages",
+    ),
 )
 
 
@@ -136,6 +142,7 @@ class Settings:
     slack_config: str | None = None
     webhook_retry_base: float = 2.0
     webhook_timeout: float = 10.0
+    public_url: str | None = None
     migrate: bool = True
     sweep_interval: float = 0.5
     policy_watch_interval: float = 0.5

@@ -158,16 +158,23 @@ def cli_key(database_url: str, role: str, *groups: str, name: str = "") -> tuple
 
 # -- Slack ---------------------------------------------------------------------------
 def slack_request(
-    signing_secret: str, user_id: str, action_id: str, *, approve: bool = True, timestamp: int | None = None
+    signing_secret: str,
+    user_id: str,
+    action_id: str,
+    *,
+    approve: bool = True,
+    timestamp: int | None = None,
+    response_url: str | None = None,
+    trigger_id: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A block_actions interaction as Slack sends it: form-encoded `payload`, signed with
-    v0=HMAC-SHA256(signing secret, "v0:{timestamp}:{body}")."""
-    payload = {
+    v0=HMAC-SHA256(signing secret, "v0:{timestamp}:{body}"). Its response_url (where the
+    server may answer) is left out unless given: tests point it at a local receiver."""
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": "T0001"},
         "api_app_id": "A0001",
         "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0001"},
-        "response_url": "https://hooks.slack.com/actions/T0001/1/abc",
         "actions": [
             {
                 "action_id": "faramesh_approve" if approve else "faramesh_deny",
@@ -178,6 +185,34 @@ def slack_request(
             }
         ],
     }
+    if response_url is not None:
+        payload["response_url"] = response_url
+    if trigger_id is not None:
+        payload["trigger_id"] = trigger_id
+    return signed_slack_form(signing_secret, payload, timestamp)
+
+
+def slack_deny_submission(
+    signing_secret: str, user_id: str, private_metadata: str, reason: str
+) -> tuple[bytes, dict[str, str]]:
+    """The deny modal's view_submission, as Slack sends it when the presser submits a reason."""
+    payload = {
+        "type": "view_submission",
+        "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": "T0001"},
+        "view": {
+            "id": "V0001",
+            "type": "modal",
+            "callback_id": "faramesh_deny_reason",
+            "private_metadata": private_metadata,
+            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": reason}}}},
+        },
+    }
+    return signed_slack_form(signing_secret, payload)
+
+
+def signed_slack_form(
+    signing_secret: str, payload: dict[str, Any], timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     body = urlencode({"payload": json.dumps(payload)}).encode()
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(signing_secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()

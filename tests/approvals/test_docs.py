@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -22,16 +23,18 @@ def blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
 
 
-def test_webhooks_and_slack_files_in_the_doc_load(tmp_path: Path, monkeypatch: object) -> None:
+def test_webhooks_and_slack_files_in_the_doc_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = [b for b in blocks("yaml") if "webhooks:" in b or "signing_secret:" in b]
     assert len(files) == 2
     hooks_file = tmp_path / "webhooks.yaml"
     hooks_file.write_text(files[0])
     hooks = load_webhook_file(hooks_file)
-    assert [h.format for h in hooks] == ["json", "slack"]
+    assert [h.format for h in hooks] == ["json", "slack", "teams"]
     slack_file = tmp_path / "slack.yaml"
     slack_file.write_text(files[1])
-    assert len(load_slack_config(slack_file).users) == 2
+    monkeypatch.setenv("FARAMESH_SLACK_BOT_TOKEN", "xoxb-doc")
+    config = load_slack_config(slack_file)
+    assert len(config.users) == 2 and config.app and config.escalation_channels == {"finance-leads": "C0FINLEADS"}
 
 
 def test_policy_snippets_in_the_doc_are_valid_rules() -> None:

@@ -154,11 +154,14 @@ def test_a_request_inside_the_window_is_accepted(slack: SlackSetup) -> None:
     assert get(slack.server, slack.agent, action["id"])["status"] == "approved"
 
 
-def test_unknown_slack_users_are_refused(slack: SlackSetup) -> None:
+def test_unknown_slack_users_are_told_how_to_link_their_account(slack: SlackSetup) -> None:
     action = submit(slack.server, slack.agent, "refund", "process", amount=805)
     body, headers = slack_request(SIGNING_SECRET, UNKNOWN_USER, action["id"])
     r = slack.interact(body, headers)
-    assert r.status_code == 403 and r.json()["error"]["field"] == "user"
+    # A genuine request: answered (200) with a message only the presser sees, not a bare 403.
+    assert r.status_code == 200 and r.json()["response_type"] == "ephemeral"
+    assert r.json()["error"]["code"] == "forbidden" and r.json()["error"]["field"] == "user"
+    assert f"{UNKNOWN_USER}: <your key id>" in r.json()["text"] and "--slack-config" in r.json()["text"]
     assert get(slack.server, slack.agent, action["id"])["status"] == "pending_approval"
 
 
@@ -217,7 +220,7 @@ def test_revoked_mapped_key_is_refused(slack: SlackSetup) -> None:
     assert httpx.delete(f"{slack.server.url}/v1/keys/{slack.lead_key_id}", headers=admin).status_code == 200
     body, headers = slack_request(SIGNING_SECRET, LEAD_USER, action["id"])
     r = slack.interact(body, headers)
-    assert r.status_code == 403 and "revoked" in r.json()["detail"]
+    assert r.status_code == 200 and r.json()["error"]["code"] == "forbidden" and "revoked" in r.json()["text"]
     assert get(slack.server, slack.agent, action["id"])["status"] == "pending_approval"
 
 

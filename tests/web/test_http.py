@@ -272,7 +272,7 @@ def test_the_quorum_count_is_one_number_everywhere(web_server: ServerProcess) ->
     page = client.get(f"/actions/{action['id']}").text
     assert re.search(r'<span id="quorum-given">1</span> of 2 needed', page)
     queue = client.get("/").text
-    row = re.search(rf'<tr data-id="{action["id"]}">(.*?)</tr>', queue, re.S)
+    row = re.search(rf'<tr data-id="{action["id"]}"[^>]*>(.*?)</tr>', queue, re.S)
     assert row and re.search(r">1 of 2 approvals<", row.group(1))
     api = get_action(web_server, admin_key, action["id"])
     assert api["status"] == "pending_approval"

@@ -189,6 +189,30 @@ def policy_diff(old_path: str, new_path: str, as_json: bool, exit_code: bool) ->
         sys.exit(1)
 
 
+GRANTS_OPTION = click.option(
+    "--grants",
+    "grants_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Standing grants to take into account: the JSON of GET /v1/grants (inactive ones are left out).",
+)
+
+
+def _with_grants(policy: Any, grants_file: str | None) -> Any:
+    if grants_file is None:
+        return policy
+    from faramesh.policy import PolicyError
+    from faramesh.policy.tooling import GrantsError, load_grants, with_grants
+
+    try:
+        grants = load_grants(Path(grants_file).read_text(encoding="utf-8"))
+        return with_grants(policy, grants)
+    except OSError as exc:
+        _fail([f"Error: cannot read {grants_file}: {exc.strerror}"], 2)
+    except (GrantsError, PolicyError) as exc:
+        _fail([f"Error: {grants_file}: {exc}"], 2)
+
+
 @policy_group.command("replay")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option(
@@ -196,15 +220,21 @@ def policy_diff(old_path: str, new_path: str, as_json: bool, exit_code: bool) ->
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "changed": [...]}.')
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 when any decision would change (for CI).")
+@GRANTS_OPTION
 @database_option
-def policy_replay(path: str, since: str | None, as_json: bool, fail_on_change: bool, database_url: str) -> None:
-    """Re-decide the stored actions with the policy in FILE and report every decision that would change."""
+def policy_replay(
+    path: str, since: str | None, as_json: bool, fail_on_change: bool, grants_file: str | None, database_url: str
+) -> None:
+    """Re-decide the stored actions with the policy in FILE and report every decision that would change.
+
+    With --grants, held actions that a standing grant fits count as allowed, as the server applies them.
+    """
     from faramesh.policy.tooling import ReplayError, parse_since, replay
 
     require_server("policy replay")
     from faramesh.storage.history_reads import HistoryError, recorded_actions
 
-    policy = _load(path)
+    policy = _with_grants(_load(path), grants_file)
     try:
         window = parse_since(since)
         with recorded_actions(database_url, since_seq=window.seq, since_at=window.at) as records:
@@ -229,10 +259,12 @@ def policy_replay(path: str, since: str | None, as_json: bool, fail_on_change: b
     help='e.g. "tool=refund operation=process amount>1000 => not allow" (repeatable).',
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def policy_prove(path: str, claims: tuple[str, ...], as_json: bool) -> None:
+@GRANTS_OPTION
+def policy_prove(path: str, claims: tuple[str, ...], as_json: bool, grants_file: str | None) -> None:
     """Prove each claim for every possible action, or print a counter-example.
 
-    Exit 0 when all are proven, 1 when a counter-example was found, 3 when some claim cannot be decided.
+    With --grants, the claims are proven for the policy as the server applies it with those standing
+    grants. Exit 0 when all are proven, 1 when a counter-example was found, 3 when some claim cannot be decided.
     """
     from faramesh.policy.tooling import ClaimError, parse_claim, prove
 
@@ -242,7 +274,7 @@ def policy_prove(path: str, claims: tuple[str, ...], as_json: bool) -> None:
             parsed.append(parse_claim(text))
         except ClaimError as exc:
             raise click.BadParameter(str(exc), param_hint="--claim") from None
-    policy = _load(path)
+    policy = _with_grants(_load(path), grants_file)
     results = [prove(policy, claim) for claim in parsed]
     if as_json:
         echo_json([r.to_dict() for r in results])

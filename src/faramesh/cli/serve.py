@@ -126,6 +126,12 @@ from faramesh.model import Role
     type=click.FloatRange(min=0.1),
     help="Seconds one webhook delivery may take before it counts as failed.",
 )
+@click.option(
+    "--public-url",
+    envvar="FARAMESH_PUBLIC_URL",
+    default=None,
+    help="The dashboard's address as people reach it (https://faramesh.example.com), for links in Teams and Slack.",
+)
 def serve(
     host: str,
     port: int,
@@ -144,6 +150,7 @@ def serve(
     slack_config: str | None,
     webhook_retry_base: float,
     webhook_timeout: float,
+    public_url: str | None,
 ) -> None:
     """Run the Faramesh server (API, dashboard, expiry sweeper)."""
     require_server("serve")
@@ -187,6 +194,7 @@ def serve(
         slack_config=slack_config,
         webhook_retry_base=webhook_retry_base,
         webhook_timeout=webhook_timeout,
+        public_url=public_url.rstrip("/") if public_url else None,
         secret_key=os.environ.get("FARAMESH_SECRET_KEY") or None,
     )
     _check_notification_files(settings)

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faramesh import __version__
 from faramesh.events import ChangeEvent, EventHub, Subscription
-from faramesh.notify import deliveries, slack
+from faramesh.notify import deliveries, slack, teams
 from faramesh.notify.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -55,14 +55,21 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def render_body(hook: Webhook, event: ChangeEvent, now: float) -> bytes:
+def render_body(hook: Webhook, event: ChangeEvent, now: float, dashboard_url: str | None = None) -> bytes:
     """The exact bytes sent to `hook` for `event` (kept, so every retry sends the same)."""
     action = public_action(event.action)
     if hook.format == "slack":
         return orjson.dumps(slack.render_message(event.type, action, action_id=event.action_id))
+    if hook.format == "teams":
+        return orjson.dumps(
+            teams.render_card(event.type, action, action_id=event.action_id, dashboard_url=dashboard_url)
+        )
     at = str(action.get("updated_at")) if action and action.get("updated_at") else _iso(now)
+    details = {k: v for k, v in event.data.items() if k != "submitted_by"}
     return orjson.dumps(
-        event_payload(seq=event.seq, event_type=event.type, action_id=event.action_id, action=action, at=at)
+        event_payload(
+            seq=event.seq, event_type=event.type, action_id=event.action_id, action=action, at=at, details=details
+        )
     )
 
 
@@ -79,8 +86,10 @@ class WebhookDispatcher:
         concurrency: int = 8,
         per_hook: int = 2,
         on_attempt: Callable[[bool], None] | None = None,
+        dashboard_url: str | None = None,
     ) -> None:
         self.store = store
+        self.dashboard_url = dashboard_url  # for the links in Teams cards
         self.on_attempt = on_attempt  # told whether each attempt was delivered (metrics)
         self.hub = hub
         self.file_hooks = list(file_hooks or [])
@@ -202,7 +211,7 @@ class WebhookDispatcher:
                         "event": event.type,
                         "event_seq": event.seq,
                         "action_id": event.action_id,
-                        "payload": render_body(hook, event, now).decode("utf-8"),
+                        "payload": render_body(hook, event, now, self.dashboard_url).decode("utf-8"),
                         "status": deliveries.PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,

@@ -46,15 +46,19 @@ EVENT_TYPES = (
     "action.reattached",
     "action.succeeded",
     "action.failed",
+    "action.reminder",
+    "action.escalated",
 )
-FORMATS = ("json", "slack")
-# What a Slack channel wants to hear about unless told otherwise.
+FORMATS = ("json", "slack", "teams")
+# What a Slack or Teams channel wants to hear about unless told otherwise.
 SLACK_DEFAULT_EVENTS = (
     "action.pending_approval",
     "action.approved",
     "action.denied",
     "action.expired",
     "action.cancelled",
+    "action.reminder",
+    "action.escalated",
 )
 MAX_URL = 2000
 MAX_SECRET = 500
@@ -147,11 +151,11 @@ def check_spec(raw: Mapping[str, Any], *, prefix: str = "", require_secret: bool
     if secret is not None and (not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET):
         raise InvalidInput(f"secret must be a string of 1-{MAX_SECRET} characters", field=_field(prefix, "secret"))
     if secret is None:
-        if require_secret and fmt == "json":
+        if require_secret and fmt == "json":  # chat channels (slack, teams) take no signature
             raise InvalidInput("secret is required for json webhooks", field=_field(prefix, "secret"))
         secret = ""
 
-    default_events = SLACK_DEFAULT_EVENTS if fmt == "slack" else ("*",)
+    default_events = SLACK_DEFAULT_EVENTS if fmt in ("slack", "teams") else ("*",)
     events_raw = raw.get("events", list(default_events))
     if isinstance(events_raw, str):
         events_raw = [events_raw]
@@ -269,11 +273,18 @@ def public_action(action: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def event_payload(
-    *, seq: int, event_type: str, action_id: str | None, action: Mapping[str, Any] | None, at: str
+    *,
+    seq: int,
+    event_type: str,
+    action_id: str | None,
+    action: Mapping[str, Any] | None,
+    at: str,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a `format: json` delivery."""
+    """The JSON body of a `format: json` delivery; `details` (e.g. an escalation's
+    `escalate_to`) only for the events that have them."""
     shown = public_action(action)
-    return {
+    body = {
         "id": str(seq),  # the audit seq: also the SSE event id
         "type": event_type,
         "seq": seq,
@@ -282,6 +293,9 @@ def event_payload(
         "status": shown.get("status") if shown else None,
         "action": shown,
     }
+    if details:
+        body["details"] = dict(details)
+    return body
 
 
 def matching(hooks: Iterable[Webhook], event_type: str, status: str | None) -> list[Webhook]:

@@ -31,7 +31,7 @@ from .timing import TimingError, Window, parse_days, parse_duration, parse_hours
 from .values import FieldPath, is_number, parse_path
 
 TOP_KEYS = ("rules", "default", "version", "name", "description")
-APPROVAL_KEYS = ("timeout", "quorum", "approvers")
+APPROVAL_KEYS = ("timeout", "quorum", "approvers", "remind_after", "escalate_after", "escalate_to")
 RATE_LIMIT_KEYS = ("max", "per", "key")
 BUDGET_KEYS = ("sum", "max", "per", "key")
 DURING_KEYS = ("days", "hours", "tz")
@@ -229,6 +229,12 @@ class PolicyCompiler:
                 "quorum": approval.quorum,
                 "approvers": sorted(approval.approvers),
             }
+            # Only when set, so the hash of a policy without nudges stays what it was.
+            if approval.remind_after_seconds is not None:
+                spec["approval"]["remind_after_seconds"] = canonical_scalar(approval.remind_after_seconds)
+            if approval.escalate_after_seconds is not None:
+                spec["approval"]["escalate_after_seconds"] = canonical_scalar(approval.escalate_after_seconds)
+                spec["approval"]["escalate_to"] = list(approval.escalate_to)
         if rate is not None:
             spec["rate_limit"] = {
                 "max": rate.max,
@@ -466,7 +472,49 @@ class PolicyCompiler:
                     )
                 elif name not in approvers:
                     approvers.append(name)
-        return ApprovalSpec(timeout_seconds=timeout, quorum=quorum or 1, approvers=tuple(approvers))
+        remind = self._duration(section, "remind_after", k, required=False)
+        escalate = self._duration(section, "escalate_after", k, required=False)
+        targets = self._names_list(section, "escalate_to", k)
+        if escalate is not None and not targets:
+            self.r.error(
+                section.key_loc("escalate_after"),
+                f"{k}.escalate_after",
+                "escalate_after needs escalate_to: whom to escalate to",
+                "e.g. escalate_to: [finance-leads]",
+            )
+        if targets and escalate is None:
+            self.r.error(
+                section.key_loc("escalate_to"),
+                f"{k}.escalate_to",
+                "escalate_to needs escalate_after: when to escalate",
+                "e.g. escalate_after: 30m",
+            )
+        if remind is not None and escalate is not None and escalate <= remind:
+            self.r.warn(section.loc, k, "escalate_after is not later than remind_after; the reminder comes too late")
+        return ApprovalSpec(
+            timeout_seconds=timeout,
+            quorum=quorum or 1,
+            approvers=tuple(approvers),
+            remind_after_seconds=remind,
+            escalate_after_seconds=escalate,
+            escalate_to=tuple(targets),
+        )
+
+    def _names_list(self, section: YMap, name: str, key: str) -> list[str]:
+        """A list of group or channel names (one name alone is a list of one)."""
+        node = section.get(name)
+        if node is None:
+            return []
+        names: list[str] = []
+        for item in node.items if isinstance(node, YSeq) else [node]:
+            value = item.value if isinstance(item, YScalar) else None
+            if not isinstance(value, str) or not value.strip():
+                self.r.error(
+                    item.loc, f"{key}.{name}", f"{name} must be a list of names", f"e.g. {name}: [finance-leads]"
+                )
+            elif value not in names:
+                names.append(value)
+        return names
 
     def _limit_allowed(self, node: YMap, name: str, key: str, effect: Effect | None) -> None:
         if effect is Effect.DENY:

@@ -26,13 +26,23 @@ class ApprovalSpec:
     timeout_seconds: float | None = None
     quorum: int = 1
     approvers: tuple[str, ...] = ()
+    # Nudges while it waits: remind the approvers, then escalate to the names in escalate_to.
+    remind_after_seconds: float | None = None
+    escalate_after_seconds: float | None = None
+    escalate_to: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "timeout_seconds": self.timeout_seconds,
             "quorum": self.quorum,
             "approvers": list(self.approvers),
         }
+        if self.remind_after_seconds is not None:
+            out["remind_after_seconds"] = self.remind_after_seconds
+        if self.escalate_after_seconds is not None:
+            out["escalate_after_seconds"] = self.escalate_after_seconds
+            out["escalate_to"] = list(self.escalate_to)
+        return out
 
 
 def _key_value(path: FieldPath, params: Any, context: Any, agent: Any) -> str | None:

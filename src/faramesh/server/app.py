@@ -21,7 +21,7 @@ from faramesh.observability import Telemetry, tracing
 from faramesh.observability.logging import ActionLogContext
 from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
-from faramesh.server import api, api_docs, errors, notify_routes, web
+from faramesh.server import api, api_docs, errors, grants_api, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
 from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
@@ -54,10 +54,12 @@ def load_policy(settings: Settings) -> Policy:
 
 
 async def _sweeper(governor: Governor, interval: float) -> None:
-    """Deny pending actions whose approval window has passed, even if nobody looks."""
+    """Deny pending actions whose approval window has passed, even if nobody looks, and
+    send the reminders and escalations of those that wait too long."""
     while True:
         try:
             await run_in_threadpool(governor.expire_due)
+            await run_in_threadpool(governor.send_nudges)  # reminders and escalations due
             nxt = await run_in_threadpool(governor.next_expiry)
         except Exception:  # keep sweeping; a transient database error must not stop expiry
             log.exception("expiry sweep failed")
@@ -206,6 +208,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.state.rate_limiter = RateLimiter(rate) if rate is not None else None
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(grants_api.router)
     app.include_router(notify_routes.router)
     app.include_router(notify_routes.slack_router)
 

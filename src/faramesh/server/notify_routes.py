@@ -14,7 +14,17 @@ from faramesh.errors import Conflict, FarameshError, Forbidden, NotFound, Unauth
 from faramesh.model import Identity
 from faramesh.notify import deliveries
 from faramesh.notify.dispatcher import WebhookDispatcher
-from faramesh.notify.slack import SlackConfig, interaction_reply, parse_interaction, verify_slack_request
+from faramesh.notify.slack import (
+    Interaction,
+    SlackConfig,
+    interaction_reply,
+    parse_interaction,
+    render_message,
+    response_url_allowed,
+    unmapped_user_text,
+    verify_slack_request,
+)
+from faramesh.notify.slack_app import open_deny_modal, respond
 from faramesh.notify.webhooks import check_spec, new_secret
 from faramesh.server.auth import AdminIdentity
 from faramesh.server.jsonbody import StrictJSONRoute
@@ -124,7 +134,7 @@ def _legacy_button_hash(g: Governor, identity: Identity, action_id: str) -> str:
 
 @slack_router.post(
     "/integrations/slack/interactions",
-    summary="Slack button presses (Approve / Deny), verified with Slack's signing secret",
+    summary="Slack button presses (Approve / Deny) and the deny-reason modal, verified with Slack's signing secret",
     tags=["integrations"],
 )
 async def slack_interactions(request: Request) -> JSONResponse:
@@ -141,29 +151,85 @@ async def slack_interactions(request: Request) -> JSONResponse:
     if problem is not None:
         raise Unauthorized(f"Slack request refused: {problem}", field="X-Slack-Signature")
     press = parse_interaction(body)
+    answer_url = press.response_url if response_url_allowed(press.response_url, config) else None
+    g: Governor = request.app.state.governor
     key_id = config.users.get(press.user_id)
-    if key_id is None:
-        raise Forbidden(f"Slack user {press.user_id} is not mapped to a Faramesh approver", field="user")
-    g = request.app.state.governor
-    identity = await run_in_threadpool(g.identity_for_key, key_id)
+    identity = await run_in_threadpool(g.identity_for_key, key_id) if key_id is not None else None
     if identity is None:
-        raise Forbidden(f"the key mapped to Slack user {press.user_id} is unknown or revoked", field="user")
-    verb = "Approved" if press.approve else "Denied"
-    reason = f"{verb} in Slack by {press.user_name}"
+        # A genuine request from someone not (or no longer) linked: tell them how to link,
+        # in a form Slack shows them, with the usual error fields alongside.
+        exc = Forbidden(f"Slack user {press.user_id} is not linked to an active Faramesh approver key", field="user")
+        text = (
+            unmapped_user_text(press.user_id)
+            if key_id is None
+            else (
+                f"The Faramesh key linked to your Slack account ({press.user_id}) is unknown or revoked; "
+                "ask an admin to link a current approver key in the Slack config."
+            )
+        )
+        return await _answer(press, answer_url, text, exc)
+    verb = "approve" if press.approve else "deny"
+    if not press.approve and press.kind == "block_actions" and config.app and press.trigger_id:
+        # Deny asks for the reason first (a modal); the decision is taken when it is submitted.
+        return await _open_deny_modal(g, identity, config, press, answer_url)
+    if press.kind == "view_submission":
+        reason = (press.reason or "").strip()
+        if not reason:
+            return JSONResponse({"response_action": "errors", "errors": {"reason": "Say why it is denied."}})
+    else:
+        reason = f"{'Approved' if press.approve else 'Denied'} in Slack by {press.user_name}"
     decide = g.approve if press.approve else g.deny
     try:
         shown = press.request_hash or await run_in_threadpool(_legacy_button_hash, g, identity, press.action_id)
         action = await run_in_threadpool(lambda: decide(identity, press.action_id, reason=reason, expected_hash=shown))
     except FarameshError as exc:
-        # The request was genuine: answer in a form Slack shows the presser, with the
-        # usual error fields alongside.
-        reply = interaction_reply(f"Could not {'approve' if press.approve else 'deny'}: {exc.message}")
-        return JSONResponse(reply | exc.to_dict(), status_code=200)
+        if press.kind == "view_submission":
+            errors = {"response_action": "errors", "errors": {"reason": f"Could not deny: {exc.message}"[:150]}}
+            return JSONResponse(errors | exc.to_dict())
+        return await _answer(press, answer_url, f"Could not {verb}: {exc.message}", exc)
+    if press.kind == "view_submission":
+        return JSONResponse({"response_action": "clear", "action_id": action["id"], "status": action["status"]})
     name = f"{action['tool']}.{action['operation']}"
     if action["status"] == "pending_approval":
         approval = action.get("approval") or {}
         quorum, counted = approval.get("quorum", 1), approval.get("counted", 0)
         text = f"Your approval of {name} is recorded ({counted} of {quorum})."
     else:
-        text = f"{verb} {name} ({action['id']}); it is now {action['status']}."
-    return JSONResponse(interaction_reply(text) | {"action_id": action["id"], "status": action["status"]})
+        text = f"{'Approved' if press.approve else 'Denied'} {name} ({action['id']}); it is now {action['status']}."
+        if answer_url and not config.app:
+            # Without the Web API, the pressed message itself is replaced: decided, no buttons.
+            final = render_message(f"action.{action['status']}", action, dashboard_url=config.dashboard_url)
+            await run_in_threadpool(respond, answer_url, final | {"replace_original": True})
+            answer_url = None
+    reply = interaction_reply(text)
+    if answer_url:
+        await run_in_threadpool(respond, answer_url, reply)
+    return JSONResponse(reply | {"action_id": action["id"], "status": action["status"]})
+
+
+async def _answer(press: Interaction, answer_url: str | None, text: str, exc: FarameshError) -> JSONResponse:
+    """A refusal the presser sees (ephemeral), answered in the request and through response_url."""
+    if press.kind == "view_submission":
+        return JSONResponse({"response_action": "errors", "errors": {"reason": text[:150]}} | exc.to_dict())
+    reply = interaction_reply(text)
+    if answer_url:
+        await run_in_threadpool(respond, answer_url, reply)
+    return JSONResponse(reply | exc.to_dict(), status_code=200)
+
+
+async def _open_deny_modal(
+    g: Governor, identity: Identity, config: SlackConfig, press: Interaction, answer_url: str | None
+) -> JSONResponse:
+    try:
+        action = await run_in_threadpool(g.get, identity, press.action_id)
+    except FarameshError as exc:
+        return await _answer(press, answer_url, f"Could not deny: {exc.message}", exc)
+    title = f"{action['tool']}.{action['operation']}"
+    assert press.trigger_id is not None
+    try:
+        await run_in_threadpool(open_deny_modal, config, press.trigger_id, press.action_id, press.request_hash, title)
+    except Exception as exc:  # the modal could not open: say so, decide nothing
+        log.warning("opening the Slack deny modal failed: %s", exc)
+        problem = Conflict("could not open the deny form in Slack; deny in the dashboard", status=action["status"])
+        return await _answer(press, answer_url, problem.message, problem)
+    return JSONResponse({"action_id": action["id"], "opened": "deny_reason"})

@@ -27,7 +27,9 @@ from faramesh.service import (
     approvals,
     cancel,
     expiry,
+    grants,
     keys,
+    nudges,
     presence,
     reads,
     results,
@@ -167,6 +169,23 @@ class Governor:
     def webhook_deliveries(self, webhook_id: str | None = None, limit: int = 50) -> list[Any]:
         return webhooks.deliveries(self.store, webhook_id, limit)
 
+    # -- standing grants ----------------------------------------------------------
+    def create_grant(
+        self, identity: Identity, spec: grants.GrantSpec, *, action_id: str | None = None
+    ) -> dict[str, Any]:
+        """Record a standing grant (approver or admin); returns it as the API shows it."""
+        now = self.clock()
+        return grants.to_view(grants.create(self.store, identity, spec, now=now, action_id=action_id), now)
+
+    def list_grants(self, identity: Identity, *, active_only: bool = False) -> list[dict[str, Any]]:
+        now = self.clock()
+        rows = grants.list_all(self.store, identity, active_at=now if active_only else None)
+        return [grants.to_view(r, now) for r in rows]
+
+    def revoke_grant(self, identity: Identity, grant_id: str) -> dict[str, Any]:
+        now = self.clock()
+        return grants.to_view(grants.revoke(self.store, identity, grant_id, now=now), now)
+
     # -- submit -----------------------------------------------------------------
     @staticmethod
     def _resolve_agent(identity: Identity, sub: Submission) -> str:
@@ -187,9 +206,13 @@ class Governor:
         if done.shadow is not None:
             self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
             self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)
-        self._publish("action.created", done.row, done.seq, counted=0)
+        if done.granted_seq is None:
+            self._publish("action.created", done.row, done.seq, counted=0)
+        else:  # held, then approved at once by a standing grant
+            self._publish("action.created", done.row, done.seq, counted=1)
+            self._publish("action.approved", done.row, done.granted_seq, counted=1)
         self._observe(self.telemetry.submitted, done.row, started_ns)
-        return self._view(done.row, identity, counted=0) | {"reattached": False}
+        return self._view(done.row, identity, counted=0 if done.granted_seq is None else 1) | {"reattached": False}
 
     # -- reads ------------------------------------------------------------------
     def get(self, identity: Identity, action_id: str, *, pick_up: bool = False) -> dict[str, Any]:
@@ -340,6 +363,17 @@ class Governor:
         lapsed = expiry.lapse_due(self.store, now, batch, lambda row, seq: self._publish(cancel.EVENT, row, seq))
         return expired + lapsed
 
+    def send_nudges(self, now: float | None = None, batch: int = 200) -> int:
+        """Send the reminders and escalations due now (rules with remind_after / escalate_after)."""
+        now = self.clock() if now is None else now
+        return nudges.send_due(
+            self.store,
+            self._policy,
+            now,
+            batch,
+            lambda event, row, seq, data: self._publish(event, row, seq, extra=data),
+        )
+
     def next_expiry(self) -> float | None:
         """When the next held action expires or approval lapses, if any does."""
         return expiry.next_expiry(self.store)
@@ -353,7 +387,9 @@ class Governor:
     def _counted(self, row: Any) -> int | None:
         return reads.counted(self.store, row)
 
-    def _publish(self, event_type: str, row: Any, seq: int, *, counted: int | None = None) -> None:
+    def _publish(
+        self, event_type: str, row: Any, seq: int, *, counted: int | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         if counted is None:
             counted = self._counted(row)
         self.hub.publish(
@@ -362,7 +398,7 @@ class Governor:
                 type=event_type,
                 action_id=row.id,
                 action=self._view(row, None, counted=counted),
-                data={"submitted_by": row.submitted_by},
+                data={"submitted_by": row.submitted_by} | (extra or {}),
             )
         )
         self._observe(self.telemetry.changed, event_type, row)

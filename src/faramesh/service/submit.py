@@ -17,7 +17,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy
-from faramesh.service import limits, reattach
+from faramesh.service import grants, limits, reattach
 from faramesh.service.agents import resolve_agent
 from faramesh.shadow import ShadowDecision, shadow_decide
 from faramesh.storage import DuplicateRow, actions_repo
@@ -59,6 +59,7 @@ class Submitted:
     decision: Decision
     shadow: ShadowDecision | None
     reattached: bool = False  # an identical held action was picked up instead
+    granted_seq: int | None = None  # the audit seq of an approval by a standing grant
 
 
 def _agent(identity: Identity, agent_id: str) -> dict[str, Any]:
@@ -137,16 +138,16 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
         )
     req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, str(uuid.uuid4()), now)
     try:
-        row, created, seq, reattached = g.store.write(lambda conn: _txn(g, conn, req))
+        row, created, seq, reattached, granted = g.store.write(lambda conn: _txn(g, conn, req))
     except DuplicateRow:
         # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
         if sub.idempotency_key is None:
             raise
-        row, created, seq, reattached = g.store.write(lambda conn: _txn(g, conn, req))
-    return Submitted(row, created, seq, decision, shadow, reattached)
+        row, created, seq, reattached, granted = g.store.write(lambda conn: _txn(g, conn, req))
+    return Submitted(row, created, seq, decision, shadow, reattached, granted)
 
 
-def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, bool]:
+def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, bool, int | None]:
     sub, decision = req.sub, req.decision
     if sub.idempotency_key is not None:
         existing = actions_repo.find_idempotent(conn, req.identity.key_id, sub.idempotency_key)
@@ -157,11 +158,11 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
                     field="Idempotency-Key",
                     code="idempotency_mismatch",
                 )
-            return existing, False, 0, False
+            return existing, False, 0, False, None
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
         attached = reattach.find_and_attach(conn, g.store, req.identity, req.agent_id, req.rhash, req.now)
         if attached is not None:
-            return attached[0], False, attached[1], True
+            return attached[0], False, attached[1], True, None
     effect, reason = decision.effect, decision.reason
     if effect is not Effect.DENY and decision.limits:
         tripped = limits.reserve(
@@ -198,7 +199,23 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
         | _shadow_audit(req),
     )
     g.store.notify(conn, type="action.created", action_id=req.action_id, seq=seq)
-    return actions_repo.get(conn, req.action_id), True, seq, False
+    granted = None
+    if status is Status.PENDING_APPROVAL:  # a standing grant may approve it at once
+        granted = grants.try_grant(
+            g,
+            conn,
+            decision,
+            action_id=req.action_id,
+            tool=sub.tool,
+            operation=sub.operation,
+            agent_id=req.agent_id,
+            params=sub.params,
+            context=sub.context,
+            agent=_agent(req.identity, req.agent_id),
+            submitted_by=req.identity.key_id,
+            now=req.now,
+        )
+    return actions_repo.get(conn, req.action_id), True, seq, False, granted
 
 
 def _row_values(g: Governor, req: _Request, status: Status, effect: Effect, reason: str) -> dict[str, Any]:

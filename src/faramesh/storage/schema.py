@@ -175,4 +175,50 @@ webhook_deliveries = Table(
 Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
 Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)
 
+# Standing grants: an approver's permission for held actions that meet conditions, for a while.
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tool", String(128), nullable=False),
+    Column("operation", String(128), nullable=False),
+    Column("agent_id", String(200)),  # null: any agent
+    Column("conditions", Text, nullable=False),  # JSON object of params conditions (policy operators)
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),  # api key id
+    Column("created_by_label", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("max_uses", Integer),  # null: no limit but the expiry
+    Column("uses", Integer, nullable=False, default=0),
+    Column("revoked_at", Float),
+    Column("revoked_by", Text),
+    Column("action_id", String(64)),  # the action it was granted from, if any
+)
+Index("ix_grants_lookup", grants.c.tool, grants.c.operation, grants.c.expires_at)
+
+# One row per reminder or escalation of a held action: each goes out once.
+approval_nudges = Table(
+    "approval_nudges",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("action_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # reminder | escalation
+    Column("at", Float, nullable=False),
+    UniqueConstraint("action_id", "kind", name="uq_approval_nudges_action_kind"),
+)
+
+# Where a held action was posted in chat, so the message can be updated after the decision.
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("action_id", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("ts", String(32)),  # null while the message is being posted
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("action_id", "channel", name="uq_chat_messages_action_channel"),
+)
+
 GENESIS_HASH = "0" * 64

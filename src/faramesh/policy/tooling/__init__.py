@@ -6,12 +6,14 @@
 - :func:`explain` — the decision and, for each rule considered, each condition's result and why;
 - :func:`diff_policies` — what changed, rule by rule;
 - :func:`replay` — re-decide stored actions with a candidate policy;
-- :func:`prove` — prove a claim over every possible action, or give a counter-example.
+- :func:`prove` — prove a claim over every possible action, or give a counter-example;
+- :func:`with_grants` — a policy as the server applies it with standing grants (for replay and prove).
 """
 
 from .cases import Case, CaseReport, CasesError, load_cases, load_cases_file, run_cases
 from .diff import PolicyDiff, diff_policies
 from .explain import DetailedExplanation, explain
+from .grants import GrantsError, load_grants, with_grants
 from .lint import Finding, lint
 from .prove import Claim, ClaimError, ProofResult, parse_claim, prove
 from .replay import ReplayError, ReplayReport, Since, parse_since, replay
@@ -25,6 +27,7 @@ __all__ = [
     "ClaimError",
     "DetailedExplanation",
     "Finding",
+    "GrantsError",
     "PolicyDiff",
     "ProofResult",
     "ReplayError",
@@ -36,6 +39,7 @@ __all__ = [
     "lint",
     "load_cases",
     "load_cases_file",
+    "load_grants",
     "parse_claim",
     "parse_since",
     "prove",
@@ -43,4 +47,5 @@ __all__ = [
     "run_cases",
     "validate_file",
     "validate_text",
+    "with_grants",
 ]

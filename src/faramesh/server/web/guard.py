@@ -69,10 +69,10 @@ async def require_user(request: Request, *, admin: bool = False) -> Identity:
     return identity
 
 
-async def read_form(request: Request) -> FormData:
+async def read_form(request: Request, *, max_fields: int = MAX_FORM_FIELDS) -> FormData:
     """The submitted form, once its CSRF token matched this session's and no field
     holds a NUL character (the rule for every request: 422 naming the field)."""
-    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    form = await request.form(max_files=0, max_fields=max_fields)
     if not session_of(request).csrf_ok(form.get("csrf_token")):
         raise CsrfRejected()
     for name, value in form.multi_items():

@@ -25,9 +25,10 @@ from starlette.responses import Response, StreamingResponse
 from faramesh import audit, service_reads
 from faramesh.errors import KeyRevoked, ServerDraining
 from faramesh.events import Subscription
-from faramesh.model import Identity
+from faramesh.model import Identity, Status
 from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_user, session_of
 from faramesh.server.web.pages import gov
+from faramesh.server.web.summary import arg_summary, rule_fields
 from faramesh.service import Governor
 from faramesh.validation import parse_ascii_int
 
@@ -64,13 +65,19 @@ _ACTION_FIELDS = (
 )
 
 
-def _brief(action: dict[str, Any] | None, *, with_params: bool = False) -> dict[str, Any] | None:
-    """What the pages need; the action page also gets params, so it can show an edit live."""
+def _brief(
+    action: dict[str, Any] | None, *, with_params: bool = False, fields: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, Any] | None:
+    """What the pages need; the action page also gets params, so it can show an edit live,
+    and the queue the arguments that matter for a held action's row."""
     if action is None:
         return None
     brief = {k: action.get(k) for k in _ACTION_FIELDS}
     if with_params:
         brief["params"] = action.get("params")
+    if fields is not None and action.get("status") == Status.PENDING_APPROVAL.value:
+        args = arg_summary(action.get("params"), fields.get(action.get("rule_id") or "", ()))
+        brief["args"] = [[a.name, a.text, a.full] for a in args]
     return brief
 
 
@@ -112,7 +119,7 @@ async def _replay(g: Governor, user: Identity, after: int, only: str | None) -> 
             "type": change.type,
             "seq": change.seq,
             "action_id": change.action_id,
-            "action": _brief(action, with_params=only is not None),
+            "action": _brief(action, with_params=only is not None, fields=None if only else rule_fields(g.policy)),
             "entry": _entry(change.record),
         }
         out.append(_message(payload, change.seq))
@@ -188,7 +195,9 @@ async def ui_events(request: Request) -> Response:
                 "type": event.type,
                 "seq": event.seq,
                 "action_id": event.action_id,
-                "action": _brief(event.action, with_params=only is not None),
+                "action": _brief(
+                    event.action, with_params=only is not None, fields=None if only else rule_fields(g.policy)
+                ),
                 "entry": _entry(record),
             }
             sub.check()  # the key may have been revoked while the entry was read

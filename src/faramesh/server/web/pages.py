@@ -29,9 +29,10 @@ from faramesh.server.web.guard import (
     safe_next,
     session_of,
 )
-from faramesh.server.web.render import RISKS, render
+from faramesh.server.web.render import RISKS, pretty_json, render
 from faramesh.server.web.session import Session, logged_in
-from faramesh.service import Governor
+from faramesh.server.web.summary import arg_summary, args_line, presence_text, rule_fields
+from faramesh.service import Governor, grants
 from faramesh.validation import parse_ascii_int
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -102,20 +103,78 @@ async def logout(request: Request) -> Response:
 
 
 # -- queue -------------------------------------------------------------------------
+QUEUE_SORTS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "risk": "Highest risk first",
+    "expiry": "Expiring soonest",
+}
+QUEUE_FILTERS = ("tool", "agent", "risk", "sort")
+_RISK_ORDER = {risk: i for i, risk in enumerate(reversed(RISKS))}
+
+
+def _sorted(items: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    """The queue in the chosen order (items arrive newest first)."""
+    if sort == "oldest":
+        return list(reversed(items))
+    if sort == "risk":
+        return sorted(items, key=lambda a: _RISK_ORDER.get(a.get("risk_level") or "", len(RISKS)))
+    if sort == "expiry":
+        never = "9999"
+        return sorted(items, key=lambda a: (a.get("approval") or {}).get("expires_at") or never)
+    return items
+
+
+def queue_rows(g: Governor, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each held action with what its row shows beside it: the arguments that matter
+    (the fields its rule tests first) and whether its agent is still waiting."""
+    fields = rule_fields(g.policy)
+    rows = []
+    for a in items:
+        args = arg_summary(a.get("params"), fields.get(a.get("rule_id") or "", ()))
+        rows.append({"a": a, "args": args, "args_line": args_line(args), "presence": presence_text(a.get("presence"))})
+    return rows
+
+
 @router.get("/")
 async def queue(request: Request) -> Response:
     user = await page_user(request)
     g = gov(request)
+    qp = request.query_params
+    filters = {name: (qp.get(name) or "").strip()[:200] for name in QUEUE_FILTERS}
+    problems = []
+    if filters["risk"] and filters["risk"] not in RISKS:
+        problems.append(f"Unknown risk {filters['risk']!r}.")
+        filters["risk"] = ""
+    if filters["sort"] not in QUEUE_SORTS:
+        filters["sort"] = "newest"
     # Read the event position first: the page's live stream replays anything after it,
     # so nothing that happens between this read and the browser connecting is lost.
     after = await run_in_threadpool(service_reads.audit_position, g)
     items, more = await run_in_threadpool(
-        lambda: g.list_actions(user, status=Status.PENDING_APPROVAL.value, limit=QUEUE_LIMIT)
+        lambda: g.list_actions(
+            user,
+            status=Status.PENDING_APPROVAL.value,
+            tool=filters["tool"] or None,
+            agent_id=filters["agent"] or None,
+            risk=filters["risk"] or None,
+            limit=QUEUE_LIMIT,
+        )
     )
+    filtered = any(filters[k] for k in ("tool", "agent", "risk"))
     return render(
         request,
         "queue.html",
-        {"items": items, "more": more is not None, "events_url": f"/ui/events?after={after}", "limit": QUEUE_LIMIT},
+        {
+            "rows": queue_rows(g, _sorted(items, filters["sort"])),
+            "more": more is not None,
+            "events_url": f"/ui/events?after={after}",
+            "limit": QUEUE_LIMIT,
+            "filters": filters,
+            "filtered": filtered,
+            "problems": problems,
+            "sorts": QUEUE_SORTS,
+        },
     )
 
 
@@ -123,6 +182,16 @@ async def queue(request: Request) -> Response:
 @router.get("/actions/{action_id}")
 async def action_detail(action_id: str, request: Request) -> Response:
     user = await page_user(request)
+    return await render_action(request, user, action_id)
+
+
+GRANT_DURATIONS = {"15m": "15 minutes", "1h": "1 hour", "8h": "8 hours (a working day)"}
+
+
+async def render_action(
+    request: Request, user: Identity, action_id: str, extra: dict[str, Any] | None = None, status: int = 200
+) -> Response:
+    """The action page; `extra` adds to its context (an edit under review)."""
     g = gov(request)
     after = await run_in_threadpool(service_reads.audit_position, g)
     action = await run_in_threadpool(g.get, user, action_id)
@@ -132,6 +201,12 @@ async def action_detail(action_id: str, request: Request) -> Response:
     seen_params: dict[str, Any] | None = None
     if HASH_RE.fullmatch(seen) and seen != action["request_hash"]:
         seen_params = await run_in_threadpool(g.params_for_hash, user, action_id, seen)
+    fields = rule_fields(g.policy).get(action.get("rule_id") or "", ())
+    approval = action.get("approval") or {}
+    grant_conditions = None
+    if action["status"] == Status.PENDING_APPROVAL.value and approval.get("quorum", 1) == 1:
+        # A grant never applies to a rule needing several approvers, so it is offered only here.
+        grant_conditions = grants.same_as(action["params"], tuple("params." + f for f in fields))
     return render(
         request,
         "action.html",
@@ -142,8 +217,36 @@ async def action_detail(action_id: str, request: Request) -> Response:
             "seen_params": seen_params,
             "active_policy_hash": g.policy.hash,
             "events_url": "/ui/events?" + urlencode({"after": after, "action": action["id"]}),
-        },
+            "edit_fields": edit_fields(action["params"]),
+            "grant_conditions": grant_conditions,
+            "grant_text": grants.describe(grant_conditions) if grant_conditions is not None else None,
+            "grant_durations": GRANT_DURATIONS,
+        }
+        | (extra or {}),
+        status=status,
     )
+
+
+MAX_FIELD_INPUTS = 60  # beyond this, params are edited as JSON only (the form would be too long)
+
+
+def edit_fields(params: Any) -> list[dict[str, Any]] | None:
+    """The params as per-field inputs: strings as typed, numbers, true/false, other values as
+    JSON; None when there are too many fields to edit one by one."""
+    if len(params or {}) > MAX_FIELD_INPUTS:
+        return None
+    out = []
+    for key, value in (params or {}).items():
+        if isinstance(value, bool):
+            kind, text = "bool", "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            kind, text = "number", pretty_json(value)
+        elif isinstance(value, str):
+            kind, text = "string", value
+        else:
+            kind, text = "json", pretty_json(value)
+        out.append({"key": key, "kind": kind, "text": text})
+    return out
 
 
 def _conflict_message(action: dict[str, Any] | None, exc: Conflict, verb: str) -> str:

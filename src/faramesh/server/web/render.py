@@ -49,6 +49,8 @@ EVENT_LABELS = {
     "action.reattached": "Agent retried; re-attached",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
+    "action.reminder": "Reminder sent",
+    "action.escalated": "Escalated",
 }
 
 

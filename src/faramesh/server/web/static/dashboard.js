@@ -26,6 +26,8 @@
     "action.reattached": "Agent retried; re-attached",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
+    "action.reminder": "Reminder sent",
+    "action.escalated": "Escalated",
   };
   const PENDING = "pending_approval";
 
@@ -59,6 +61,45 @@
       const left = (t - now) / 1000;
       el.textContent = left > 0 ? relative(left) + " left" : "expiring";
       el.classList.toggle("soon", left < 120);
+    });
+    document.querySelectorAll("[data-seen-at]").forEach((el) => {
+      const t = Date.parse(el.dataset.seenAt);
+      if (!isNaN(t)) el.textContent = "agent stopped waiting " + relative((now - t) / 1000) + " ago";
+    });
+  }
+
+  // "agent is waiting" / "agent stopped waiting 12m ago", from the action's presence when
+  // the server sends one; nothing when it does not.
+  function setPresence(el, presence) {
+    if (!el) return;
+    delete el.dataset.seenAt;
+    if (!presence || typeof presence !== "object") {
+      el.hidden = true;
+      return;
+    }
+    if (presence.agent_waiting) {
+      el.textContent = "agent is waiting";
+      el.hidden = false;
+    } else if (presence.agent_seen_at) {
+      el.dataset.seenAt = presence.agent_seen_at;
+      el.textContent = "agent stopped waiting";
+      el.hidden = false;
+    } else {
+      el.hidden = true;
+    }
+  }
+
+  // Ask before a decision; <dialog> where the browser has it, else the built-in confirm.
+  function confirmWith(text, yesLabel) {
+    const dialog = document.getElementById("confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") return Promise.resolve(window.confirm(text));
+    document.getElementById("confirm-text").textContent = text;
+    document.getElementById("confirm-yes").textContent = yesLabel;
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+      dialog.showModal();
+      document.getElementById("confirm-yes").focus();
     });
   }
 
@@ -122,10 +163,12 @@
   function queuePage(url) {
     const rows = document.getElementById("queue-rows");
     const table = document.getElementById("queue");
+    const bulkForm = document.getElementById("bulk-form");
     const empty = document.getElementById("queue-empty");
     const countEl = document.getElementById("queue-count");
     const navCount = document.getElementById("nav-count");
     const template = document.getElementById("queue-row-template");
+    const filters = table.dataset;
     let count = parseInt(countEl.textContent, 10) || 0;
 
     function render() {
@@ -135,6 +178,8 @@
       const none = rows.children.length === 0;
       empty.hidden = !none;
       table.classList.toggle("is-empty", none);
+      bulkForm.classList.toggle("is-empty", none);
+      updateSelection();
     }
 
     function rowFor(id) {
@@ -142,6 +187,14 @@
         if (row.dataset.id === id) return row;
       }
       return null;
+    }
+
+    // A live row joins the list only if it fits the filters the page was loaded with.
+    function fits(a) {
+      if (filters.filterTool && a.tool !== filters.filterTool) return false;
+      if (filters.filterAgent && a.agent_id !== filters.filterAgent) return false;
+      if (filters.filterRisk && a.risk_level !== filters.filterRisk) return false;
+      return true;
     }
 
     function setQuorum(row, given, quorum) {
@@ -152,16 +205,53 @@
       el.textContent = given + " of " + quorum + " approvals";
     }
 
+    function clipped(el, text) {
+      el.textContent = text;
+      el.title = text;
+    }
+
+    function setArgs(cell, args) {
+      const box = cell.querySelector(".clip");
+      box.replaceChildren();
+      const list = Array.isArray(args) ? args : [];
+      box.title = list.map((x) => x[0] + " " + x[2]).join(" · ");
+      list.forEach((x, i) => {
+        if (i) {
+          const sep = document.createElement("span");
+          sep.className = "sep";
+          sep.textContent = " · ";
+          box.appendChild(sep);
+        }
+        const arg = document.createElement("span");
+        arg.className = "arg";
+        const name = document.createElement("span");
+        name.className = "arg-name";
+        name.textContent = String(x[0]);
+        const value = document.createElement("span");
+        value.className = "arg-value";
+        value.textContent = String(x[1]);
+        arg.append(name, " ", value);
+        box.appendChild(arg);
+      });
+    }
+
     function buildRow(a) {
       const row = template.content.firstElementChild.cloneNode(true);
       row.dataset.id = a.id;
+      row.dataset.risk = a.risk_level || "";
+      const pick = row.querySelector('input[name="pick"]');
+      pick.value = a.id + ":" + a.request_hash;
+      pick.setAttribute("aria-label", "Select " + a.tool + " " + a.operation + " " + String(a.id).slice(0, 8));
       const link = row.querySelector(".action-link");
       link.href = "/actions/" + encodeURIComponent(a.id);
+      link.title = a.tool + " " + a.operation;
       row.querySelector(".tool").textContent = a.tool;
       row.querySelector(".op").textContent = a.operation;
-      row.querySelector(".agent").textContent = a.agent_id;
+      setArgs(row.querySelector(".args"), a.args);
+      clipped(row.querySelector(".agent-id"), a.agent_id);
+      setPresence(row.querySelector(".presence"), a.presence);
       setRisk(row.querySelector(".badge"), a.risk_level);
-      row.querySelector(".reason").textContent = a.reason || "";
+      clipped(row.querySelector(".reason-text"), a.reason || "");
       const ageEl = row.querySelector("time[data-age]");
       ageEl.dateTime = a.created_at;
       ageEl.title = utc(a.created_at);
@@ -178,17 +268,82 @@
       return row;
     }
 
+    // -- selecting rows and deciding them together --
+    const pickAll = document.getElementById("pick-all");
+    const bulkCount = document.getElementById("bulk-count");
+    const bulkReason = document.getElementById("bulk-reason");
+    let confirmed = false;
+
+    function picked() {
+      return Array.from(rows.querySelectorAll('input[name="pick"]:checked'));
+    }
+
+    function updateSelection() {
+      const n = picked().length;
+      const all = rows.querySelectorAll('input[name="pick"]').length;
+      bulkCount.textContent = n ? n + " selected" : "None selected";
+      pickAll.checked = all > 0 && n === all;
+      pickAll.indeterminate = n > 0 && n < all;
+    }
+
+    pickAll.addEventListener("change", () => {
+      rows.querySelectorAll('input[name="pick"]').forEach((box) => (box.checked = pickAll.checked));
+      updateSelection();
+    });
+    rows.addEventListener("change", updateSelection);
+
+    bulkForm.addEventListener("submit", (e) => {
+      if (confirmed) return;
+      e.preventDefault();
+      const button = e.submitter;
+      const n = picked().length;
+      if (!n) {
+        bulkCount.textContent = "Select the actions to decide first";
+        return;
+      }
+      const deny = button && button.value === "deny";
+      if (deny && !bulkReason.value.trim()) {
+        bulkReason.setAttribute("aria-invalid", "true");
+        bulkReason.placeholder = "A reason is required to deny";
+        bulkReason.focus();
+        return;
+      }
+      const what = n === 1 ? "the selected action" : "the " + n + " selected actions";
+      confirmWith((deny ? "Deny " : "Approve ") + what + "?", deny ? "Yes, deny" : "Yes, approve").then((ok) => {
+        if (!ok) return;
+        confirmed = true;
+        bulkForm.requestSubmit(button);
+      });
+    });
+
     live(url, (ev) => {
       const a = ev.action;
       if (!a || !a.id) return;
       const row = rowFor(a.id);
       if (a.status === PENDING) {
-        if (!row) {
-          rows.insertBefore(buildRow(a), rows.firstChild);
+        if (!row && fits(a)) {
+          const built = buildRow(a);
+          if (!filters.sort || filters.sort === "newest") rows.insertBefore(built, rows.firstChild);
+          else rows.appendChild(built);
           count += 1;
-        } else if (a.approval && typeof a.approval.counted === "number") {
-          // The service's count of votes for the current arguments, never a recount here.
-          setQuorum(row, a.approval.counted, a.approval.quorum);
+        } else if (!row) {
+          count += 1; // waiting, but filtered out of this view
+        } else {
+          if (a.approval && typeof a.approval.counted === "number") {
+            // The service's count of votes for the current arguments, never a recount here.
+            setQuorum(row, a.approval.counted, a.approval.quorum);
+          }
+          // The row's checkbox stays bound to the arguments it showed: a vote for it after
+          // an edit is refused by the server and reported. Say so on the row now.
+          const box = row.querySelector('input[name="pick"]');
+          if (a.request_hash && box && !box.value.endsWith(":" + a.request_hash) && !row.querySelector(".changed-note")) {
+            const note = document.createElement("span");
+            note.className = "changed-note";
+            note.textContent = "arguments changed since this page loaded: open it to review";
+            row.querySelector(".args").appendChild(note);
+            row.classList.add("changed");
+          }
+          if (a.presence) setPresence(row.querySelector(".presence"), a.presence);
         }
       } else if (row) {
         row.remove();
@@ -197,6 +352,7 @@
       render();
       tick();
     });
+    updateSelection();
   }
 
   // -- action detail ----------------------------------------------------------------
@@ -289,6 +445,7 @@
         const label = (STATUSES[a.status] || a.status).toLowerCase();
         const by = a.decided_by ? " by " + a.decided_by : "";
         form.remove();
+        document.querySelectorAll(".pending-only").forEach((el) => el.remove());
         const note = document.getElementById("decision-note");
         note.textContent = "This action was " + label + by + "; it no longer needs a decision.";
         note.hidden = false;
@@ -321,6 +478,37 @@
         error.hidden = true;
         reason.removeAttribute("aria-invalid");
       }
+    });
+    shortcuts(form, reason, error);
+  }
+
+  // a approves, d denies; each asks to confirm first. Keys typed into a field are text.
+  function shortcuts(form, reason, error) {
+    const approve = form.querySelector('button[value="approve"]');
+    const deny = form.querySelector('button[value="deny"]');
+    const title = document.querySelector("h1").textContent.trim();
+    let open = false;
+    document.addEventListener("keydown", (e) => {
+      if (open || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+      const target = e.target;
+      if (target instanceof Element && target.closest("input, textarea, select, [contenteditable], dialog")) return;
+      if (!document.body.contains(form)) return; // decided meanwhile
+      const key = e.key.toLowerCase();
+      if (key !== "a" && key !== "d") return;
+      e.preventDefault();
+      if (key === "d" && !reason.value.trim()) {
+        error.hidden = false;
+        reason.setAttribute("aria-invalid", "true");
+        reason.focus();
+        return;
+      }
+      const question =
+        key === "a" ? "Approve " + title + "?" : "Deny " + title + "? Reason: " + reason.value.trim();
+      open = true;
+      confirmWith(question, key === "a" ? "Yes, approve" : "Yes, deny").then((ok) => {
+        open = false;
+        if (ok && document.body.contains(form)) form.requestSubmit(key === "a" ? approve : deny);
+      });
     });
   }
 
