@@ -289,3 +289,18 @@ def test_reminders_and_escalations_reach_slack(app: App) -> None:
         )
     )
     assert done[CHANNEL]["ts"] == first["answered_ts"] and done[ESCALATION]["ts"] == escalated["answered_ts"]
+
+
+def test_an_action_cancelled_by_its_agent_updates_the_message(app: App) -> None:
+    held = submit(app.server, app.agent, "refund", "process", amount=703)
+    posted(app, held["id"])
+    r = httpx.post(
+        app.server.url + f"/v1/actions/{held['id']}/cancel",
+        json={"reason": "the user left"},
+        headers=auth(app.agent),
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    update = updated(app, held["id"], "Cancelled")
+    assert buttons(update) == [] and "the user left" in json.dumps(update["blocks"])
+    assert len(app.slack.of("chat.postMessage", held["id"])) == 1
