@@ -426,6 +426,8 @@ export class ExecutionGovernorClient {
       if (!response.body) return;
       try {
         for await (const message of readSSE(response.body as AsyncIterable<Uint8Array>)) {
+          // Events already received are not handed out after an abort.
+          if (options.signal?.aborted) throw options.signal.reason;
           if (message.data) yield parseJson(message.data, "GET /v1/events") as ActionEvent;
         }
       } catch (err) {
