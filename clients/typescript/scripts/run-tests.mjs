@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 const dir = join(dirname(fileURLToPath(import.meta.url)), "..", "build", "test");
 const only = process.argv.slice(2);
 const files = readdirSync(dir)
-  .filter((f) => f.endsWith(".test.js"))
+  .filter((f) => f.endsWith(".test.js") || f.endsWith(".test.cjs"))
   .filter((f) => only.length === 0 || only.some((o) => f.startsWith(o)))
   .sort()
   .map((f) => join(dir, f));
