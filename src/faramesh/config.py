@@ -50,6 +50,13 @@ SETTINGS: tuple[Setting, ...] = (
         "when its rule sets no timeout; 'never' keeps it open until decided",
     ),
     Setting(
+        "workers",
+        "FARAMESH_WORKERS",
+        1,
+        "server processes sharing the port (PostgreSQL only); each has its own interpreter, so they use more cores",
+        int,
+    ),
+    Setting(
         "approval_lapse",
         "FARAMESH_APPROVAL_LAPSE",
         "1h",
@@ -133,6 +140,7 @@ class Settings:
     shadow_policy: str | None = None
     approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT
     approval_lapse: float | None = DEFAULT_APPROVAL_LAPSE
+    workers: int = 1
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 64 * 1024
     rate_limit: str | None = "1000/s"
@@ -161,6 +169,8 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "port" in values:
             values["port"] = int(values["port"])
+        if "workers" in values:
+            values["workers"] = int(values["workers"])
         if "max_body_bytes" in values:
             values["max_body_bytes"] = int(values["max_body_bytes"])
         if "max_header_bytes" in values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import click
@@ -55,6 +56,14 @@ from faramesh.model import Role
     default="24h",
     show_default=True,
     help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout; 'never' keeps them open.",
+)
+@click.option(
+    "--workers",
+    envvar="FARAMESH_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Server processes sharing the port (PostgreSQL only): each has its own interpreter, so they use more cores.",
 )
 @click.option(
     "--approval-lapse",
@@ -141,6 +150,7 @@ def serve(
     database_url: str,
     approval_timeout: str | None,
     approval_lapse: str | None,
+    workers: int,
     max_body_bytes: int,
     max_header_bytes: int,
     rate_limit: str,
@@ -196,6 +206,7 @@ def serve(
         webhook_timeout=webhook_timeout,
         public_url=public_url.rstrip("/") if public_url else None,
         secret_key=os.environ.get("FARAMESH_SECRET_KEY") or None,
+        workers=workers,
     )
     _check_notification_files(settings)
     try:
@@ -209,6 +220,13 @@ def serve(
         click.echo(f"Cannot load the shadow policy: {exc}", err=True)
         sys.exit(ExitCode.USAGE)
 
+    if workers > 1 and not database_url.startswith("postgresql"):
+        click.echo(
+            "--workers above 1 needs PostgreSQL: SQLite has one writer per database and no change "
+            "notices between processes. Run one worker, or use a postgresql:// database URL.",
+            err=True,
+        )
+        sys.exit(ExitCode.USAGE)
     store = Store(database_url)
     try:
         if settings.migrate:
@@ -245,24 +263,37 @@ def serve(
     configure_logging(log_format)
     from faramesh.server.drain import DrainingServer
 
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # uvicorn's records go through the root handler, in the chosen format
-        # On SIGTERM open waits answer 503 + Retry-After and event streams end at once
-        # (DrainingServer); this bounds what is left, e.g. a slow request, before the
-        # connections are cut. Clients retry or reconnect (Last-Event-ID) elsewhere.
-        timeout_graceful_shutdown=5,
-        # httptools with a bound on request heads (it has none of its own); h11 and
-        # its bound if httptools is missing.
-        http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
-        h11_max_incomplete_event_size=max_header_bytes,
-    )
-    server = DrainingServer(config, app)
+    def make_server() -> DrainingServer:
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # uvicorn's records go through the root handler, in the chosen format
+            # On SIGTERM open waits answer 503 + Retry-After and event streams end at once
+            # (DrainingServer); this bounds what is left, e.g. a slow request, before the
+            # connections are cut. Clients retry or reconnect (Last-Event-ID) elsewhere.
+            timeout_graceful_shutdown=5,
+            # httptools with a bound on request heads (it has none of its own); h11 and
+            # its bound if httptools is missing.
+            http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
+            h11_max_incomplete_event_size=max_header_bytes,
+        )
+        return DrainingServer(config, app)
+
+    if workers > 1:
+        from faramesh.server.workers import serve_forked
+
+        def run_worker(sock: socket.socket) -> bool:
+            server = make_server()
+            server.run(sockets=[sock])
+            return bool(server.started)
+
+        sock = uvicorn.Config(app=make_server, host=host, port=port).bind_socket()
+        sys.exit(serve_forked(workers, sock, run_worker))
+    server = make_server()
     server.run()
     if not server.started:  # as uvicorn.run: a failed start (port taken, lifespan error) exits non-zero
         sys.exit(ExitCode.FAILED)
