@@ -23,6 +23,7 @@ from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Policy
 from faramesh.service import (
+    access,
     agents,
     approvals,
     cancel,
@@ -273,7 +274,7 @@ class Governor:
 
     def snapshot(self, action_id: str) -> tuple[dict[str, Any], str] | None:
         """The action as events carry it (no approval token) and its submitter's key id."""
-        row = self.store.read(lambda conn: reads.access.load(conn, action_id))
+        row = self.store.read(lambda conn: access.load(conn, action_id))
         if row is None:
             return None
         return self._view(row, None, counted=reads.counted(self.store, row)), row.submitted_by

@@ -140,7 +140,8 @@ class Store:
             if self._closed:
                 raise RuntimeError("store is closed")
             self._queue.put(job)
-        return job.future.result()
+        result: T = job.future.result()
+        return result
 
     def _ensure_writer(self) -> None:
         if self._writer is not None:
