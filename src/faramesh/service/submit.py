@@ -17,7 +17,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy
-from faramesh.service import limits, reattach
+from faramesh.service import execution, limits, permits, reattach
 from faramesh.service.agents import resolve_agent
 from faramesh.shadow import ShadowDecision, shadow_decide
 from faramesh.storage import DuplicateRow, actions_repo
@@ -116,6 +116,7 @@ class _Request:
     shadow: ShadowDecision | None
     action_id: str
     now: float
+    permit: permits.Issued | None  # signed before the transaction, used if it stays allowed
 
 
 def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
@@ -135,7 +136,24 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
             agent=_agent(identity, agent_id),
             now=datetime.fromtimestamp(now, UTC),
         )
-    req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, str(uuid.uuid4()), now)
+    action_id = str(uuid.uuid4())
+    permit = None
+    if decision.effect is Effect.ALLOW:
+        # Signed here, not in the transaction, so the SQLite writer never waits on a signature.
+        permit = permits.issue(
+            g,
+            action_id=action_id,
+            tool=sub.tool,
+            operation=sub.operation,
+            params=sub.params,
+            request_hash=rhash,
+            policy_hash=policy.hash,
+            agent_id=agent_id,
+            status=Status.ALLOWED,
+            approvers=(),
+            now=now,
+        )
+    req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, action_id, now, permit)
     try:
         row, created, seq, reattached = g.store.write(lambda conn: _txn(g, conn, req))
     except DuplicateRow:
@@ -158,6 +176,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
                     code="idempotency_mismatch",
                 )
             return existing, False, 0, False
+    # An identical call whose earlier run may or may not have happened must be reconciled first.
+    execution.refuse_unknown_retry(conn, req.agent_id, req.rhash)
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
         held = reattach.find(conn, req.identity, req.agent_id, req.rhash)
         attached = reattach.attach(conn, g.store, req.identity, held, req.now) if held is not None else None
@@ -177,7 +197,11 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
         if tripped is not None:
             effect, reason = Effect.DENY, tripped
     status = _STATUS_OF[effect]
-    actions_repo.insert(conn, _row_values(g, req, status, effect, reason))
+    issued = req.permit if status is Status.ALLOWED else None
+    values = _row_values(g, req, status, effect, reason)
+    if issued is not None:
+        values |= issued.row_values()
+    actions_repo.insert(conn, values)
     seq = audit.append(
         conn,
         event="action.submitted",
@@ -196,7 +220,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
             "operation": sub.operation,
             "agent_id": req.agent_id,
         }
-        | _shadow_audit(req),
+        | _shadow_audit(req)
+        | (issued.audit_data() if issued is not None else {}),
     )
     g.store.notify(conn, type="action.created", action_id=req.action_id, seq=seq)
     return actions_repo.get(conn, req.action_id), True, seq, False

@@ -24,6 +24,7 @@ __all__ = [
     "current_status",
     "earliest_expiry",
     "earliest_lapse",
+    "earliest_lease",
     "find_idempotent",
     "find_reattachable",
     "get",
@@ -32,6 +33,7 @@ __all__ = [
     "list_page",
     "next_due",
     "next_lapsed",
+    "next_lease_due",
     "touch_presence",
 ]
 
@@ -204,4 +206,24 @@ def earliest_lapse(conn: Connection, status: str) -> float | None:
     value = conn.execute(
         select(func.min(actions.c.lapses_at)).where(actions.c.status == status, actions.c.picked_up_at.is_(None))
     ).scalar()
+    return float(value) if value is not None else None
+
+
+def next_lease_due(conn: Connection, status: str, now: float) -> str | None:
+    """Like `next_due`, for started actions whose execution lease (`lease_expires_at`) ran out."""
+    return conn.execute(
+        select(actions.c.id)
+        .where(
+            actions.c.status == status,
+            actions.c.lease_expires_at.is_not(None),
+            actions.c.lease_expires_at <= now,
+        )
+        .order_by(actions.c.lease_expires_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar()
+
+
+def earliest_lease(conn: Connection, status: str) -> float | None:
+    value = conn.execute(select(func.min(actions.c.lease_expires_at)).where(actions.c.status == status)).scalar()
     return float(value) if value is not None else None
