@@ -407,11 +407,14 @@ def verify_permit(
     header, payload = _split(permit)
     key = _keys_of(keys).key_for(header["kid"])
     try:
-        jws.validate_compact(jws.extract_compact(permit.encode()), key, registry=_REGISTRY)
-    except JoseError:
+        # validate_compact answers False for a bad signature; only malformed input raises.
+        valid = jws.validate_compact(jws.extract_compact(permit.encode()), key, registry=_REGISTRY)
+    except (JoseError, ValueError):
+        valid = False
+    if valid is not True:
         raise PermitSignatureInvalid(
             "the permit's signature does not verify: it was altered or not signed by this server"
-        ) from None
+        )
     claims = PermitClaims.from_payload(payload, header["kid"])
     at = time.time() if now is None else now
     if at > claims.expires_at + leeway:

@@ -35,6 +35,7 @@ from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database
+from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -70,7 +71,7 @@ def serve_in_process(database_url: str, key_recheck: float | None = None) -> Ite
     store = Store(database_url)
     store.upgrade()
     _, admin = service_keys.create_key(store, role=Role.ADMIN, name="admin", actor="test")
-    governor = Governor(store, Policy.from_file(SEED_POLICY))
+    governor = Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
     if key_recheck is not None:
         governor.hub.key_recheck_interval = key_recheck
     app = create_app(Settings(database_url=database_url, policy=str(SEED_POLICY)), governor=governor)
@@ -351,7 +352,7 @@ def governor(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store = Store(url)
         store.upgrade()
         try:
-            yield Governor(store, Policy.from_file(SEED_POLICY))
+            yield Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
         finally:
             store.close()
 

@@ -17,6 +17,7 @@ from faramesh.service import Governor, Submission
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import fresh_database
+from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -37,7 +38,7 @@ def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store = Store(url)
         store.upgrade()
         try:
-            yield Governor(store, Policy.from_file(POLICY), clock=Clock())
+            yield Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
         finally:
             store.close()
 

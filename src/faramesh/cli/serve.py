@@ -226,6 +226,9 @@ def serve(
         elif not store.is_current():
             click.echo("The database schema is not current; run `faramesh db upgrade`.", err=True)
             sys.exit(2)
+        secret = None
+        if service_keys.count_active_keys(store, Role.ADMIN) == 0:
+            _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
         try:  # made on the first start; refused when sealed under another secret
             signing = permit_keys.ensure_key(
                 store, permit_keys.server_secret(settings.secret_key, database_url).sealer, time.time()
@@ -233,9 +236,6 @@ def serve(
         except permit_keys.PermitKeyError as exc:
             click.echo(f"Cannot sign permits: {exc.message}", err=True)
             sys.exit(2)
-        secret = None
-        if service_keys.count_active_keys(store, Role.ADMIN) == 0:
-            _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
     finally:
         store.close()
 

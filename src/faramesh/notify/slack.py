@@ -37,6 +37,9 @@ _TITLES = {
     "action.denied": "Denied",
     "action.expired": "Expired",
     "action.cancelled": "Cancelled",
+    "action.started": "Started",
+    "action.outcome_unknown": "Outcome unknown: reconcile it",
+    "action.reconciled": "Reconciled",
     "action.succeeded": "Succeeded",
     "action.failed": "Failed",
 }

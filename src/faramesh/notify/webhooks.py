@@ -44,6 +44,9 @@ EVENT_TYPES = (
     "action.cancelled",
     "action.picked_up",
     "action.reattached",
+    "action.started",
+    "action.outcome_unknown",
+    "action.reconciled",
     "action.succeeded",
     "action.failed",
 )

@@ -24,6 +24,7 @@ from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
 from faramesh.service import access, keys, limits, permits
+from faramesh.service.permit_keys import SigningKey
 from faramesh.storage import Store, actions_repo, approvals_repo, keys_repo, limits_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import check_json_object, refuse_nul
@@ -130,14 +131,16 @@ def decide(
         expected_hash=expected_hash,
     )
     now = g.clock()
-    if approve:
-        g.permits.signing_key()  # loaded before the transaction, which may sign with it
+    # Fetched before the transaction, which signs the permit with it when the quorum is reached.
+    signing = g.permits.signing_key() if approve else None
     # The answer is what the transaction wrote: reading it back after the commit
     # could fail (a dropped connection) and turn a committed vote into an error.
-    return g.store.write(lambda conn: _decide_txn(g, conn, access.checked_id(action_id), vote, now))
+    return g.store.write(lambda conn: _decide_txn(g, conn, access.checked_id(action_id), vote, now, signing))
 
 
-def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float) -> Decided:
+def _decide_txn(
+    g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float, signing: SigningKey | None
+) -> Decided:
     identity, verb = vote.identity, vote.verb
     # The key was checked when the request arrived; one revoked since must not vote.
     if not keys.still_active(conn, identity.key_id):
@@ -184,6 +187,7 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
             now=now,
             params_json=edit["params_json"] if edit else None,
             request_hash=vote_hash,
+            key=signing,
         )
         values |= permit.row_values()
     if not actions_repo.compare_and_set(

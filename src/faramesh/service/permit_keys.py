@@ -214,7 +214,13 @@ def rotate(store: Store, sealer: Sealer, now: float, *, publish_for: float, acto
 
 
 def key_rows(store: Store) -> list[PermitKeyRow]:
+    """Every key ever made, newest first."""
     return store.read(permit_keys_repo.all_keys)
+
+
+def active_row(store: Store) -> PermitKeyRow | None:
+    """The signing key's row (its private half still sealed), if there is one."""
+    return store.read(permit_keys_repo.active)
 
 
 # -- the process's view ----------------------------------------------------------------
@@ -252,8 +258,14 @@ class PermitKeys:
             self._loaded_at = None
 
     def signing_key(self) -> SigningKey:
+        """The key to sign with now. Call it outside a write transaction: when there is no
+        key yet (a Governor used without the app's start-up), it makes the first one."""
         with self._lock:
             self._refresh()
+            if self._signing is None:
+                ensure_key(self._store, self.sealer, self._clock())
+                self._loaded_at = None
+                self._refresh()
             if self._signing is None:
                 raise PermitKeyError("no permit signing key: restart the server, or run `faramesh permits rotate-key`")
             return self._signing

@@ -28,6 +28,7 @@ import orjson
 from faramesh import audit
 from faramesh.model import EXECUTABLE, Identity, Status
 from faramesh.permit import PermitClaims, encode_permit, params_hash
+from faramesh.service.permit_keys import SigningKey
 from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
 
@@ -70,9 +71,11 @@ def issue(
     status: Status,
     approvers: Iterable[str],
     now: float,
+    key: SigningKey | None = None,
 ) -> Issued:
-    """Sign a permit for one run of the action with `params`, valid for the server's permit TTL."""
-    key = g.permits.signing_key()
+    """Sign a permit for one run of the action with `params`, valid for the server's permit TTL.
+    Inside a write transaction, pass `key` (fetched before it): fetching may write."""
+    key = key or g.permits.signing_key()
     issued_at = math.floor(now)
     claims = PermitClaims(
         action_id=action_id,
@@ -100,6 +103,7 @@ def issue_for_row(
     now: float,
     params_json: str | None = None,
     request_hash: str | None = None,
+    key: SigningKey | None = None,
 ) -> Issued:
     """A permit for the stored action (or for the edited params about to be stored)."""
     return issue(
@@ -114,6 +118,7 @@ def issue_for_row(
         status=status,
         approvers=approvers,
         now=now,
+        key=key,
     )
 
 
