@@ -37,7 +37,7 @@ from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import OKPKey
 from joserfc.jws import JWSRegistry
 
-from faramesh.canonical import NonCanonicalValue, canonical_json
+from faramesh.canonical import NonCanonicalValue, fast_canonical
 
 __all__ = [
     "ALG",
@@ -57,6 +57,7 @@ __all__ = [
     "encode_permit",
     "params_hash",
     "read_permit",
+    "verify_action",
     "verify_permit",
 ]
 
@@ -206,7 +207,7 @@ _CLAIMS = {
 def params_hash(params: Any) -> str:
     """SHA-256 of the canonical JSON of `params` (sorted keys, 1.0 written as 1): what a
     permit binds the arguments with. Raises ValueError/TypeError for values JSON cannot hold."""
-    return hashlib.sha256(canonical_json(params)).hexdigest()
+    return hashlib.sha256(fast_canonical(params)).hexdigest()
 
 
 class _Registry(JWSRegistry):
@@ -227,7 +228,7 @@ def encode_permit(claims: PermitClaims, private_key: OKPKey) -> str:
     """Sign `claims` (the server's half). The payload is canonical JSON, so a permit's
     bytes depend only on its claims."""
     header = {"alg": ALG, "kid": claims.kid, "typ": "JWT"}
-    return jws.serialize_compact(header, canonical_json(claims.to_payload()), private_key, registry=_REGISTRY)
+    return jws.serialize_compact(header, fast_canonical(claims.to_payload()), private_key, registry=_REGISTRY)
 
 
 def _split(permit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -445,6 +446,36 @@ def verify_permit(
             actual=actual,
         )
     return claims
+
+
+def verify_action(
+    action: Mapping[str, Any],
+    *,
+    tool: str,
+    operation: str,
+    params: Any,
+    keys: PermitKeys | Mapping[str, Any] | str | os.PathLike[str],
+    now: float | None = None,
+    leeway: float = 0.0,
+) -> PermitClaims:
+    """`verify_permit` for an action as the API returns it: its `permit` must allow this
+    call for this very action. An action without a permit (denied, held, already started,
+    or from a server without permits) raises PermitMalformed: nothing runs."""
+    permit = action.get("permit")
+    if permit is None:
+        raise PermitMalformed(
+            f"action {action.get('id')} carries no permit (status {action.get('status')!r}): it may not run now"
+        )
+    return verify_permit(
+        permit,
+        tool=tool,
+        operation=operation,
+        params=params,
+        keys=keys,
+        action_id=str(action.get("id")),
+        now=now,
+        leeway=leeway,
+    )
 
 
 def _same_name(allowed: str, given: Any, error: type[PermitMismatch], what: str) -> None:

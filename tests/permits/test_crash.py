@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from faramesh.cli.main import main
 from faramesh.permit import verify_permit
 from tests.conftest import ServerProcess, auth
 from tests.inprocess import poll
@@ -54,13 +56,14 @@ def test_kill_9_between_start_and_result_leaves_an_outcome_someone_must_reconcil
     queue = httpx.get(restarted.url + "/v1/actions", params={"status": "outcome_unknown"}, headers=auth(admin))
     assert [a["id"] for a in queue.json()["actions"]] == [action["id"]]
 
-    reconciled = httpx.post(
-        f"{restarted.url}/v1/actions/{action['id']}/reconcile",
-        json={"outcome": "succeeded", "reason": "the refund is in the payment provider's log"},
-        headers=auth(approver),
-        timeout=10,
+    # A person who checked the payment provider says it ran.
+    reconciled = CliRunner().invoke(
+        main,
+        ["reconcile", action["id"], "--outcome", "succeeded", "--reason", "the refund is in the provider's log"],
+        env={"FARAMESH_URL": restarted.url, "FARAMESH_API_KEY": approver},
     )
-    assert reconciled.status_code == 200 and reconciled.json()["status"] == "succeeded"
+    assert reconciled.exit_code == 0, reconciled.output
+    assert reconciled.output.strip() == f"{action['id']} is now succeeded."
     again = httpx.post(restarted.url + "/v1/actions", json=SMALL, headers=auth(agent), timeout=10)
     assert again.status_code == 201 and again.json()["status"] == "allowed"
     trail = httpx.get(f"{restarted.url}/v1/actions/{action['id']}/events", headers=auth(admin)).json()["events"]

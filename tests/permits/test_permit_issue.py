@@ -23,6 +23,7 @@ from faramesh.permit import (
     PermitSignatureInvalid,
     PermitToolMismatch,
     PermitUnknownKey,
+    verify_action,
     verify_permit,
 )
 from tests.inprocess import InProcessServer
@@ -100,6 +101,12 @@ def test_an_allowed_action_carries_a_permit_that_verifies_independently_from_the
     got = verify_permit(action["permit"], tool="refund", operation="process", params=SMALL["params"], keys=key_set,
                         action_id=action["id"], now=app.clock())  # fmt: skip
     assert got.action_id == action["id"] and got.kid == header["kid"]
+    verify_action(action, tool="refund", operation="process", params=SMALL["params"], keys=key_set, now=app.clock())
+    with pytest.raises(PermitMalformed):  # an action with no permit never runs
+        verify_action(action | {"permit": None}, tool="refund", operation="process", params={}, keys=key_set)
+    with pytest.raises(PermitActionMismatch):  # a permit copied onto another action
+        verify_action(action | {"id": "another"}, tool="refund", operation="process", params=SMALL["params"],
+                      keys=key_set, now=app.clock())  # fmt: skip
     for bad in (f"{head}.{forged_payload}.{signature}", f"{head}.{payload}.{b64url_encode(flipped)}"):
         with pytest.raises(PermitSignatureInvalid) as caught:
             verify_permit(
