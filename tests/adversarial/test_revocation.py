@@ -431,7 +431,8 @@ def test_revocation_on_replica_a_or_by_the_cli_ends_a_wait_on_replica_b(
     can see when its wait has started); both on one PostgreSQL database."""
     # B's periodic key re-check is off: only the change notice can end the wait in time.
     with serve_in_process(pg_url, key_recheck=3600) as b:
-        a = start_server(database_url=pg_url)
+        # Replicas share the server secret that seals the permit signing key.
+        a = start_server(database_url=pg_url, env={"FARAMESH_SECRET_KEY": IN_PROCESS_SECRET})
         a.admin_key = b.admin_key
         for revoke_with in ("replica A", "cli"):
             agent_id, agent = b.new_key("agent")

@@ -38,7 +38,9 @@ def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store = Store(url)
         store.upgrade()
         try:
-            yield Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
+            governor = Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
+            governor.permits.ensure()  # as the app's start-up does: the key's record comes first
+            yield governor
         finally:
             store.close()
 
