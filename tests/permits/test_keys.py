@@ -90,6 +90,7 @@ def test_a_rotation_under_another_secret_is_refused_and_never_leaves_a_server_si
     assert "another server secret" in r.json()["detail"]
     listed = app.get("/v1/actions", params={"limit": 50}, headers=auth(app.admin_key)).json()["actions"]
     assert all(a["params"].get("amount") != 70 for a in listed)
+    assert len(jwks(app)["keys"]) == 2  # the public keys are still served: earlier permits verify
 
 
 def test_without_a_secret_the_key_is_sealed_under_a_0600_file_and_another_secret_refuses_to_start(

@@ -384,13 +384,6 @@ class Governor:
         keys whose permits may not have expired yet."""
         return self.permits.jwks()
 
-    def rotate_permit_key(self, *, actor: str | None = None) -> tuple[str | None, str]:
-        """Retire the signing key (published until its permits expire) and make a new one."""
-        return self.permits.rotate(
-            publish_for=self.permit_ttl + permit_keys.PUBLISH_SLACK + permit_keys.RELOAD_INTERVAL,
-            actor=actor or "system",
-        )
-
     # -- expiry -----------------------------------------------------------------
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:
         """Deny every pending action whose approval window has passed, cancel every

@@ -238,6 +238,7 @@ class PermitKeys:
         self._sealer: Sealer | None = None
         self._signing: SigningKey | None = None
         self._jwks: dict[str, Any] | None = None
+        self._problem: PermitKeyError | None = None  # why the active key cannot sign here
         self._loaded_at: float | None = None
 
     @property
@@ -262,23 +263,21 @@ class PermitKeys:
         key yet (a Governor used without the app's start-up), it makes the first one."""
         with self._lock:
             self._refresh()
-            if self._signing is None:
+            if self._signing is None and self._problem is None:
                 ensure_key(self._store, self.sealer, self._clock())
                 self._loaded_at = None
                 self._refresh()
+            if self._problem is not None:
+                raise self._problem
             if self._signing is None:
                 raise PermitKeyError("no permit signing key: restart the server, or run `faramesh permits rotate-key`")
             return self._signing
 
     def jwks(self) -> dict[str, Any]:
+        """The published public keys; served even when this process cannot sign."""
         with self._lock:
             self._refresh()
             return self._jwks or {"keys": []}
-
-    def rotate(self, *, publish_for: float, actor: str) -> tuple[str | None, str]:
-        done = rotate(self._store, self.sealer, self._clock(), publish_for=publish_for, actor=actor)
-        self.reload()
-        return done
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -287,11 +286,13 @@ class PermitKeys:
         active, published = self._store.read(
             lambda conn: (permit_keys_repo.active(conn), permit_keys_repo.published(conn, now))
         )
-        signing = self._signing
-        if active is None:
-            signing = None
-        elif signing is None or signing.kid != active.kid:
-            signing = _unseal(active, self.sealer)
-        self._signing = signing
         self._jwks = {"keys": [orjson.loads(row.public_jwk) for row in published]}
+        self._problem = None
+        if active is None:
+            self._signing = None
+        elif self._signing is None or self._signing.kid != active.kid:
+            try:
+                self._signing = _unseal(active, self.sealer)
+            except PermitKeyError as exc:  # e.g. rotated under another secret: fail closed on signing
+                self._signing, self._problem = None, exc
         self._loaded_at = now
