@@ -57,7 +57,7 @@ def main() -> None:
     info, _ = service_keys.create_key(store, role=Role.AGENT, name="bench")
     agent = info.identity()
     try:
-        gov.permits.ensure()
+        gov.signing_keys.ensure()
         now = time.time()
 
         def sign() -> permits.Issued:

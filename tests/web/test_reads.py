@@ -39,7 +39,7 @@ def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store.upgrade()
         try:
             governor = Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
-            governor.permits.ensure()  # as the app's start-up does: the key's record comes first
+            governor.signing_keys.ensure()  # as the app's start-up does: the key's record comes first
             yield governor
         finally:
             store.close()

@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             )
         # The permit signing key: made on the first start, and usable by this process (its
         # server secret is the one the key was sealed with), or the server does not start.
-        await run_in_threadpool(g.permits.ensure)
+        await run_in_threadpool(g.signing_keys.ensure)
         app.state.governor = g
         app.state.write_probe = WriteProbe(g.store, g.clock)
         g.telemetry.tracing = g.telemetry.tracing or traces

@@ -132,7 +132,7 @@ def decide(
     )
     now = g.clock()
     # Fetched before the transaction, which signs the permit with it when the quorum is reached.
-    signing = g.permits.signing_key() if approve else None
+    signing = g.signing_keys.signing_key() if approve else None
     # The answer is what the transaction wrote: reading it back after the commit
     # could fail (a dropped connection) and turn a committed vote into an error.
     return g.store.write(lambda conn: _decide_txn(g, conn, access.checked_id(action_id), vote, now, signing))

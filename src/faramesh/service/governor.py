@@ -84,7 +84,9 @@ class Governor:
         self.permit_ttl = permit_ttl
         self.execution_lease = execution_lease
         # The keys that sign permits; their private halves are sealed under the server secret.
-        self.permits = permit_keys.PermitKeys(store, lambda: permit_keys.server_secret(secret_key, store.url), clock)
+        self.signing_keys = permit_keys.SigningKeys(
+            store, lambda: permit_keys.server_secret(secret_key, store.url), clock
+        )
 
     # -- policy ---------------------------------------------------------------
     @property
@@ -382,7 +384,7 @@ class Governor:
     def permit_jwks(self) -> dict[str, Any]:
         """The public keys permits are verified with (JWKS): the signing key and retired
         keys whose permits may not have expired yet."""
-        return self.permits.jwks()
+        return self.signing_keys.jwks()
 
     # -- expiry -----------------------------------------------------------------
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:

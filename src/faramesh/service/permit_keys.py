@@ -224,7 +224,7 @@ def active_row(store: Store) -> PermitKeyRow | None:
 
 
 # -- the process's view ----------------------------------------------------------------
-class PermitKeys:
+class SigningKeys:
     """The key this process signs with and the keys it publishes, re-read from the
     database every RELOAD_INTERVAL seconds of the service clock, so a rotation made by
     another replica or the CLI is picked up. Until then the old key keeps signing; it

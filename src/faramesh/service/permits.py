@@ -75,7 +75,7 @@ def issue(
 ) -> Issued:
     """Sign a permit for one run of the action with `params`, valid for the server's permit TTL.
     Inside a write transaction, pass `key` (fetched before it): fetching may write."""
-    key = key or g.permits.signing_key()
+    key = key or g.signing_keys.signing_key()
     issued_at = math.floor(now)
     claims = PermitClaims(
         action_id=action_id,
