@@ -192,3 +192,15 @@ def test_the_agent_reconciles_with_the_sdk_or_by_a_late_result(app: InProcessSer
     agent.close()
     code, output = audit_verify(app.database_url)
     assert code == 0, output
+
+
+def test_a_replay_under_the_same_idempotency_key_answers_with_its_own_action(app: InProcessServer) -> None:
+    k = keys(app)
+    headers = {"Authorization": f"Bearer {k['agent']}", "Idempotency-Key": "refund-cus_1-once"}
+    first = app.post("/v1/actions", json=SMALL, headers=headers).json()
+    start(app, k["agent"], first["id"])
+    app.advance(LEASE + 1)
+    replay = app.post("/v1/actions", json=SMALL, headers=headers)
+    assert replay.json()["id"] == first["id"] and replay.json()["status"] == "outcome_unknown"
+    other_key = app.post("/v1/actions", json=SMALL, headers=headers | {"Idempotency-Key": "another"})
+    assert other_key.status_code == 409 and other_key.json()["error"]["code"] == "outcome_unknown"

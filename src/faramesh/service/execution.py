@@ -188,19 +188,32 @@ def reconcile(
     return g.store.write(txn)
 
 
-def refuse_unknown_retry(conn: Connection, agent_id: str, rhash: str) -> None:
-    """Inside submit: refuse an identical call while an earlier one's outcome is unknown,
-    so an ambiguous payment is never silently repeated."""
-    earlier = actions_repo.find_reattachable(conn, agent_id, rhash, (_UNKNOWN,))
-    if earlier is not None:
-        raise Conflict(
-            f"an identical earlier action ({earlier.id}) was started and never reported, so nobody knows "
-            "whether it ran; reconcile it first (POST /v1/actions/"
-            f"{earlier.id}/reconcile with outcome succeeded or failed), then retry",
-            code="outcome_unknown",
-            action_id=earlier.id,
-            status=_UNKNOWN,
-        )
+def refuse_unknown_retry(
+    store: Store, identity: Identity, agent_id: str, rhash: str, idempotency_key: str | None
+) -> None:
+    """Before submit's transaction: refuse an identical call while an earlier one's outcome
+    is unknown, so an ambiguous payment is never silently repeated.
+
+    A read before the write, not inside it, so the SQLite writer does not carry it: a lease
+    that runs out between this read and the insert is the same as the retry arriving just
+    before it did (an identical call while the first is still executing is accepted). A
+    replay under the same Idempotency-Key is left to answer with its own action."""
+    earlier = store.read(lambda conn: actions_repo.find_reattachable(conn, agent_id, rhash, (_UNKNOWN,)))
+    if earlier is None:
+        return
+    if idempotency_key is not None and (earlier.submitted_by, earlier.idempotency_key) == (
+        identity.key_id,
+        idempotency_key,
+    ):
+        return
+    raise Conflict(
+        f"an identical earlier action ({earlier.id}) was started and never reported, so nobody knows "
+        "whether it ran; reconcile it first (POST /v1/actions/"
+        f"{earlier.id}/reconcile with outcome succeeded or failed), then retry",
+        code="outcome_unknown",
+        action_id=earlier.id,
+        status=_UNKNOWN,
+    )
 
 
 # -- the execution lease (driven by the sweeper, like approval expiry) ------------------------
