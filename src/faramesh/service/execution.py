@@ -189,16 +189,12 @@ def reconcile(
 
 
 def refuse_unknown_retry(
-    store: Store, identity: Identity, agent_id: str, rhash: str, idempotency_key: str | None
+    conn: Connection, identity: Identity, agent_id: str, rhash: str, idempotency_key: str | None
 ) -> None:
-    """Before submit's transaction: refuse an identical call while an earlier one's outcome
-    is unknown, so an ambiguous payment is never silently repeated.
-
-    A read before the write, not inside it, so the SQLite writer does not carry it: a lease
-    that runs out between this read and the insert is the same as the retry arriving just
-    before it did (an identical call while the first is still executing is accepted). A
-    replay under the same Idempotency-Key is left to answer with its own action."""
-    earlier = store.read(lambda conn: actions_repo.find_reattachable(conn, agent_id, rhash, (_UNKNOWN,)))
+    """Inside submit: refuse an identical call while an earlier one's outcome is unknown,
+    so an ambiguous payment is never silently repeated. A replay under the same
+    Idempotency-Key is left to answer with its own action."""
+    earlier = actions_repo.find_same_call_in(conn, agent_id, rhash, _UNKNOWN)
     if earlier is None:
         return
     if idempotency_key is not None and (earlier.submitted_by, earlier.idempotency_key) == (

@@ -136,8 +136,6 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
             agent=_agent(identity, agent_id),
             now=datetime.fromtimestamp(now, UTC),
         )
-    # An identical call whose earlier run may or may not have happened must be reconciled first.
-    execution.refuse_unknown_retry(g.store, identity, agent_id, rhash, sub.idempotency_key)
     action_id = str(uuid.uuid4())
     permit = None
     if decision.effect is Effect.ALLOW:
@@ -178,6 +176,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
                     code="idempotency_mismatch",
                 )
             return existing, False, 0, False
+    # An identical call whose earlier run may or may not have happened must be reconciled first.
+    execution.refuse_unknown_retry(conn, req.identity, req.agent_id, req.rhash, sub.idempotency_key)
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
         held = reattach.find(conn, req.identity, req.agent_id, req.rhash)
         attached = reattach.attach(conn, g.store, req.identity, held, req.now) if held is not None else None

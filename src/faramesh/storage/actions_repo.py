@@ -27,6 +27,7 @@ __all__ = [
     "earliest_lease",
     "find_idempotent",
     "find_reattachable",
+    "find_same_call_in",
     "get",
     "get_for_update",
     "insert",
@@ -86,6 +87,24 @@ def find_reattachable(conn: Connection, agent_id: str, rhash: str, statuses: Col
     """The newest action of this agent submitted with this request hash and now in one of
     `statuses` (the caller names those a retry may pick up), if any."""
     return conn.execute(_REATTACHABLE, {"rhash": rhash, "agent_id": agent_id, "statuses": list(statuses)}).first()
+
+
+_SAME_CALL_IN = (
+    select(actions.c.id, actions.c.submitted_by, actions.c.idempotency_key)
+    .where(
+        actions.c.submitted_hash == bindparam("rhash"),
+        actions.c.status == bindparam("status"),
+        actions.c.agent_id == bindparam("agent_id"),
+    )
+    .limit(1)
+)
+
+
+def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) -> ActionRow | None:
+    """(id, submitted_by, idempotency_key) of an action of this agent submitted with this
+    request hash and now in `status`, if any. One prebuilt statement on the re-attach
+    index: submit runs it for every call."""
+    return conn.execute(_SAME_CALL_IN, {"rhash": rhash, "status": status, "agent_id": agent_id}).first()
 
 
 def touch_presence(conn: Connection, action_id: str, now: float) -> None:
