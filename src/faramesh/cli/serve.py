@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 import click
 
 from faramesh.cli.common import require_server
 from faramesh.cli.exitcodes import ExitCode
-from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT, Settings, parse_timeout
+from faramesh.config import (
+    DEFAULT_APPROVAL_LAPSE,
+    DEFAULT_APPROVAL_TIMEOUT,
+    Settings,
+    parse_duration,
+    parse_timeout,
+)
 from faramesh.model import Role
 
 
@@ -71,6 +78,21 @@ from faramesh.model import Role
     default="1h",
     show_default=True,
     help="Cancel an approval the submitting agent has not picked up within this long; 'never' keeps it valid.",
+)
+@click.option(
+    "--permit-ttl",
+    envvar="FARAMESH_PERMIT_TTL",
+    default="5m",
+    show_default=True,
+    help="How long a permit (the signed proof on an allowed or approved action) stays valid; "
+    "the agent gets a fresh one when it reads the action again.",
+)
+@click.option(
+    "--execution-lease",
+    envvar="FARAMESH_EXECUTION_LEASE",
+    default="10m",
+    show_default=True,
+    help="How long a started action may run without a result or heartbeat before its outcome counts as unknown.",
 )
 @click.option(
     "--max-body-bytes",
@@ -151,6 +173,8 @@ def serve(
     approval_timeout: str | None,
     approval_lapse: str | None,
     workers: int,
+    permit_ttl: str,
+    execution_lease: str,
     max_body_bytes: int,
     max_header_bytes: int,
     rate_limit: str,
@@ -172,6 +196,7 @@ def serve(
     from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
     from faramesh.service import keys as service_keys
+    from faramesh.service import permit_keys
     from faramesh.storage import Store
 
     try:
@@ -182,6 +207,18 @@ def serve(
         lapse = parse_timeout(approval_lapse, DEFAULT_APPROVAL_LAPSE)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--approval-lapse") from None
+    durations: dict[str, float] = {}
+    for option, name, value in (
+        ("--permit-ttl", "permit_ttl", permit_ttl),
+        ("--execution-lease", "execution_lease", execution_lease),
+    ):
+        try:
+            parsed = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+        if parsed is None:
+            raise click.BadParameter("a duration is required, e.g. 5m", param_hint=option)
+        durations[name] = parsed
     try:
         parse_rate(rate_limit)
     except ValueError as exc:
@@ -195,6 +232,8 @@ def serve(
         policy_watch_interval=policy_watch_interval,
         approval_timeout=timeout,
         approval_lapse=lapse,
+        permit_ttl=durations["permit_ttl"],
+        execution_lease=durations["execution_lease"],
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
         rate_limit=rate_limit,
@@ -237,6 +276,13 @@ def serve(
         secret = None
         if service_keys.count_active_keys(store, Role.ADMIN) == 0:
             _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
+        try:  # made on the first start; refused when sealed under another secret
+            signing = permit_keys.ensure_key(
+                store, permit_keys.server_secret(settings.secret_key, database_url).sealer, time.time()
+            )
+        except permit_keys.PermitKeyError as exc:
+            click.echo(f"Cannot sign permits: {exc.message}", err=True)
+            sys.exit(2)
     finally:
         store.close()
 
@@ -250,6 +296,7 @@ def serve(
             f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied"
         )
     click.echo(f"Database: {database_url}")
+    click.echo(f"Permits signed with key {signing.kid} (public keys: {url}/v1/permits/keys)")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
     if secret:
         click.echo("First start: an admin key was created. Log in to the dashboard with it; it is not shown again:")
