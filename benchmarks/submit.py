@@ -6,11 +6,18 @@ settings: SQLite in WAL mode with synchronous=FULL, every 201 acknowledged only 
 its group commit reached the disk.
 
     python benchmarks/submit.py [--duration 10] [--concurrency 1,8] [--json]
+    python benchmarks/submit.py --postgres postgresql://postgres@127.0.0.1:5432 --workers 1,2
+
+With --postgres, each run gets a fresh database on that server (created and dropped
+here); --workers compares `serve --workers N` for each N in the list.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import uuid
+from collections.abc import Iterator
 import json
 import re
 import shutil
@@ -91,6 +98,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--postgres", help="a PostgreSQL server URL (no database): benchmark on PostgreSQL")
+    parser.add_argument("--workers", default="1", help="comma-separated worker counts (PostgreSQL only above 1)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
@@ -103,27 +112,52 @@ def main() -> None:
     finally:
         echo_proc.terminate()
 
-    server = start_faramesh(extra=("--rate-limit", "off"))  # one key drives all the load
-    try:
-        key = server.create_key("agent")
-        run_wrk(server.url, key, 8, 2)  # warm up
-        ours = [run_wrk(server.url, key, c, args.duration) for c in levels]
-    finally:
-        server.stop()
-
     results = []
-    for e, o in zip(echo, ours, strict=True):
-        results.append({"connections": o["connections"], "faramesh": o, "echo": e, "ratio": o["rps"] / e["rps"]})
+    for workers in [int(w) for w in args.workers.split(",")]:
+        with _database(args.postgres) as database_url:
+            extra = ("--rate-limit", "off", "--workers", str(workers))  # one key drives all the load
+            server = start_faramesh(database_url=database_url, extra=extra)
+            try:
+                key = server.create_key("agent")
+                run_wrk(server.url, key, 8, 2)  # warm up
+                ours = [run_wrk(server.url, key, c, args.duration) for c in levels]
+            finally:
+                server.stop()
+        for e, o in zip(echo, ours, strict=True):
+            results.append(
+                {"workers": workers, "connections": o["connections"], "faramesh": o, "echo": e,
+                 "ratio": o["rps"] / e["rps"]}
+            )
     if args.json:
         dump_json({"machine": machine(), "results": results})
         return
+    backend = "PostgreSQL" if args.postgres else "SQLite"
     print_table(
-        "POST /v1/actions (durable, SQLite) vs bare FastAPI echo, same uvicorn, wrk load",
-        ["clients", "faramesh req/s", "p50 ms", "p99 ms", "errors", "echo req/s", "echo p99 ms", "ratio"],
-        [[r["connections"], f"{r['faramesh']['rps']:.0f}", f"{r['faramesh']['p50_ms']:.2f}",
+        f"POST /v1/actions (durable, {backend}) vs bare FastAPI echo, same uvicorn, wrk load",
+        ["workers", "clients", "faramesh req/s", "p50 ms", "p99 ms", "errors", "echo req/s", "echo p99 ms", "ratio"],
+        [[r["workers"], r["connections"], f"{r['faramesh']['rps']:.0f}", f"{r['faramesh']['p50_ms']:.2f}",
           f"{r['faramesh']['p99_ms']:.2f}", r["faramesh"]["errors"], f"{r['echo']['rps']:.0f}",
           f"{r['echo']['p99_ms']:.2f}", f"{r['ratio']:.2f}"] for r in results],
     )
+
+
+@contextlib.contextmanager
+def _database(postgres: str | None) -> Iterator[str | None]:
+    """None (the server's own SQLite file), or a fresh PostgreSQL database dropped afterwards."""
+    if postgres is None:
+        yield None
+        return
+    import psycopg
+
+    name = f"faramesh_bench_{uuid.uuid4().hex[:12]}"
+    admin = postgres.rstrip("/") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres.rstrip("/") + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 
 BASE_URL = "http://testserver"
+IN_PROCESS_SECRET = "in-process test server secret; never used in production"
 
 
 class FakeClock:
@@ -199,6 +200,10 @@ def inprocess_server(
             clock=clock,
             telemetry=Telemetry(),
             shadow_policy=load_shadow_policy(config),
+            permit_ttl=config.permit_ttl,
+            execution_lease=config.execution_lease,
+            # A fixed secret, so no secret file is written beside a PostgreSQL test's working directory.
+            secret_key=config.secret_key or IN_PROCESS_SECRET,
         )
         app = create_app(config, governor=governor)
         with running_app(app) as loop:

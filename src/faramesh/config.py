@@ -13,6 +13,11 @@ DEFAULT_DATABASE_URL = "sqlite:///./faramesh.db"
 # No approval is open forever, and an approval is permission to run now (service/expiry.py).
 DEFAULT_APPROVAL_TIMEOUT = 24 * 3600.0
 DEFAULT_APPROVAL_LAPSE = 3600.0
+# A permit is checked just before the tool runs: short-lived, renewed when its agent reads
+# the action again (service/permits.py). A started action with no result within the
+# execution lease becomes outcome_unknown (service/execution.py).
+DEFAULT_PERMIT_TTL = 300.0
+DEFAULT_EXECUTION_LEASE = 600.0
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,32 @@ SETTINGS: tuple[Setting, ...] = (
         "when its rule sets no timeout; 'never' keeps it open until decided",
     ),
     Setting(
+        "workers",
+        "FARAMESH_WORKERS",
+        1,
+        "server processes sharing the port (PostgreSQL only); each has its own interpreter, so they use more cores",
+        int,
+    ),
+    Setting(
         "approval_lapse",
         "FARAMESH_APPROVAL_LAPSE",
         "1h",
         "how long an approval stays valid when the submitting agent has not picked it up "
         "(waited on or read it); then the action is cancelled. 'never' keeps it valid",
+    ),
+    Setting(
+        "permit_ttl",
+        "FARAMESH_PERMIT_TTL",
+        "5m",
+        "how long a permit (the signed proof on an allowed or approved action) stays valid; the "
+        "submitting agent gets a fresh one when it reads the action again",
+    ),
+    Setting(
+        "execution_lease",
+        "FARAMESH_EXECUTION_LEASE",
+        "10m",
+        "how long a started action may run without a result or a heartbeat before its outcome "
+        "counts as unknown (an identical retry is then refused until it is reconciled)",
     ),
     Setting("max_body_bytes", "FARAMESH_MAX_BODY_BYTES", 1024 * 1024, "largest request body accepted", int),
     Setting(
@@ -133,6 +159,9 @@ class Settings:
     shadow_policy: str | None = None
     approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT
     approval_lapse: float | None = DEFAULT_APPROVAL_LAPSE
+    workers: int = 1
+    permit_ttl: float = DEFAULT_PERMIT_TTL
+    execution_lease: float = DEFAULT_EXECUTION_LEASE
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 64 * 1024
     rate_limit: str | None = "1000/s"
@@ -161,6 +190,8 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "port" in values:
             values["port"] = int(values["port"])
+        if "workers" in values:
+            values["workers"] = int(values["workers"])
         if "max_body_bytes" in values:
             values["max_body_bytes"] = int(values["max_body_bytes"])
         if "max_header_bytes" in values:
@@ -169,6 +200,9 @@ class Settings:
             values["approval_timeout"] = parse_timeout(values["approval_timeout"], DEFAULT_APPROVAL_TIMEOUT)
         if "approval_lapse" in values:
             values["approval_lapse"] = parse_timeout(values["approval_lapse"], DEFAULT_APPROVAL_LAPSE)
+        for name, default in (("permit_ttl", DEFAULT_PERMIT_TTL), ("execution_lease", DEFAULT_EXECUTION_LEASE)):
+            if name in values:
+                values[name] = parse_duration(values[name]) or default
         for name in ("webhook_retry_base", "webhook_timeout", "policy_watch_interval"):
             if name in values:
                 values[name] = float(values[name])

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     INVALID_TRANSITION = "invalid_transition"
     IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
     REQUEST_HASH_MISMATCH = "request_hash_mismatch"
+    OUTCOME_UNKNOWN = "outcome_unknown"
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_INPUT = "invalid_input"
@@ -54,6 +55,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_TRANSITION: (409, "The action's status does not allow this now; `error.status` is the status."),
     ErrorCode.IDEMPOTENCY_MISMATCH: (409, "The Idempotency-Key was already used by this key for a different request."),
     ErrorCode.REQUEST_HASH_MISMATCH: (409, "The action's arguments changed since the given `request_hash`."),
+    ErrorCode.OUTCOME_UNKNOWN: (
+        409,
+        "An identical earlier action (`error.action_id`) was started and never reported; reconcile it, then retry.",
+    ),
     ErrorCode.TOO_LARGE: (413, "The request body is over the server's limit."),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "The body is not sent as `Content-Type: application/json`."),
     ErrorCode.INVALID_INPUT: (422, "A field is missing, of the wrong type or out of range; `error.field` names it."),

@@ -14,10 +14,16 @@ class Status(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"  # withdrawn by its agent or an admin, or an approval nobody picked up
+    EXECUTING = "executing"  # the agent took its single-use start and is running it
+    OUTCOME_UNKNOWN = "outcome_unknown"  # started, no result within the execution lease: reconcile it
 
 
-# Statuses from which an agent may execute and then report a result.
+# Statuses from which an agent may execute (start, or report a result straight away). They
+# alone carry a permit.
 EXECUTABLE = frozenset({Status.ALLOWED, Status.APPROVED})
+# Statuses a result report is accepted from: before a start (the seed's flow), while
+# running, and late, after the lease ran out (the agent that ran it knows best).
+REPORTABLE = EXECUTABLE | {Status.EXECUTING, Status.OUTCOME_UNKNOWN}
 # Statuses that will never change again.
 FINAL = frozenset({Status.DENIED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # Statuses an agent may withdraw (cancel): held for a person, or approved and not yet run.

@@ -26,6 +26,7 @@ from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY
+from tests.inprocess import IN_PROCESS_SECRET
 
 T = TypeVar("T")
 
@@ -98,7 +99,7 @@ def rig(pg_url: str) -> Iterator[Rig]:
     dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
     store = DroppingStore(dsn)
     store.upgrade()
-    g = Governor(store, Policy.from_file(SEED_POLICY))
+    g = Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
     _, agent = service_keys.create_key(store, role="agent", name="agent")
     _, approver = service_keys.create_key(store, role="approver", name="approver")
     app = create_app(Settings(database_url=dsn, rate_limit="off"), governor=g)

@@ -22,6 +22,7 @@ from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error, db_path, unchanged
 from tests.conftest import SEED_POLICY, ServerProcess, auth
+from tests.inprocess import IN_PROCESS_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +282,7 @@ def test_key_and_token_checks_use_constant_time_comparison(tmp_path: Path, monke
         assert (keys_module.hash_key(secret), keys_module.hash_key(secret)) in calls
         assert store.read(lambda c: keys_module.authenticate(c, secret + "x")) is None
 
-        gov = Governor(store, Policy.from_file(SEED_POLICY))
+        gov = Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
         agent = info.identity()
         approver = approver_info.identity()
         action = gov.submit(agent, Submission("refund", "process", {"amount": 500}, {}))

@@ -35,6 +35,7 @@ from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
 from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database
+from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -70,7 +71,7 @@ def serve_in_process(database_url: str, key_recheck: float | None = None) -> Ite
     store = Store(database_url)
     store.upgrade()
     _, admin = service_keys.create_key(store, role=Role.ADMIN, name="admin", actor="test")
-    governor = Governor(store, Policy.from_file(SEED_POLICY))
+    governor = Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
     if key_recheck is not None:
         governor.hub.key_recheck_interval = key_recheck
     app = create_app(Settings(database_url=database_url, policy=str(SEED_POLICY)), governor=governor)
@@ -351,7 +352,7 @@ def governor(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store = Store(url)
         store.upgrade()
         try:
-            yield Governor(store, Policy.from_file(SEED_POLICY))
+            yield Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
         finally:
             store.close()
 
@@ -430,7 +431,8 @@ def test_revocation_on_replica_a_or_by_the_cli_ends_a_wait_on_replica_b(
     can see when its wait has started); both on one PostgreSQL database."""
     # B's periodic key re-check is off: only the change notice can end the wait in time.
     with serve_in_process(pg_url, key_recheck=3600) as b:
-        a = start_server(database_url=pg_url)
+        # Replicas share the server secret that seals the permit signing key.
+        a = start_server(database_url=pg_url, env={"FARAMESH_SECRET_KEY": IN_PROCESS_SECRET})
         a.admin_key = b.admin_key
         for revoke_with in ("replica A", "cli"):
             agent_id, agent = b.new_key("agent")

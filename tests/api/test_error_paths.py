@@ -147,6 +147,14 @@ def test_request_hash_mismatch(app: App) -> None:
     assert_error(r, 409, ErrorCode.REQUEST_HASH_MISMATCH, field="request_hash")
 
 
+def test_outcome_unknown(app: App) -> None:
+    started = app.submit(7).json()
+    assert app.client.post(f"/v1/actions/{started['id']}/start", headers=app.auth(app.agent)).status_code == 200
+    app.governor.expire_due(now=app.governor.clock() + app.governor.execution_lease + 1)  # the lease runs out
+    body = assert_error(app.submit(7), 409, ErrorCode.OUTCOME_UNKNOWN)
+    assert body["error"]["action_id"] == started["id"] and body["error"]["status"] == "outcome_unknown"
+
+
 def test_too_large(tmp_path: Path) -> None:
     with running(tmp_path, max_body_bytes=1024) as a:
         body = {"tool": "refund", "operation": "process", "params": {"note": "x" * 2000}}

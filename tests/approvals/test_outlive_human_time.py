@@ -225,7 +225,14 @@ def test_an_approval_the_agent_picked_up_does_not_lapse(app: InProcessServer, ke
     r = post(app, f"/v1/actions/{action['id']}/result", keys["agent"], {"success": True})
     assert r.status_code == 200 and r.json()["status"] == "succeeded"
     trail = [e["event"] for e in events(app, action["id"])]
-    assert trail == ["action.submitted", "action.approved", "action.picked_up", "action.succeeded"]
+    # Five hours on, the agent's read renewed the expired permit of its still-valid approval.
+    assert trail == [
+        "action.submitted",
+        "action.approved",
+        "action.picked_up",
+        "action.permit_renewed",
+        "action.succeeded",
+    ]
     audit_is_intact(app)
 
 

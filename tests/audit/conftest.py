@@ -24,6 +24,7 @@ from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store, normalize_url
+from tests.inprocess import IN_PROCESS_SECRET
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_HOST = os.environ.get("FARAMESH_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -130,9 +131,9 @@ def populate(url: str) -> History:
     store.upgrade()
     history = History()
     try:
-        gov = Governor(store, Policy.from_yaml(POLICY))
+        gov = Governor(store, Policy.from_yaml(POLICY), secret_key=IN_PROCESS_SECRET)
         # A second governor on the same database whose approvals expire after 1 s.
-        hasty = Governor(store, Policy.from_yaml(POLICY), approval_timeout=1.0)
+        hasty = Governor(store, Policy.from_yaml(POLICY), approval_timeout=1.0, secret_key=IN_PROCESS_SECRET)
         agent = _identity(store, Role.AGENT, "billing bot")
         alice = _identity(store, Role.APPROVER, "alice")
         bob = _identity(store, Role.APPROVER, "bob")

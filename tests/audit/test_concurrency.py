@@ -126,7 +126,8 @@ def test_concurrent_submits_and_decisions_keep_one_chain(
         result = CliRunner().invoke(main, ["audit", "verify"], env=env)
         assert result.exit_code == 0, result.output
         keys = 1 + AGENTS + APPROVERS
-        expected = keys + counts["submitted"] + counts["results"] + counts["decided"]
+        permit_key = 1  # permits.key_created: the first start makes the permit signing key
+        expected = keys + permit_key + counts["submitted"] + counts["results"] + counts["decided"]
         assert result.output.startswith(f"audit log intact: {expected} records, head seq {expected} ")
         exported = CliRunner().invoke(main, ["audit", "export"], env=env).stdout_bytes.splitlines()
         seqs = [orjson.loads(line)["seq"] for line in exported]

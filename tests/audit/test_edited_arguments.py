@@ -8,13 +8,14 @@ from faramesh.service import Governor
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.audit.conftest import RELOADED_POLICY, Database
+from tests.inprocess import IN_PROCESS_SECRET
 
 
 def approve_with_edit(db: Database, action_id: str, params: dict[str, object]) -> None:
     store = Store(db.url)
     try:
         alice = next(k for k in service_keys.list_keys(store) if k.id == db.history.keys["alice"])
-        Governor(store, Policy.from_yaml(RELOADED_POLICY)).approve(
+        Governor(store, Policy.from_yaml(RELOADED_POLICY), secret_key=IN_PROCESS_SECRET).approve(
             alice.identity(), action_id, reason="lowered", params=params
         )
     finally:

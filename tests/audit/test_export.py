@@ -60,7 +60,7 @@ def test_export_to_stdout_and_verify_from_stdin(db: Database) -> None:
 def test_slice_since_seq_verifies_as_partial_and_against_its_checkpoint(db: Database, tmp_path: Path) -> None:
     ten = db.one("SELECT hash FROM audit_log WHERE seq = 10")[0]
     path = export(db, tmp_path, "--since", "10")
-    assert [json.loads(line)["seq"] for line in lines_of(path)] == list(range(11, 21))
+    assert [json.loads(line)["seq"] for line in lines_of(path)] == list(range(11, 22))
     code, out = verify_file(path)
     assert code == 1
     assert (
@@ -69,7 +69,7 @@ def test_slice_since_seq_verifies_as_partial_and_against_its_checkpoint(db: Data
     )
     code, out = verify_file(path, "--partial")
     assert code == 0, out
-    assert "partial export: seq 11..20 checked from the prev_hash of its first record" in out[1]
+    assert "partial export: seq 11..21 checked from the prev_hash of its first record" in out[1]
     code, out = verify_file(path, "--partial", "--checkpoint", f"10:{ten}")
     assert code == 0, out
     code, out = verify_file(path, "--partial", "--checkpoint", f"10:{'0' * 64}")
@@ -83,7 +83,7 @@ def test_slice_since_time(db: Database, tmp_path: Path) -> None:
     ts = db.one("SELECT ts FROM audit_log WHERE seq = 15")[0]
     when = datetime.fromtimestamp(ts, UTC).isoformat()
     path = export(db, tmp_path, "--since", when)
-    assert [json.loads(line)["seq"] for line in lines_of(path)] == list(range(15, 21))
+    assert [json.loads(line)["seq"] for line in lines_of(path)] == list(range(15, 22))
     assert verify_file(path, "--partial")[0] == 0
 
 

@@ -138,6 +138,10 @@ def test_every_state_change_appends_its_record(start_server: Callable[..., Serve
     assert [r["event"] for r in submitted] == ["action.submitted"] * 5
     first = submitted[0]
     assert first["action_id"] == allowed["id"]
+    # An allowed action's record names the permit issued with it (see docs/permits.md).
+    permit = first["data"].pop("permit")
+    assert permit["sha256"] == hashlib.sha256(allowed["permit"].encode()).hexdigest()
+    assert all("permit" not in r["data"] for r in submitted[1:])
     assert first["data"] == {
         "status": "allowed",
         "decision": "allow",

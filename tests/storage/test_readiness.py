@@ -31,6 +31,7 @@ from faramesh.service import Governor
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import SEED_POLICY, _pg_admin, auth, create_pg_database, drop_pg_database
+from tests.inprocess import IN_PROCESS_SECRET
 
 
 class Clock:
@@ -45,7 +46,7 @@ class Clock:
 async def ready_app(url: str, clock: Clock) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     store = Store(url)
     store.upgrade()
-    governor = Governor(store, Policy.from_file(SEED_POLICY), clock=clock)
+    governor = Governor(store, Policy.from_file(SEED_POLICY), clock=clock, secret_key=IN_PROCESS_SECRET)
     _, agent = service_keys.create_key(store, role=Role.AGENT, name="agent", actor="test")
     app = create_app(Settings(database_url=url, policy=str(SEED_POLICY), policy_watch_interval=0), governor=governor)
     try:

@@ -17,6 +17,7 @@ from faramesh.service import Governor, Submission
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.conftest import fresh_database
+from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -37,7 +38,9 @@ def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
         store = Store(url)
         store.upgrade()
         try:
-            yield Governor(store, Policy.from_file(POLICY), clock=Clock())
+            governor = Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
+            governor.signing_keys.ensure()  # as the app's start-up does: the key's record comes first
+            yield governor
         finally:
             store.close()
 

@@ -2,7 +2,8 @@
 
 An action row must match its action.submitted record (decision, rule, tool, agent, ...),
 carry the request_hash of the arguments in force and recompute to it, have the status
-(and result) of its last record, and as many approval votes as were recorded. A key
+(and result) of its last record, as many approval votes as were recorded, and the permit
+its records last issued (by SHA-256), made out for it; a start names a permit it was issued. A key
 row must match its key.created record and be revoked exactly when a key.revoked record
 says so. Rows without records, and records whose row is gone, are named too.
 """
@@ -19,12 +20,14 @@ import orjson
 
 from faramesh.audit.report import Problem, VerifyReport
 from faramesh.canonical import fast_canonical
+from faramesh.permit import PermitError, read_permit
 from faramesh.storage import audit_log
 from faramesh.storage.audit_log import VOTES, Connection, KeyRow
 
 # Events that record one approver's vote (the approvals table holds one row per vote).
 _VOTE_EVENTS = frozenset({"action.approval_recorded", "action.approved", "action.denied"})
-_RESULT_EVENTS = frozenset({"action.succeeded", "action.failed"})
+_RESULT_EVENTS = frozenset({"action.succeeded", "action.failed", "action.reconciled"})
+_STARTED = "action.started"
 # Fields of the submitted record (key, column) that must equal the action row's.
 _SUBMITTED_FIELDS = (
     ("decision", "decision"),
@@ -50,9 +53,10 @@ _ACTION_COLUMNS = (
     "result",
     "error",
     VOTES,
+    "permit",
 )
 _ID, _STATUS, _HASH, _FIELDS0 = 1, 2, 3, 4
-_PARAMS, _CONTEXT, _RESULT, _ERROR, _VOTES = (_FIELDS0 + _N + i for i in range(5))
+_PARAMS, _CONTEXT, _RESULT, _ERROR, _VOTES, _PERMIT = (_FIELDS0 + _N + i for i in range(6))
 _AGENT, _TOOL, _OPERATION = (_FIELDS0 + _SUB_KEYS.index(k) for k in ("agent_id", "tool", "operation"))
 
 # (seq, event, data) of one record
@@ -113,6 +117,8 @@ def _check_action(report: VerifyReport, row: Any, records: list[Rec]) -> None:
     _check_request_hash(row, records, sub_seq, sub, problem)
     _check_status(row, last_seq, last_event, last, problem)
     _check_votes(row, records, last_seq, problem)
+    if row[_PERMIT] is not None or any('"permit' in text for _, _, text in records):
+        _check_permit(row, records, problem)
 
 
 def _submitted_record(records: list[Rec], problem: Report) -> tuple[int, str] | None:
@@ -232,6 +238,49 @@ def _check_votes(row: Any, records: list[Rec], last_seq: int, problem: Report) -
             last_seq,
             f"{row[_VOTES]} approval vote(s) stored but {recorded_votes} recorded — votes were added or removed",
         )
+
+
+def _check_permit(row: Any, records: list[Rec], problem: Report) -> None:
+    """The permit on the row is the last one its records issued (by SHA-256) and is for
+    this action and its arguments in force; each start names a permit that was issued."""
+    issued: list[tuple[int, str, str]] = []  # (seq, event, sha256) of each permit issued
+    for seq, event, text in records:
+        if '"permit' not in text:
+            continue
+        data = _loads_object(text)
+        if data is None:
+            continue
+        permit = data.get("permit")
+        if isinstance(permit, dict):
+            issued.append((seq, event, str(permit.get("sha256"))))
+        elif event == _STARTED and data.get("permit_sha256") is not None:
+            named = data["permit_sha256"]
+            if not issued or issued[-1][2] != named:
+                problem(seq, f"the start names permit {_short(named)}, which was not the permit last issued to it")
+    stored = row[_PERMIT]
+    if stored is None:
+        if issued:
+            problem(issued[-1][0], f"its {issued[-1][1]} record issued a permit but the row carries none")
+        return
+    if not issued:
+        problem(None, "the action carries a permit that no audit record issued — it was set outside the service")
+        return
+    seq, event, recorded = issued[-1]
+    digest = hashlib.sha256(str(stored).encode()).hexdigest()
+    if digest != recorded:
+        problem(seq, f"the permit in the row (sha256 {digest[:16]}…) is not the one its {event} record issued")
+        return
+    try:
+        claims = read_permit(stored)
+    except PermitError as exc:
+        problem(seq, f"the permit in the row cannot be read: {exc.message}")
+        return
+    expected = {"action_id": row[_ID], "tool": row[_TOOL], "operation": row[_OPERATION], "request_hash": row[_HASH]}
+    differs = [
+        f"{name} {_short(getattr(claims, name))}" for name, value in expected.items() if getattr(claims, name) != value
+    ]
+    if differs:
+        problem(seq, "the permit is for another call than the row: " + ", ".join(differs))
 
 
 def _loads_object(text: str) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from faramesh.cli.common import (
     url_option,
 )
 from faramesh.cli.mcp_cmd import mcp_group
+from faramesh.cli.permits_cmd import permits_group, reconcile_command
 from faramesh.cli.policy_cmd import init_command, packs_group, policy_group
 from faramesh.cli.serve import serve
 from faramesh.model import Role
@@ -44,6 +45,8 @@ main.add_command(audit_group)
 main.add_command(policy_group)
 main.add_command(packs_group)
 main.add_command(init_command)
+main.add_command(permits_group)
+main.add_command(reconcile_command)
 
 
 # -- keys --------------------------------------------------------------------------

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 
 import click
 
 from faramesh.cli.common import require_server
 from faramesh.cli.exitcodes import ExitCode
-from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT, Settings, parse_timeout
+from faramesh.config import (
+    DEFAULT_APPROVAL_LAPSE,
+    DEFAULT_APPROVAL_TIMEOUT,
+    Settings,
+    parse_duration,
+    parse_timeout,
+)
 from faramesh.model import Role
 
 
@@ -57,11 +65,34 @@ from faramesh.model import Role
     help="Deny pending actions after this long (e.g. 15m) when their rule sets no timeout; 'never' keeps them open.",
 )
 @click.option(
+    "--workers",
+    envvar="FARAMESH_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Server processes sharing the port (PostgreSQL only): each has its own interpreter, so they use more cores.",
+)
+@click.option(
     "--approval-lapse",
     envvar="FARAMESH_APPROVAL_LAPSE",
     default="1h",
     show_default=True,
     help="Cancel an approval the submitting agent has not picked up within this long; 'never' keeps it valid.",
+)
+@click.option(
+    "--permit-ttl",
+    envvar="FARAMESH_PERMIT_TTL",
+    default="5m",
+    show_default=True,
+    help="How long a permit (the signed proof on an allowed or approved action) stays valid; "
+    "the agent gets a fresh one when it reads the action again.",
+)
+@click.option(
+    "--execution-lease",
+    envvar="FARAMESH_EXECUTION_LEASE",
+    default="10m",
+    show_default=True,
+    help="How long a started action may run without a result or heartbeat before its outcome counts as unknown.",
 )
 @click.option(
     "--max-body-bytes",
@@ -141,6 +172,9 @@ def serve(
     database_url: str,
     approval_timeout: str | None,
     approval_lapse: str | None,
+    workers: int,
+    permit_ttl: str,
+    execution_lease: str,
     max_body_bytes: int,
     max_header_bytes: int,
     rate_limit: str,
@@ -162,6 +196,7 @@ def serve(
     from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
     from faramesh.service import keys as service_keys
+    from faramesh.service import permit_keys
     from faramesh.storage import Store
 
     try:
@@ -172,6 +207,18 @@ def serve(
         lapse = parse_timeout(approval_lapse, DEFAULT_APPROVAL_LAPSE)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--approval-lapse") from None
+    durations: dict[str, float] = {}
+    for option, name, value in (
+        ("--permit-ttl", "permit_ttl", permit_ttl),
+        ("--execution-lease", "execution_lease", execution_lease),
+    ):
+        try:
+            parsed = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+        if parsed is None:
+            raise click.BadParameter("a duration is required, e.g. 5m", param_hint=option)
+        durations[name] = parsed
     try:
         parse_rate(rate_limit)
     except ValueError as exc:
@@ -185,6 +232,8 @@ def serve(
         policy_watch_interval=policy_watch_interval,
         approval_timeout=timeout,
         approval_lapse=lapse,
+        permit_ttl=durations["permit_ttl"],
+        execution_lease=durations["execution_lease"],
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
         rate_limit=rate_limit,
@@ -196,6 +245,7 @@ def serve(
         webhook_timeout=webhook_timeout,
         public_url=public_url.rstrip("/") if public_url else None,
         secret_key=os.environ.get("FARAMESH_SECRET_KEY") or None,
+        workers=workers,
     )
     _check_notification_files(settings)
     try:
@@ -209,6 +259,13 @@ def serve(
         click.echo(f"Cannot load the shadow policy: {exc}", err=True)
         sys.exit(ExitCode.USAGE)
 
+    if workers > 1 and not database_url.startswith("postgresql"):
+        click.echo(
+            "--workers above 1 needs PostgreSQL: SQLite has one writer per database and no change "
+            "notices between processes. Run one worker, or use a postgresql:// database URL.",
+            err=True,
+        )
+        sys.exit(ExitCode.USAGE)
     store = Store(database_url)
     try:
         if settings.migrate:
@@ -219,6 +276,13 @@ def serve(
         secret = None
         if service_keys.count_active_keys(store, Role.ADMIN) == 0:
             _, secret = service_keys.create_key(store, role=Role.ADMIN, name="first admin", actor="serve")
+        try:  # made on the first start; refused when sealed under another secret
+            signing = permit_keys.ensure_key(
+                store, permit_keys.server_secret(settings.secret_key, database_url).sealer, time.time()
+            )
+        except permit_keys.PermitKeyError as exc:
+            click.echo(f"Cannot sign permits: {exc.message}", err=True)
+            sys.exit(2)
     finally:
         store.close()
 
@@ -232,6 +296,7 @@ def serve(
             f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied"
         )
     click.echo(f"Database: {database_url}")
+    click.echo(f"Permits signed with key {signing.kid} (public keys: {url}/v1/permits/keys)")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
     if secret:
         click.echo("First start: an admin key was created. Log in to the dashboard with it; it is not shown again:")
@@ -245,24 +310,37 @@ def serve(
     configure_logging(log_format)
     from faramesh.server.drain import DrainingServer
 
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # uvicorn's records go through the root handler, in the chosen format
-        # On SIGTERM open waits answer 503 + Retry-After and event streams end at once
-        # (DrainingServer); this bounds what is left, e.g. a slow request, before the
-        # connections are cut. Clients retry or reconnect (Last-Event-ID) elsewhere.
-        timeout_graceful_shutdown=5,
-        # httptools with a bound on request heads (it has none of its own); h11 and
-        # its bound if httptools is missing.
-        http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
-        h11_max_incomplete_event_size=max_header_bytes,
-    )
-    server = DrainingServer(config, app)
+    def make_server() -> DrainingServer:
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # uvicorn's records go through the root handler, in the chosen format
+            # On SIGTERM open waits answer 503 + Retry-After and event streams end at once
+            # (DrainingServer); this bounds what is left, e.g. a slow request, before the
+            # connections are cut. Clients retry or reconnect (Last-Event-ID) elsewhere.
+            timeout_graceful_shutdown=5,
+            # httptools with a bound on request heads (it has none of its own); h11 and
+            # its bound if httptools is missing.
+            http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
+            h11_max_incomplete_event_size=max_header_bytes,
+        )
+        return DrainingServer(config, app)
+
+    if workers > 1:
+        from faramesh.server.workers import serve_forked
+
+        def run_worker(sock: socket.socket) -> bool:
+            server = make_server()
+            server.run(sockets=[sock])
+            return bool(server.started)
+
+        sock = uvicorn.Config(app=make_server, host=host, port=port).bind_socket()
+        sys.exit(serve_forked(workers, sock, run_worker))
+    server = make_server()
     server.run()
     if not server.started:  # as uvicorn.run: a failed start (port taken, lifespan error) exits non-zero
         sys.exit(ExitCode.FAILED)

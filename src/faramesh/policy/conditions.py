@@ -574,7 +574,7 @@ def _equals(get: Callable[[Env], Any], operand: Any, kind: str, negate: bool) ->
         value = get(env)
         if value_kind(value) != kind:
             return None
-        return (value != operand) if negate else (value == operand)
+        return bool(value != operand) if negate else bool(value == operand)
 
     return pred
 

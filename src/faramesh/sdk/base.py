@@ -171,6 +171,24 @@ class BaseClient:
     def _deny_action_request(self, action_id: str, reason: str | None) -> APIRequest:
         return self._build("POST", f"/v1/actions/{action_id}/deny", json={"reason": reason})
 
+    def _start_action_request(self, action_id: str) -> APIRequest:
+        return self._build("POST", f"/v1/actions/{action_id}/start")
+
+    def _heartbeat_request(self, action_id: str) -> APIRequest:
+        return self._build("POST", f"/v1/actions/{action_id}/heartbeat")
+
+    def _reconcile_request(
+        self, action_id: str, outcome: str, reason: str | None, result: Any, error: str | None
+    ) -> APIRequest:
+        body: dict[str, Any] = {"outcome": outcome}
+        for name, value in (("reason", reason), ("result", result), ("error", error)):
+            if value is not None:
+                body[name] = value
+        return self._build("POST", f"/v1/actions/{action_id}/reconcile", json=body)
+
+    def _permit_keys_request(self) -> APIRequest:
+        return self._build("GET", "/v1/permits/keys")
+
     def _cancel_action_request(self, action_id: str, reason: str | None) -> APIRequest:
         return self._build("POST", f"/v1/actions/{action_id}/cancel", json={"reason": reason})
 

@@ -146,6 +146,34 @@ class ExecutionGovernorClient(BaseClient):
         """Deny; the reason is shown to the agent."""
         return self._send(self._deny_action_request(action_id, reason))
 
+    def start_action(self, action_id: str) -> dict[str, Any]:
+        """Take the single execution of an allowed or approved action before running it: it
+        becomes `executing` with an execution lease. Only once: a second start raises
+        ConflictError (409). Verify the action's `permit` first (faramesh.permit.verify_permit)."""
+        return self._send(self._start_action_request(action_id))
+
+    def heartbeat(self, action_id: str) -> dict[str, Any]:
+        """Extend the execution lease of a started action while it runs; without a result or a
+        heartbeat within the lease, its outcome becomes unknown."""
+        return self._send(self._heartbeat_request(action_id))
+
+    def reconcile(
+        self,
+        action_id: str,
+        outcome: str,
+        *,
+        reason: str | None = None,
+        result: Any = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Say what became of an action whose outcome is unknown: `outcome` is "succeeded" or
+        "failed" (its submitting agent, or an approver or admin key)."""
+        return self._send(self._reconcile_request(action_id, outcome, reason, result, error))
+
+    def permit_keys(self) -> dict[str, Any]:
+        """The server's public permit keys (JWKS), as faramesh.permit.verify_permit takes them."""
+        return self._send(self._permit_keys_request())
+
     def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         """Withdraw an action this key submitted while it is held (or approved and not yet
         run): it becomes `cancelled`, and approving it afterwards is refused."""
@@ -332,6 +360,30 @@ class AsyncExecutionGovernorClient(BaseClient):
     async def deny_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         """Deny; the reason is shown to the agent."""
         return await self._send(self._deny_action_request(action_id, reason))
+
+    async def start_action(self, action_id: str) -> dict[str, Any]:
+        """Take the single execution of an action; see ExecutionGovernorClient.start_action."""
+        return await self._send(self._start_action_request(action_id))
+
+    async def heartbeat(self, action_id: str) -> dict[str, Any]:
+        """Extend the execution lease of a started action; see ExecutionGovernorClient.heartbeat."""
+        return await self._send(self._heartbeat_request(action_id))
+
+    async def reconcile(
+        self,
+        action_id: str,
+        outcome: str,
+        *,
+        reason: str | None = None,
+        result: Any = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Say what became of an action whose outcome is unknown; see ExecutionGovernorClient.reconcile."""
+        return await self._send(self._reconcile_request(action_id, outcome, reason, result, error))
+
+    async def permit_keys(self) -> dict[str, Any]:
+        """The server's public permit keys (JWKS)."""
+        return await self._send(self._permit_keys_request())
 
     async def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]:
         """Withdraw a held action; see ExecutionGovernorClient.cancel_action."""

@@ -198,7 +198,7 @@ def check_on_abandon(value: str, where: str) -> OnAbandon:
     """`value` if it is a known on_abandon choice; ValueError otherwise."""
     if value not in ON_ABANDON_CHOICES:
         raise ValueError(f"{where}: on_abandon must be 'keep' or 'cancel', not {value!r}")
-    return cast(OnAbandon, value)
+    return value
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -355,7 +355,7 @@ async def _await_decision(client: AnyGovernor, action_id: str, timeout: float) -
     cancellation cannot stop: it waits in short slices, so a thread left behind by a
     cancelled call ends soon (and the event loop can close) instead of at the deadline."""
     if is_async(client):
-        return cast(dict[str, Any], await cast(AsyncGovernor, client).wait_for_decision(action_id, timeout=timeout))
+        return await cast(AsyncGovernor, client).wait_for_decision(action_id, timeout=timeout)
     sync = cast(Governor, client)
     deadline = time.monotonic() + timeout
     while True:

@@ -40,7 +40,7 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
-    return delay
+    return float(delay)
 
 
 def next_delay(

@@ -83,6 +83,14 @@ class ResultBody(BaseModel):
     error: StrictStr | None = None
 
 
+class ReconcileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["succeeded", "failed"] = Field(description="what became of the action: it ran, or it did not")
+    reason: StrictStr | None = Field(default=None, max_length=2000, description="how you know")
+    result: Any = None
+    error: StrictStr | None = None
+
+
 class KeyCreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["agent", "approver", "admin"]
@@ -250,6 +258,34 @@ async def report_result(
             identity, action_id, success=body.success, result=body.result, error=body.error
         )
     )
+
+
+@router.post("/actions/{action_id}/start", summary="Take the single execution of an allowed or approved action")
+async def start_action(action_id: ActionId, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    return await run_in_threadpool(gov(request).start_action, identity, action_id)
+
+
+@router.post("/actions/{action_id}/heartbeat", summary="Extend the execution lease of a started action")
+async def heartbeat(action_id: ActionId, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
+    return await run_in_threadpool(gov(request).heartbeat, identity, action_id)
+
+
+@router.post("/actions/{action_id}/reconcile", summary="Say what became of an action whose outcome is unknown")
+async def reconcile_action(
+    action_id: ActionId, body: ReconcileBody, request: Request, identity: CurrentIdentity
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        lambda: gov(request).reconcile(
+            identity, action_id, outcome=body.outcome, reason=body.reason, result=body.result, error=body.error
+        )
+    )
+
+
+@router.get("/permits/keys", summary="The public keys permits are signed with (JWKS; no key needed)")
+async def permit_keys(request: Request) -> JSONResponse:
+    jwks = await run_in_threadpool(gov(request).permit_jwks)
+    # Short caching: a rotation reaches verifiers within a minute, and they refetch on an unknown kid.
+    return JSONResponse(jwks, headers={"Cache-Control": "public, max-age=60"}, media_type="application/jwk-set+json")
 
 
 def _sse(event: dict[str, Any], seq: int) -> bytes:

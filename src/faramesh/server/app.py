@@ -154,7 +154,13 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
                 approval_lapse=settings.approval_lapse,
                 telemetry=Telemetry(),
                 shadow_policy=load_shadow_policy(settings),
+                permit_ttl=settings.permit_ttl,
+                execution_lease=settings.execution_lease,
+                secret_key=settings.secret_key,
             )
+        # The permit signing key: made on the first start, and usable by this process (its
+        # server secret is the one the key was sealed with), or the server does not start.
+        await run_in_threadpool(g.signing_keys.ensure)
         app.state.governor = g
         app.state.write_probe = WriteProbe(g.store, g.clock)
         g.telemetry.tracing = g.telemetry.tracing or traces

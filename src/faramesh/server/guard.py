@@ -73,7 +73,7 @@ def nul_field(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
         return "query"
     for name, value in scope.get("headers", ()):
         if b"\x00" in name or b"\x00" in value:
-            return name.decode("latin-1").replace(NUL, "\\u0000")
+            return str(name.decode("latin-1")).replace(NUL, "\\u0000")
     return None
 
 

@@ -23,8 +23,9 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
-from faramesh.service import access, keys, limits
-from faramesh.storage import actions_repo, approvals_repo, keys_repo, limits_repo
+from faramesh.service import access, keys, limits, permits
+from faramesh.service.permit_keys import SigningKey
+from faramesh.storage import Store, actions_repo, approvals_repo, keys_repo, limits_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import check_json_object, refuse_nul
 
@@ -44,6 +45,21 @@ def vote_counts(*, approve: Any, vote_hash: str | None, current_hash: str) -> bo
 def counted_approvals(votes: Iterable[Any], current_hash: str) -> int:
     """How many of `votes` (rows with `approve` and `request_hash`) count for `current_hash`."""
     return sum(1 for v in votes if vote_counts(approve=v.approve, vote_hash=v.request_hash, current_hash=current_hash))
+
+
+def counted_approvers(votes: Iterable[Any], current_hash: str) -> list[str]:
+    """The key ids whose approvals count for `current_hash`: the approvers a permit names."""
+    return [
+        v.approver for v in votes if vote_counts(approve=v.approve, vote_hash=v.request_hash, current_hash=current_hash)
+    ]
+
+
+def approvers_of(store: Store, row: Any) -> list[str]:
+    """The approvers whose votes count for the action now (none for actions never held)."""
+    if row.decision != Effect.REQUIRE_APPROVAL.value:
+        return []
+    votes = store.read(lambda conn: approvals_repo.votes_of(conn, [row.id])[row.id])
+    return counted_approvers(votes, row.request_hash)
 
 
 def counted(conn: Connection, rows: Iterable[Any]) -> dict[str, int]:
@@ -115,12 +131,16 @@ def decide(
         expected_hash=expected_hash,
     )
     now = g.clock()
+    # Fetched before the transaction, which signs the permit with it when the quorum is reached.
+    signing = g.signing_keys.signing_key() if approve else None
     # The answer is what the transaction wrote: reading it back after the commit
     # could fail (a dropped connection) and turn a committed vote into an error.
-    return g.store.write(lambda conn: _decide_txn(g, conn, access.checked_id(action_id), vote, now))
+    return g.store.write(lambda conn: _decide_txn(g, conn, access.checked_id(action_id), vote, now, signing))
 
 
-def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float) -> Decided:
+def _decide_txn(
+    g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float, signing: SigningKey | None
+) -> Decided:
     identity, verb = vote.identity, vote.verb
     # The key was checked when the request arrived; one revoked since must not vote.
     if not keys.still_active(conn, identity.key_id):
@@ -145,7 +165,8 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
     if not recorded:
         raise Conflict("you have already decided on this action", status=current.value)
     # The one rule of what counts (an edit resets the votes for other arguments).
-    votes = counted_approvals(approvals_repo.votes_of(conn, [action_id])[action_id], vote_hash)
+    vote_rows = approvals_repo.votes_of(conn, [action_id])[action_id]
+    votes = counted_approvals(vote_rows, vote_hash)
     done = not vote.approve or votes >= int(row.approval_quorum)
     if vote.approve:
         new_status = Status.APPROVED if done else Status.PENDING_APPROVAL
@@ -155,6 +176,20 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
     values = _new_values(row, vote, new_status, done, edit, now)
     if new_status is Status.APPROVED and g.approval_lapse is not None:
         values["lapses_at"] = now + g.approval_lapse  # permission to run now, not next month
+    permit = None
+    if new_status is Status.APPROVED:
+        # The permit binds the approved arguments (the edited ones, after an edit) and whose votes counted.
+        permit = permits.issue_for_row(
+            g,
+            row,
+            status=Status.APPROVED,
+            approvers=counted_approvers(vote_rows, vote_hash),
+            now=now,
+            params_json=edit["params_json"] if edit else None,
+            request_hash=vote_hash,
+            key=signing,
+        )
+        values |= permit.row_values()
     if not actions_repo.compare_and_set(
         conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
@@ -174,7 +209,8 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
             "approvals": int(votes) if vote.approve else None,
             "quorum": int(row.approval_quorum),
         }
-        | (edit["audit"] if edit else {}),
+        | (edit["audit"] if edit else {})
+        | (permit.audit_data() if permit is not None else {}),
     )
     g.store.notify(conn, type=event, action_id=action_id, seq=seq)
     fresh = actions_repo.get(conn, action_id)

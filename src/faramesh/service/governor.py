@@ -17,19 +17,24 @@ from collections.abc import Callable
 from typing import Any
 
 from faramesh import audit
+from faramesh.config import DEFAULT_EXECUTION_LEASE, DEFAULT_PERMIT_TTL
 from faramesh.events import ChangeEvent, EventHub
 from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
 from faramesh.policy import Decision, Policy
 from faramesh.service import (
+    access,
     agents,
     approvals,
     cancel,
+    execution,
     expiry,
     grants,
     keys,
     nudges,
+    permit_keys,
+    permits,
     presence,
     reads,
     results,
@@ -59,6 +64,9 @@ class Governor:
         clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
         shadow_policy: Policy | None = None,
+        permit_ttl: float = DEFAULT_PERMIT_TTL,
+        execution_lease: float = DEFAULT_EXECUTION_LEASE,
+        secret_key: str | None = None,
     ) -> None:
         self.store = store
         self._policy = policy
@@ -75,6 +83,13 @@ class Governor:
         self._shadow = shadow_policy
         self._shadow_loaded_at = clock() if shadow_policy is not None else None
         self.shadow_stats = ShadowStats()
+        # Seconds a permit stays valid, and a started action may run without a result or heartbeat.
+        self.permit_ttl = permit_ttl
+        self.execution_lease = execution_lease
+        # The keys that sign permits; their private halves are sealed under the server secret.
+        self.signing_keys = permit_keys.SigningKeys(
+            store, lambda: permit_keys.server_secret(secret_key, store.url), clock
+        )
 
     # -- policy ---------------------------------------------------------------
     @property
@@ -200,7 +215,8 @@ class Governor:
         done = submit.submit(self, identity, sub)
         if done.reattached:
             self._publish("action.reattached", done.row, done.seq)
-            return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": True}
+            row = self._fresh_permit(identity, done.row)
+            return self._view(row, identity, counted=reads.counted(self.store, row)) | {"reattached": True}
         if not done.created:
             return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": False}
         if done.shadow is not None:
@@ -224,7 +240,14 @@ class Governor:
             row, seq = presence.pick_up(self, identity, row)
             if seq is not None:
                 self._publish(presence.PICKED_UP, row, seq)
-        return self._view(row, identity, votes)
+        return self._view(self._fresh_permit(identity, row), identity, votes)
+
+    def _fresh_permit(self, identity: Identity, row: Any) -> Any:
+        """The row, with a fresh permit when its submitting agent reads it and the stored
+        one is expiring (see service/permits.py)."""
+        if permits.needs_renewal(row, identity, self.clock(), self.permit_ttl):
+            row, _ = permits.renew(self, identity, row, approvals.approvers_of(self.store, row))
+        return row
 
     def agent_waiting(self, identity: Identity, action_id: str) -> None:
         """Note that the caller waits on the action (presence, when it is the submitter)."""
@@ -273,7 +296,7 @@ class Governor:
 
     def snapshot(self, action_id: str) -> tuple[dict[str, Any], str] | None:
         """The action as events carry it (no approval token) and its submitter's key id."""
-        row = self.store.read(lambda conn: reads.access.load(conn, action_id))
+        row = self.store.read(lambda conn: access.load(conn, action_id))
         if row is None:
             return None
         return self._view(row, None, counted=reads.counted(self.store, row)), row.submitted_by
@@ -354,14 +377,56 @@ class Governor:
         self._publish(event, row, seq, counted=counted)
         return self._view(row, identity, counted=counted)
 
+    # -- execution: start, lease, reconcile ----------------------------------------
+    def start_action(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        """Take the single execution of an allowed or approved action (once; then 409)."""
+        row, seq = execution.start(self, identity, action_id)
+        self._publish(execution.STARTED, row, seq)
+        return self._view(row, identity)
+
+    def heartbeat(self, identity: Identity, action_id: str) -> dict[str, Any]:
+        """Extend the execution lease of a started action."""
+        return self._view(execution.heartbeat(self, identity, action_id), identity)
+
+    def reconcile(
+        self,
+        identity: Identity,
+        action_id: str,
+        *,
+        outcome: Any,
+        reason: Any = None,
+        result: Any = None,
+        error: Any = None,
+    ) -> dict[str, Any]:
+        """Record what became of an action whose outcome is unknown (its agent or a person)."""
+        row, seq, event = execution.reconcile(
+            self, identity, action_id, outcome=outcome, reason=reason, result=result, error=error
+        )
+        self._publish(event, row, seq)
+        return self._view(row, identity)
+
+    # -- permit keys --------------------------------------------------------------
+    def permit_jwks(self) -> dict[str, Any]:
+        """The public keys permits are verified with (JWKS): the signing key and retired
+        keys whose permits may not have expired yet."""
+        return self.signing_keys.jwks()
+
     # -- expiry -----------------------------------------------------------------
     def expire_due(self, now: float | None = None, batch: int = 500) -> int:
-        """Deny every pending action whose approval window has passed, and cancel every
-        approval that lapsed unused. Returns how many actions changed."""
+        """Deny every pending action whose approval window has passed, cancel every
+        approval that lapsed unused, and mark started actions whose execution lease ran
+        out `outcome_unknown`. Returns how many actions changed."""
         now = self.clock() if now is None else now
         expired = expiry.expire_due(self.store, now, batch, lambda row, seq: self._publish("action.expired", row, seq))
         lapsed = expiry.lapse_due(self.store, now, batch, lambda row, seq: self._publish(cancel.EVENT, row, seq))
-        return expired + lapsed
+        unknown = execution.lease_due(
+            self.store,
+            now,
+            batch,
+            self.execution_lease,
+            lambda row, seq: self._publish(execution.LEASE_EXPIRED, row, seq),
+        )
+        return expired + lapsed + unknown
 
     def send_nudges(self, now: float | None = None, batch: int = 200) -> int:
         """Send the reminders and escalations due now (rules with remind_after / escalate_after)."""
@@ -375,8 +440,9 @@ class Governor:
         )
 
     def next_expiry(self) -> float | None:
-        """When the next held action expires or approval lapses, if any does."""
-        return expiry.next_expiry(self.store)
+        """When the next held action expires, approval lapses or execution lease runs out, if any."""
+        due = [expiry.next_expiry(self.store), self.store.read(execution.next_lease_end)]
+        return min((d for d in due if d is not None), default=None)
 
     # -- output -----------------------------------------------------------------
     def _view(

@@ -33,8 +33,10 @@ from faramesh.policy import Decision, Effect, Policy, PolicyError
 from faramesh.policy.conditions import COMBINATORS, NAME_KEYS
 from faramesh.policy.fields import condition_fields
 from faramesh.policy.timing import TimingError, parse_duration
+from faramesh.service import permits
 from faramesh.service.approvals import check_reason
 from faramesh.service.durations import humanize
+from faramesh.service.permit_keys import SigningKey
 from faramesh.service.views import iso
 from faramesh.storage import Store, actions_repo, approvals_repo, grants_repo, keys_repo
 from faramesh.storage.actions_repo import Connection
@@ -296,7 +298,9 @@ def _fits(
     return decision.effect is Effect.ALLOW
 
 
-def approve_by_grant(g: Governor, conn: Connection, action_id: str, grant: Any, now: float) -> int:
+def approve_by_grant(
+    g: Governor, conn: Connection, action_id: str, grant: Any, now: float, key: SigningKey | None = None
+) -> int:
     """Approve the just-recorded held action by `grant`, counting one use; returns the
     approval's audit seq. Inside the submit transaction: if the use cannot be counted
     (another submit took the last one), the whole submit is retried by nobody, so this
@@ -319,6 +323,9 @@ def approve_by_grant(g: Governor, conn: Connection, action_id: str, grant: Any, 
         "version": row.version + 1,
         "updated_at": now,
     }
+    # Approved actions carry a permit for exactly these arguments, naming the grant.
+    permit = permits.issue_for_row(g, row, status=Status.APPROVED, approvers=[actor], now=now, key=key)
+    values |= permit.row_values()
     if not actions_repo.compare_and_set(
         conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
@@ -347,7 +354,8 @@ def approve_by_grant(g: Governor, conn: Connection, action_id: str, grant: Any, 
             "approvals": 1,
             "quorum": int(row.approval_quorum),
             "grant_id": grant.id,
-        },
+        }
+        | permit.audit_data(),
     )
     audit.append(
         conn,
@@ -378,6 +386,7 @@ def try_grant(
     agent: dict[str, Any],
     submitted_by: str,
     now: float,
+    key: SigningKey | None = None,
 ) -> int | None:
     """Approve the held action just recorded if a grant fits: the approval's audit seq, or None.
 
@@ -400,7 +409,7 @@ def try_grant(
             )
             if grant is None:
                 return None
-            return approve_by_grant(g, conn, action_id, grant, now)
+            return approve_by_grant(g, conn, action_id, grant, now, key)
     except _GrantGone:
         return None
 

@@ -8,7 +8,7 @@ import orjson
 
 from faramesh import audit
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
-from faramesh.model import EXECUTABLE, Identity, Status
+from faramesh.model import REPORTABLE, Identity, Status
 from faramesh.service import access, keys
 from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
@@ -20,9 +20,17 @@ if TYPE_CHECKING:
 MAX_ERROR = 100_000
 
 
+_REPORTABLE = [s.value for s in REPORTABLE]
+
+
 def _check(success: Any, result: Any, error: Any) -> None:
     if not isinstance(success, bool):
         raise InvalidInput("success must be true or false", field="success")
+    check_result(result, error)
+
+
+def check_result(result: Any, error: Any) -> None:
+    """A reported `result` (any JSON) and `error` (a string), as results and reconciliations take them."""
     if error is not None and not isinstance(error, str):
         raise InvalidInput("error must be a string", field="error")
     if error is not None and len(error) > MAX_ERROR:
@@ -45,16 +53,17 @@ def report(
         # The key was checked when the request arrived; one revoked since must not report.
         if not keys.still_active(conn, identity.key_id):
             raise KeyRevoked("this API key was revoked; the result was not recorded")
-        row = access.load(conn, action_id)
+        # Locked (PostgreSQL), so a concurrent start or lease expiry is seen, not raced.
+        row = actions_repo.get_for_update(conn, access.checked_id(action_id))
         if row is None or not access.visible(row, identity):
             raise access.not_found(action_id)
         if row.submitted_by != identity.key_id:
             raise Forbidden("only the agent that submitted an action can report its result")
         current = Status(row.status)
-        if current not in EXECUTABLE:
+        if current not in REPORTABLE:
             raise Conflict(
                 f"cannot report a result: action is {current.value}; results are accepted "
-                "once, for allowed or approved actions",
+                "once, for allowed, approved or started actions",
                 status=current.value,
             )
         values = {
@@ -64,9 +73,7 @@ def report(
             "version": row.version + 1,
             "updated_at": now,
         }
-        if not actions_repo.compare_and_set(
-            conn, action_id, statuses=[s.value for s in EXECUTABLE], version=row.version, values=values
-        ):
+        if not actions_repo.compare_and_set(conn, action_id, statuses=_REPORTABLE, version=row.version, values=values):
             fresh = actions_repo.current_status(conn, action_id)
             raise Conflict(f"cannot report a result: the action changed meanwhile (now {fresh})", status=fresh)
         seq = audit.append(
@@ -75,7 +82,9 @@ def report(
             ts=now,
             action_id=action_id,
             actor=identity.label,
-            data={"status": new_status.value, "success": success, "result": result, "error": error},
+            data={"status": new_status.value, "success": success, "result": result, "error": error}
+            # Only after a start, so the records of the seed's flow keep their shape.
+            | ({"previous": current.value} if current not in (Status.ALLOWED, Status.APPROVED) else {}),
         )
         g.store.notify(conn, type=event, action_id=action_id, seq=seq)
         return actions_repo.get(conn, action_id), seq, event

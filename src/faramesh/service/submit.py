@@ -17,7 +17,8 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy
-from faramesh.service import grants, limits, reattach
+from faramesh.service import execution, grants, limits, permits, reattach
+from faramesh.service.permit_keys import SigningKey
 from faramesh.service.agents import resolve_agent
 from faramesh.shadow import ShadowDecision, shadow_decide
 from faramesh.storage import DuplicateRow, actions_repo
@@ -117,6 +118,10 @@ class _Request:
     shadow: ShadowDecision | None
     action_id: str
     now: float
+    permit: permits.Issued | None  # signed before the transaction, used if it stays allowed
+    # For a held action a standing grant may approve at once: its permit's key, fetched
+    # before the transaction (fetching may write).
+    signing: SigningKey | None = None
 
 
 def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
@@ -136,7 +141,25 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
             agent=_agent(identity, agent_id),
             now=datetime.fromtimestamp(now, UTC),
         )
-    req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, str(uuid.uuid4()), now)
+    action_id = str(uuid.uuid4())
+    permit = None
+    if decision.effect is Effect.ALLOW:
+        # Signed here, not in the transaction, so the SQLite writer never waits on a signature.
+        permit = permits.issue(
+            g,
+            action_id=action_id,
+            tool=sub.tool,
+            operation=sub.operation,
+            params=sub.params,
+            request_hash=rhash,
+            policy_hash=policy.hash,
+            agent_id=agent_id,
+            status=Status.ALLOWED,
+            approvers=(),
+            now=now,
+        )
+    signing = g.signing_keys.signing_key() if decision.effect is Effect.REQUIRE_APPROVAL else None
+    req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, action_id, now, permit, signing)
     try:
         row, created, seq, reattached, granted = g.store.write(lambda conn: _txn(g, conn, req))
     except DuplicateRow:
@@ -159,6 +182,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
                     code="idempotency_mismatch",
                 )
             return existing, False, 0, False, None
+    # An identical call whose earlier run may or may not have happened must be reconciled first.
+    execution.refuse_unknown_retry(conn, req.identity, req.agent_id, req.rhash, sub.idempotency_key)
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
         attached = reattach.find_and_attach(conn, g.store, req.identity, req.agent_id, req.rhash, req.now)
         if attached is not None:
@@ -177,7 +202,11 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
         if tripped is not None:
             effect, reason = Effect.DENY, tripped
     status = _STATUS_OF[effect]
-    actions_repo.insert(conn, _row_values(g, req, status, effect, reason))
+    issued = req.permit if status is Status.ALLOWED else None
+    values = _row_values(g, req, status, effect, reason)
+    if issued is not None:
+        values |= issued.row_values()
+    actions_repo.insert(conn, values)
     seq = audit.append(
         conn,
         event="action.submitted",
@@ -196,7 +225,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
             "operation": sub.operation,
             "agent_id": req.agent_id,
         }
-        | _shadow_audit(req),
+        | _shadow_audit(req)
+        | (issued.audit_data() if issued is not None else {}),
     )
     g.store.notify(conn, type="action.created", action_id=req.action_id, seq=seq)
     granted = None
@@ -214,6 +244,7 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
             agent=_agent(req.identity, req.agent_id),
             submitted_by=req.identity.key_id,
             now=req.now,
+            key=req.signing,
         )
     return actions_repo.get(conn, req.action_id), True, seq, False, granted
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from faramesh.audit import AuditRecord
-from faramesh.model import Identity, Status
+from faramesh.model import EXECUTABLE, Identity, Status
 from faramesh.policy import Effect
 from faramesh.service import presence
 from faramesh.service.approvals import counted_approvals, vote_counts
@@ -68,6 +68,12 @@ def to_api(
         "version": row.version,
     }
     data |= _shadow_view(row)
+    if status in EXECUTABLE and row.permit is not None:
+        # Only while it may still run: denied, held, cancelled, expired and started actions carry none.
+        data["permit"] = row.permit
+        data["permit_expires_at"] = iso(row.permit_expires_at)
+    if row.started_at is not None:
+        data["execution"] = {"started_at": iso(row.started_at), "lease_expires_at": iso(row.lease_expires_at)}
     data["presence"] = _presence_view(row, now)
     if row.decision == Effect.REQUIRE_APPROVAL.value:
         data["approval"] = _approval_view(row, counted)

@@ -6,6 +6,6 @@ modules (`actions_repo`, `approvals_repo`, `limits_repo`, `keys_repo`, `webhooks
 """
 
 from faramesh.storage.errors import DuplicateRow
-from faramesh.storage.store import Store, normalize_url
+from faramesh.storage.store import Store, database_file, normalize_url
 
-__all__ = ["DuplicateRow", "Store", "normalize_url"]
+__all__ = ["DuplicateRow", "Store", "database_file", "normalize_url"]

@@ -24,14 +24,17 @@ __all__ = [
     "current_status",
     "earliest_expiry",
     "earliest_lapse",
+    "earliest_lease",
     "find_idempotent",
     "find_reattachable",
+    "find_same_call_in",
     "get",
     "get_for_update",
     "insert",
     "list_page",
     "next_due",
     "next_lapsed",
+    "next_lease_due",
     "touch_presence",
 ]
 
@@ -84,6 +87,24 @@ def find_reattachable(conn: Connection, agent_id: str, rhash: str, statuses: Col
     """The newest action of this agent submitted with this request hash and now in one of
     `statuses` (the caller names those a retry may pick up), if any."""
     return conn.execute(_REATTACHABLE, {"rhash": rhash, "agent_id": agent_id, "statuses": list(statuses)}).first()
+
+
+_SAME_CALL_IN = (
+    select(actions.c.id, actions.c.submitted_by, actions.c.idempotency_key)
+    .where(
+        actions.c.submitted_hash == bindparam("rhash"),
+        actions.c.status == bindparam("status"),
+        actions.c.agent_id == bindparam("agent_id"),
+    )
+    .limit(1)
+)
+
+
+def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) -> ActionRow | None:
+    """(id, submitted_by, idempotency_key) of an action of this agent submitted with this
+    request hash and now in `status`, if any. One prebuilt statement on the re-attach
+    index: submit runs it for every call."""
+    return conn.execute(_SAME_CALL_IN, {"rhash": rhash, "status": status, "agent_id": agent_id}).first()
 
 
 def touch_presence(conn: Connection, action_id: str, now: float) -> None:
@@ -204,4 +225,24 @@ def earliest_lapse(conn: Connection, status: str) -> float | None:
     value = conn.execute(
         select(func.min(actions.c.lapses_at)).where(actions.c.status == status, actions.c.picked_up_at.is_(None))
     ).scalar()
+    return float(value) if value is not None else None
+
+
+def next_lease_due(conn: Connection, status: str, now: float) -> str | None:
+    """Like `next_due`, for started actions whose execution lease (`lease_expires_at`) ran out."""
+    return conn.execute(
+        select(actions.c.id)
+        .where(
+            actions.c.status == status,
+            actions.c.lease_expires_at.is_not(None),
+            actions.c.lease_expires_at <= now,
+        )
+        .order_by(actions.c.lease_expires_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar()
+
+
+def earliest_lease(conn: Connection, status: str) -> float | None:
+    value = conn.execute(select(func.min(actions.c.lease_expires_at)).where(actions.c.status == status)).scalar()
     return float(value) if value is not None else None

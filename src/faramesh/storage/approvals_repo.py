@@ -58,12 +58,12 @@ def votes_on(conn: Connection, action_id: str) -> list[VoteRow]:
 
 
 def votes_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[VoteRow]]:
-    """The votes on each of `ids` (action_id, approve and request_hash only), for counting."""
+    """The votes on each of `ids` (action_id, approver, approve and request_hash only), for counting."""
     found: dict[str, list[VoteRow]] = {i: [] for i in ids}
     if ids:
-        query = select(approvals.c.action_id, approvals.c.approve, approvals.c.request_hash).where(
-            approvals.c.action_id.in_(list(ids))
-        )
+        query = select(
+            approvals.c.action_id, approvals.c.approver, approvals.c.approve, approvals.c.request_hash
+        ).where(approvals.c.action_id.in_(list(ids)))
         for vote in conn.execute(query).all():
             found[vote.action_id].append(vote)
     return found

@@ -60,6 +60,10 @@ actions = Table(
     Column("agent_seen_at", Float),  # when the submitting agent last waited (presence)
     Column("picked_up_at", Float),  # when the submitting agent first saw the approval
     Column("lapses_at", Float),  # an approval not picked up by then is cancelled
+    Column("permit", Text),  # the permit last issued (compact JWS); see service/permits.py
+    Column("permit_expires_at", Float),  # its exp
+    Column("started_at", Float),  # when the agent took its single-use start
+    Column("lease_expires_at", Float),  # a start with no result by then: outcome_unknown
     UniqueConstraint("submitted_by", "idempotency_key", name="uq_actions_idempotency"),
 )
 Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
@@ -71,6 +75,22 @@ Index("ix_actions_risk_seq", actions.c.risk_level, actions.c.seq)
 Index("ix_actions_created", actions.c.created_at)
 Index("ix_actions_reattach", actions.c.submitted_hash, actions.c.status)
 Index("ix_actions_lapse", actions.c.status, actions.c.lapses_at)
+Index("ix_actions_lease", actions.c.status, actions.c.lease_expires_at)
+
+# The Ed25519 keys that sign permits, shared by every replica (see service/permit_keys.py).
+permit_keys = Table(
+    "permit_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),  # RFC 7638 thumbprint of the public key
+    Column("public_jwk", Text, nullable=False),  # JSON
+    Column("private_key", Text, nullable=False),  # encrypted under the server secret (Fernet)
+    Column("secret_id", String(32), nullable=False),  # which secret encrypted it
+    Column("active", Integer),  # 1: the key that signs now; NULL: retired
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float),
+    Column("publish_until", Float),  # a retired key stays in the JWKS until its permits expired
+    UniqueConstraint("active", name="uq_permit_keys_active"),
+)
 
 approvals = Table(
     "approvals",

@@ -74,6 +74,14 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def database_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for PostgreSQL and in-memory SQLite."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return Path(parsed.database).expanduser().absolute()
+    return None
+
+
 class _Job:
     __slots__ = ("fn", "future")
 
@@ -140,7 +148,8 @@ class Store:
             if self._closed:
                 raise RuntimeError("store is closed")
             self._queue.put(job)
-        return job.future.result()
+        result: T = job.future.result()
+        return result
 
     def _ensure_writer(self) -> None:
         if self._writer is not None:

@@ -38,6 +38,7 @@ from faramesh.validation import parse_ascii_int
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 QUEUE_LIMIT = 200
+RECONCILE_LIMIT = 50
 HISTORY_PAGE = 50
 MAX_KEY_LENGTH = 512
 HASH_RE = re.compile(r"[0-9a-f]{64}")
@@ -162,6 +163,10 @@ async def queue(request: Request) -> Response:
         )
     )
     filtered = any(filters[k] for k in ("tool", "agent", "risk"))
+    # Started and never reported: someone has to say whether they ran before an identical retry may.
+    unknown, more_unknown = await run_in_threadpool(
+        lambda: g.list_actions(user, status=Status.OUTCOME_UNKNOWN.value, limit=RECONCILE_LIMIT)
+    )
     return render(
         request,
         "queue.html",
@@ -174,6 +179,8 @@ async def queue(request: Request) -> Response:
             "filtered": filtered,
             "problems": problems,
             "sorts": QUEUE_SORTS,
+            "unknown": unknown,
+            "more_unknown": more_unknown is not None,
         },
     )
 
@@ -311,6 +318,33 @@ async def decide(action_id: str, request: Request) -> Response:
         session.set_flash("ok", f"Your approval was recorded: {given} of {quorum} needed.")
     else:
         session.set_flash("ok", "Approved." if choice == "approve" else "Denied.")
+    return redirect(back)
+
+
+@router.post("/actions/{action_id}/reconcile")
+async def reconcile(action_id: str, request: Request) -> Response:
+    """A person says what became of an action whose outcome is unknown."""
+    user = await require_user(request)
+    form = await read_form(request)
+    session = session_of(request)
+    back = f"/actions/{action_id}"
+    outcome = form.get("outcome")
+    raw_reason = form.get("reason")
+    reason = raw_reason.strip() if isinstance(raw_reason, str) else ""
+    if outcome not in ("succeeded", "failed"):
+        session.set_flash("error", "Choose whether it ran (succeeded) or not (failed).")
+        return redirect(back)
+    if not reason:
+        session.set_flash("error", "Say how you know what happened, then choose again.")
+        return redirect(back)
+    try:
+        await run_in_threadpool(lambda: gov(request).reconcile(user, action_id, outcome=outcome, reason=reason))
+    except NotFound:
+        raise
+    except FarameshError as exc:  # already reconciled, reported meanwhile, bad reason
+        session.set_flash("error", exc.message)
+        return redirect(back)
+    session.set_flash("ok", f"Recorded: it {outcome}.")
     return redirect(back)
 
 

@@ -37,6 +37,8 @@ STATUS_LABELS = {
     "succeeded": "Succeeded",
     "failed": "Failed",
     "cancelled": "Cancelled",
+    "executing": "Executing",
+    "outcome_unknown": "Outcome unknown",
 }
 EVENT_LABELS = {
     "action.submitted": "Submitted",
@@ -47,6 +49,10 @@ EVENT_LABELS = {
     "action.cancelled": "Cancelled",
     "action.picked_up": "Agent picked up the approval",
     "action.reattached": "Agent retried; re-attached",
+    "action.started": "Agent started it",
+    "action.permit_renewed": "Permit renewed",
+    "action.outcome_unknown": "Outcome unknown: no result within the execution lease",
+    "action.reconciled": "Reconciled",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
     "action.reminder": "Reminder sent",

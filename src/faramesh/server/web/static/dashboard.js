@@ -13,6 +13,8 @@
     succeeded: "Succeeded",
     failed: "Failed",
     cancelled: "Cancelled",
+    executing: "Executing",
+    outcome_unknown: "Outcome unknown",
   };
   const EVENTS = {
     "action.created": "Submitted",
@@ -24,6 +26,10 @@
     "action.cancelled": "Cancelled",
     "action.picked_up": "Agent picked up the approval",
     "action.reattached": "Agent retried; re-attached",
+    "action.started": "Agent started it",
+    "action.permit_renewed": "Permit renewed",
+    "action.outcome_unknown": "Outcome unknown: no result within the execution lease",
+    "action.reconciled": "Reconciled",
     "action.succeeded": "Result: succeeded",
     "action.failed": "Result: failed",
     "action.reminder": "Reminder sent",
