@@ -13,6 +13,7 @@ import { clientKey, clientUrl } from "./config.js";
 import { FarameshClientError, FarameshConnectionError, errorFor } from "./errors.js";
 import type { OperationKey, Operations } from "./generated/openapi.js";
 import { nextDelay, now, sleep } from "./retry.js";
+import type { JWKS } from "./permit.js";
 import { readSSE } from "./sse.js";
 import type {
   Action,
@@ -326,6 +327,42 @@ export class ExecutionGovernorClient {
       { path: { action_id: actionId }, body: { reason: options.reason ?? null } },
       signalOf(options),
     );
+  }
+
+  // -- running once (permits) ------------------------------------------------------------------
+  /**
+   * Take the single execution of an allowed or approved action before running it: it becomes
+   * `executing`, with an execution lease. Only once: a second start throws ConflictError (409).
+   * Verify the action's `permit` first (verifyPermit). Not retried: a start whose answer was
+   * lost may have been taken.
+   */
+  start(actionId: string, options: CallOptions = {}): Promise<Action> {
+    return this.#send("POST /v1/actions/{action_id}/start", { path: { action_id: actionId } }, options);
+  }
+
+  /** Extend the execution lease of a started action while it runs. */
+  heartbeat(actionId: string, options: CallOptions = {}): Promise<Action> {
+    return this.#send("POST /v1/actions/{action_id}/heartbeat", { path: { action_id: actionId } }, options);
+  }
+
+  /**
+   * Say what became of an action whose outcome is unknown (started, never reported): it ran
+   * (`succeeded`) or it did not (`failed`). Its submitting agent, or an approver or admin key.
+   */
+  reconcile(
+    actionId: string,
+    input: { outcome: "succeeded" | "failed"; reason?: string; result?: unknown; error?: string } & CallOptions,
+  ): Promise<Action> {
+    const body: Operations["POST /v1/actions/{action_id}/reconcile"]["body"] = { outcome: input.outcome };
+    if (input.reason !== undefined) body.reason = input.reason;
+    if (input.result !== undefined) body.result = input.result;
+    if (input.error !== undefined) body.error = input.error;
+    return this.#send("POST /v1/actions/{action_id}/reconcile", { path: { action_id: actionId }, body }, signalOf(input));
+  }
+
+  /** The server's public permit keys (JWKS), as verifyPermit and PermitKeys take them. */
+  permitKeys(options: CallOptions = {}): Promise<JWKS> {
+    return this.#send("GET /v1/permits/keys", {}, options);
   }
 
   // -- reading -------------------------------------------------------------------------------

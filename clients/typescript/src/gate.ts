@@ -18,6 +18,7 @@ import { canonicalJson } from "./canonical.js";
 import { ExecutionGovernorClient, PENDING } from "./client.js";
 import { ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError, ServerUnavailable } from "./errors.js";
 import { describeError, jsonable, jsonParams } from "./json.js";
+import { type JWKS, type PermitClaims, PermitExpired, PermitKeys, permitKeysOf, verifyAction } from "./permit.js";
 import { nextDelay, now, sleep } from "./retry.js";
 import type { Action, JsonObject } from "./types.js";
 
@@ -61,6 +62,18 @@ export interface GateOptions {
   onAbandon?: OnAbandon;
   /** false: never re-attach to an identical held action; always ask anew. Default true. */
   reattach?: boolean;
+  /**
+   * true (default): before the code runs, verify the action's permit (signature, expiry, and
+   * that it covers this tool, operation and the params about to run), then take the single
+   * start, and keep the execution lease alive while the code runs. A failure of either means
+   * nothing runs. false: run as soon as the action is allowed or approved (for a server
+   * without permits).
+   */
+  permits?: boolean;
+  /** Where the permit keys come from (default: the server's `GET /v1/permits/keys`, through the client). */
+  permitKeys?: PermitKeys | JWKS | string;
+  /** Allowed clock skew, in seconds, when judging a permit's expiry (default 0). */
+  permitLeeway?: number;
   logger?: Logger;
 }
 
@@ -74,6 +87,8 @@ export interface DecidedCall {
   edited: boolean;
   /** Whether the submit picked up an earlier identical held action instead of creating one. */
   reattached: boolean;
+  /** The verified permit's claims (undefined with `permits: false`). */
+  permit: PermitClaims | undefined;
 }
 
 /** What to report for a value the governed code returned. */
@@ -140,7 +155,10 @@ export class Gate {
   readonly onAbandon: OnAbandon;
   readonly reattach: boolean;
   readonly logger: Logger;
+  readonly permits: boolean;
+  readonly permitLeeway: number;
   #client: ExecutionGovernorClient | undefined;
+  #permitKeys: PermitKeys | undefined;
 
   constructor(options: GateOptions) {
     if (typeof options.tool !== "string" || !options.tool) throw new TypeError("a governed call needs a tool name");
@@ -153,6 +171,9 @@ export class Gate {
     this.onAbandon = checkOnAbandon(options.onAbandon ?? DEFAULT_ON_ABANDON, this.label);
     this.reattach = options.reattach ?? true;
     this.logger = options.logger ?? console;
+    this.permits = options.permits ?? true;
+    this.permitLeeway = options.permitLeeway ?? 0;
+    this.#permitKeys = options.permitKeys === undefined ? undefined : permitKeysOf(options.permitKeys);
     this.#client = options.client;
   }
 
@@ -166,7 +187,16 @@ export class Gate {
     return this.#client;
   }
 
-  /** Submit and wait: the runnable action, else ActionDenied / ApprovalTimeout. Nothing is run or reported. */
+  /** The keys this gate verifies permits with (from the client's server unless given). */
+  get permitKeys(): PermitKeys {
+    this.#permitKeys ??= PermitKeys.fromLoader(() => this.client.permitKeys());
+    return this.#permitKeys;
+  }
+
+  /**
+   * Submit and wait: the runnable action, else ActionDenied / ApprovalTimeout. Nothing is run,
+   * started or reported, and the permit is not checked: that is the caller's part then.
+   */
   async decide(params: unknown, options: { signal?: AbortSignal | undefined } = {}): Promise<Action> {
     return this.#submitAndWait(jsonParams(params, this.label), options.signal);
   }
@@ -181,22 +211,65 @@ export class Gate {
     options: RunOptions<T> = {},
   ): Promise<T> {
     const checked = jsonParams(params, this.label);
-    const action = await this.#submitAndWait(checked, options.signal);
+    let action = await this.#submitAndWait(checked, options.signal);
+    let decided: JsonObject;
+    let permit: PermitClaims | undefined;
+    try {
+      decided = approvedParams(action, this.label);
+      if (this.permits) [action, permit] = await this.#checkPermit(action, decided);
+    } catch (err) {
+      // Nothing ran: the answer or its permit does not allow this call. Say so, and stop.
+      await this.#report(action.id, { success: false, error: `not run: ${describeError(err)}` });
+      throw err;
+    }
+    // The single start: a ConflictError here means another caller took it (nothing runs for
+    // this one, and its result is theirs to report).
+    const lease = this.permits ? this.#keepLeased(await this.client.start(action.id)) : undefined;
     let value: T;
     try {
-      const decided = approvedParams(action, this.label);
       value = await call(decided, {
         action,
         params: decided,
         edited: canonicalJson(decided) !== canonicalJson(checked),
         reattached: action.reattached === true,
+        permit,
       });
     } catch (err) {
+      lease?.stop();
       await this.#report(action.id, { success: false, error: describeError(err) });
       throw err;
     }
+    lease?.stop();
     await this.#report(action.id, options.outcome ? options.outcome(value) : { success: true, result: jsonable(value) });
     return value;
+  }
+
+  /** Verify the action's permit for these params; an expired one is read again once (the server renews it). */
+  async #checkPermit(action: Action, params: JsonObject): Promise<[Action, PermitClaims]> {
+    const check = (a: Action) =>
+      verifyAction(a, { tool: this.tool, operation: this.operation, params, keys: this.permitKeys, leeway: this.permitLeeway });
+    try {
+      return [action, await check(action)];
+    } catch (err) {
+      if (!(err instanceof PermitExpired)) throw err;
+      const fresh = runnable(await this.client.getAction(action.id), this.label, this.timeout);
+      return [fresh, await check(fresh)];
+    }
+  }
+
+  /** Heartbeats through a third of the execution lease while the code runs (failures are logged). */
+  #keepLeased(started: Action): { stop(): void } {
+    const from = Date.parse(started.execution?.started_at ?? "");
+    const until = Date.parse(started.execution?.lease_expires_at ?? "");
+    const lease = until - from;
+    if (!Number.isFinite(lease) || lease <= 0) return { stop() {} };
+    const timer = setInterval(() => {
+      this.client.heartbeat(started.id).catch((err: unknown) => {
+        this.logger.warn(`${this.label}: could not extend the execution lease of action ${started.id}: ${describeError(err)}`);
+      });
+    }, Math.max(1000, lease / 3));
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
   }
 
   async #submitAndWait(params: JsonObject, signal: AbortSignal | undefined): Promise<Action> {

@@ -44,6 +44,28 @@ export type { DecidedCall, GateOptions, Logger, OnAbandon, Outcome, RunOptions }
 export { govern } from "./govern.js";
 export type { Governed, GovernOptions } from "./govern.js";
 export { canonicalHash, canonicalJson, compareCodePoints, NonCanonicalValue, requestHash } from "./canonical.js";
+export {
+  ALG,
+  paramsHash,
+  PermitActionMismatch,
+  PermitArgumentsMismatch,
+  PermitError,
+  PermitExpired,
+  PermitKeys,
+  permitKeysOf,
+  PermitKeysUnavailable,
+  PermitMalformed,
+  PermitMismatch,
+  PermitOperationMismatch,
+  PermitSignatureInvalid,
+  PermitToolMismatch,
+  PermitUnknownKey,
+  readPermit,
+  thumbprint,
+  verifyAction,
+  verifyPermit,
+} from "./permit.js";
+export type { JWKS, PermitClaims, PermitFailure, VerifyPermitOptions } from "./permit.js";
 export { backoff, BACKOFF_BASE, BACKOFF_CAP, retryable, RETRY_STATUSES } from "./retry.js";
 export { ERROR_CODES, STATUSES } from "./generated/openapi.js";
 export type { ErrorCode, OperationKey, Operations } from "./generated/openapi.js";
@@ -56,6 +78,7 @@ export type {
   AuditEvent,
   DecideResult,
   Decision,
+  Execution,
   JsonObject,
   JsonValue,
   Presence,

@@ -30,6 +30,13 @@ export interface Approval {
   counted?: number;
 }
 
+/** The run of a started action (`POST /v1/actions/{id}/start`). */
+export interface Execution {
+  started_at: string | null;
+  /** Without a result or a heartbeat by then, the outcome becomes unknown. */
+  lease_expires_at: string | null;
+}
+
 /** Whether the submitting agent is waiting on the action now. */
 export interface Presence {
   agent_waiting: boolean;
@@ -79,6 +86,14 @@ export interface Action {
   error: string | null;
   version: number;
   presence: Presence;
+  /**
+   * Allowed and approved actions that have not started: the signed permit (a compact JWS)
+   * to check with verifyPermit before running. Started, held, denied and finished ones carry none.
+   */
+  permit?: string;
+  permit_expires_at?: string | null;
+  /** Started actions: when the run began and when its lease ends without a result or heartbeat. */
+  execution?: Execution;
   /** Held actions only. */
   approval?: Approval;
   /** Every vote, where the server lists them (events, approver reads). */
@@ -129,6 +144,9 @@ export const ACTION_FIELDS = [
   "error",
   "version",
   "presence",
+  "permit",
+  "permit_expires_at",
+  "execution",
   "approval",
   "approvals",
   "approval_token",
@@ -139,6 +157,9 @@ export const ACTION_FIELDS = [
 ] as const;
 
 export const OPTIONAL_ACTION_FIELDS = [
+  "permit",
+  "permit_expires_at",
+  "execution",
   "approval",
   "approvals",
   "approval_token",

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   invalid_transition: 409,
   idempotency_mismatch: 409,
   request_hash_mismatch: 409,
+  outcome_unknown: 409,
   too_large: 413,
   unsupported_media_type: 415,
   invalid_input: 422,
@@ -26,7 +27,7 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 /** Every status an action can have. */
-export const STATUSES = ["allowed", "denied", "pending_approval", "approved", "succeeded", "failed", "cancelled"] as const;
+export const STATUSES = ["allowed", "denied", "pending_approval", "approved", "succeeded", "failed", "cancelled", "executing", "outcome_unknown"] as const;
 export type Status = (typeof STATUSES)[number];
 
 /** The published faramesh-sdk's form: approve or deny with the action's approval token. */
@@ -77,6 +78,15 @@ export interface KeyCreateBody {
 
 export interface ReasonBody {
   reason?: string | null;
+}
+
+export interface ReconcileBody {
+  /** what became of the action: it ran, or it did not */
+  outcome: "succeeded" | "failed";
+  /** how you know */
+  reason?: string | null;
+  result?: unknown;
+  error?: string | null;
 }
 
 export interface ResultBody {
@@ -218,6 +228,40 @@ export interface Operations {
     query: never;
     headers: never;
     body: ResultBody;
+  };
+  /** Take the single execution of an allowed or approved action */
+  "POST /v1/actions/{action_id}/start": {
+    path: {
+      action_id: string;
+    };
+    query: never;
+    headers: never;
+    body: never;
+  };
+  /** Extend the execution lease of a started action */
+  "POST /v1/actions/{action_id}/heartbeat": {
+    path: {
+      action_id: string;
+    };
+    query: never;
+    headers: never;
+    body: never;
+  };
+  /** Say what became of an action whose outcome is unknown */
+  "POST /v1/actions/{action_id}/reconcile": {
+    path: {
+      action_id: string;
+    };
+    query: never;
+    headers: never;
+    body: ReconcileBody;
+  };
+  /** The public keys permits are signed with (JWKS; no key needed) */
+  "GET /v1/permits/keys": {
+    path: never;
+    query: never;
+    headers: never;
+    body: never;
   };
   /** Server-sent events for every state change */
   "GET /v1/events": {
