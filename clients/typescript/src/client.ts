@@ -24,7 +24,6 @@ import type {
   JsonObject,
   JsonValue,
   Status,
-  SubmittedAction,
 } from "./types.js";
 import { VERSION } from "./version.js";
 
@@ -258,7 +257,7 @@ export class ExecutionGovernorClient {
 
   // -- the seed's calls -----------------------------------------------------------------------
   /** Submit an action; the answer's `status` is the decision (a denial is an answer, not an error). */
-  submitAction(input: SubmitInput): Promise<SubmittedAction> {
+  submitAction(input: SubmitInput): Promise<Action> {
     const body: Operations["POST /v1/actions"]["body"] = {
       tool: input.tool,
       operation: input.operation,

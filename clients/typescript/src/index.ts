@@ -83,7 +83,6 @@ export type {
   JsonValue,
   Presence,
   Status,
-  SubmittedAction,
   Vote,
 } from "./types.js";
 export { VERSION } from "./version.js";

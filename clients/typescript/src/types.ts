@@ -100,17 +100,12 @@ export interface Action {
   approvals?: Vote[];
   /** Approver and admin keys only, while pending: the single-use token of the `/approval` form. */
   approval_token?: string;
-  /** Submit answers only: true when an identical held action was returned instead of a new one. */
+  /** Submit answers (always there): true when an identical held action was returned instead of a new one. */
   reattached?: boolean;
   /** Only for actions decided beside a shadow policy. */
   shadow_decision?: Decision;
   shadow_rule_id?: string | null;
   shadow_policy_hash?: string | null;
-}
-
-/** The answer of `submitAction`: the action, and whether it was re-attached. */
-export interface SubmittedAction extends Action {
-  reattached: boolean;
 }
 
 /**

@@ -17,7 +17,6 @@ import {
   OPTIONAL_ACTION_FIELDS,
   type Status,
   STATUSES,
-  type SubmittedAction,
 } from "@faramesh/sdk";
 import { governTool } from "@faramesh/sdk/ai";
 import { governFunctionTool } from "@faramesh/sdk/openai-agents";
@@ -32,7 +31,8 @@ type OptionalKeys<T> = { [K in keyof T]-?: Record<string, never> extends Pick<T,
 expectType<Equal<keyof Action, (typeof ACTION_FIELDS)[number]>>();
 expectType<Equal<OptionalKeys<Action>, (typeof OPTIONAL_ACTION_FIELDS)[number]>>();
 expectType<Equal<Status, (typeof STATUSES)[number]>>();
-expectType<Equal<SubmittedAction["reattached"], boolean>>();
+expectType<Equal<Awaited<ReturnType<ExecutionGovernorClient["submitAction"]>>, Action>>();
+expectType<Equal<Action["reattached"], boolean | undefined>>();
 
 // Request types come from the server's schema.
 expectType<Equal<Operations["POST /v1/actions"]["body"]["reattach"], boolean | undefined>>();
