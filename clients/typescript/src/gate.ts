@@ -222,6 +222,12 @@ export class Gate {
       await this.#report(action.id, { success: false, error: `not run: ${describeError(err)}` });
       throw err;
     }
+    if (options.signal?.aborted) {
+      // Stopped between the decision and the run: the code does not run; an approved action
+      // is kept for the same call made again, or withdrawn, as for any abandoned wait.
+      if (WITHDRAWABLE.has(action.status)) await this.#abandon(action, this.#why(options.signal.reason, options.signal));
+      throw options.signal.reason;
+    }
     // The single start: a ConflictError here means another caller took it (nothing runs for
     // this one, and its result is theirs to report).
     const lease = this.permits ? this.#keepLeased(await this.client.start(action.id)) : undefined;

@@ -325,6 +325,31 @@ describe("govern with permits", () => {
     assert.equal((await person.getAction(held.id)).status, "succeeded");
   });
 
+  test("aborted after the approval but before the run: nothing runs, and the approved action is withdrawn (cancel)", async () => {
+    const bot = unique("late");
+    const controller = new AbortController();
+    // The abort lands while the permit is being checked, after the decision arrived.
+    const keys = PermitKeys.fromLoader(async () => {
+      controller.abort(new Error("shutting down"));
+      return jwks;
+    });
+    const gate = new Gate({ tool: "transfer_funds", operation: "send", client: agent, onAbandon: "cancel", permitKeys: keys, context: { agent_id: bot }, logger: quiet });
+    let ran = false;
+    const running = gate.run({ amount: 1 }, () => (ran = true), { signal: controller.signal }).catch((e: unknown) => e);
+    let held: Action | undefined;
+    for (let i = 0; i < 400 && !held; i++) {
+      [held] = (await person.listActions({ agentId: bot, status: "pending_approval" })).actions;
+      if (!held?.presence.agent_waiting) held = undefined;
+      if (!held) await sleep(25);
+    }
+    await person.approve(held!.id);
+    assert.match(String(await running), /shutting down/);
+    assert.equal(ran, false);
+    const after = await person.getAction(held!.id);
+    assert.equal(after.status, "cancelled");
+    assert.equal((await agent.getActionEvents(held!.id)).some((e) => e.event === "action.started"), false);
+  });
+
   test("permits: false runs without verifying or starting (a server without permits)", async () => {
     const bot = unique("off");
     const gate = new Gate({ tool: "refund", operation: "process", client: agent, permits: false, context: { agent_id: bot } });
