@@ -46,6 +46,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run this module's server fixtures on these databases")
 
 
+# Module-scoped fixtures that hold nothing worth keeping on one worker.
+UNSHARED_MODULE_FIXTURES = frozenset({"backend"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep a module on one pytest-xdist worker when its tests share a module-scoped fixture.
+
+    The suite runs with `--dist loadgroup` (pyproject.toml): tests are handed to the
+    workers one at a time, except those of one `xdist_group`, which go to one worker
+    together. A module whose tests share a server, an app or a browser of module scope
+    is made one group, so that fixture starts once; every other test goes wherever a
+    worker is free. Runs without xdist ignore the mark.
+    """
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        shared = any(
+            name not in UNSHARED_MODULE_FIXTURES and defs[-1].scope in ("class", "module", "package")
+            for name, defs in fixtures.name2fixturedefs.items()
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
@@ -122,9 +148,22 @@ def fresh_database(backend: str, directory: Path, name: str = "faramesh") -> Ite
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port that no other test (another xdist worker, another run) is handed soon.
+
+    A plain bind-to-0-and-close leaves the port free for anyone until our server binds it,
+    so two workers could pick the same one. Here the port is left in TIME_WAIT instead
+    (its server side closes a connection first): bind(0) elsewhere skips it for about a
+    minute, while a server that binds with SO_REUSEADDR, as uvicorn does, can take it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
 
 
 def faramesh_cmd(*args: str) -> list[str]:
@@ -150,7 +189,21 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        self.port = self.port or free_port()
+        # A port picked here can still be lost to a process that binds it outside free_port();
+        # then try another. A port the test chose (a restart on the same port) is kept.
+        # The output is kept across tries: a first start that lost its port has already
+        # created (and printed) the admin key in the database.
+        chosen = bool(self.port)
+        for _ in range(3):
+            self.port = self.port if chosen else free_port()
+            seen = len(self.output)
+            if self._start(timeout):
+                return self
+            if chosen or "address already in use" not in "".join(self.output[seen:]):
+                break
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _start(self, timeout: float) -> bool:
         args = ["serve", "--port", str(self.port), "--database-url", self.database_url, *self.extra_args]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
@@ -163,7 +216,8 @@ class ServerProcess:
             env=env,
             cwd=self.cwd,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        pump = threading.Thread(target=self._pump, daemon=True)
+        pump.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -171,12 +225,13 @@ class ServerProcess:
             try:
                 if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
                     self._read_admin_key()
-                    return self
+                    return True
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("server did not start:\n" + "".join(self.output))
+        pump.join(timeout=5)  # the last lines tell why it stopped
+        return False
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
