@@ -222,16 +222,10 @@ def pg_template() -> Iterator[tuple[str, History]]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: tuple[Path, History]) -> Iterator[Database]:
-    """A copy of the populated database, for one test to tamper with.
-
-    The SQLite template is named as an argument, not looked up, so a module using `db`
-    counts as sharing a module fixture and keeps to one xdist worker (tests/conftest.py):
-    the templates are built once per module. PostgreSQL's is looked up, so `-k sqlite`
-    needs no PostgreSQL server.
-    """
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the populated database, for one test to tamper with."""
     if request.param == "sqlite":
-        template, history = sqlite_template
+        template, history = request.getfixturevalue("sqlite_template")
         path = tmp_path / "faramesh.db"
         shutil.copy(template, path)
         url = f"sqlite:///{path}"
