@@ -46,6 +46,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run this module's server fixtures on these databases")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers `-n auto` (pyproject.toml) starts: two per CPU core, at most eight.
+
+    Run one after another, the tests keep a core busy only about two thirds of the time
+    (they wait on server processes starting, the browser, the network and real timers), so
+    one worker per core would leave the cores idle a third of the time. Each worker holds
+    its own servers and PostgreSQL connections; eight stays well inside PostgreSQL's
+    default 100 connections. PYTEST_XDIST_AUTO_NUM_WORKERS still overrides this.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, 2 * cores)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
@@ -122,9 +137,22 @@ def fresh_database(backend: str, directory: Path, name: str = "faramesh") -> Ite
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port that no other test (another xdist worker, another run) is handed soon.
+
+    A plain bind-to-0-and-close leaves the port free for anyone until our server binds it,
+    so two workers could pick the same one. Here the port is left in TIME_WAIT instead
+    (its server side closes a connection first): bind(0) elsewhere skips it for about a
+    minute, while a server that binds with SO_REUSEADDR, as uvicorn does, can take it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
 
 
 def faramesh_cmd(*args: str) -> list[str]:
@@ -150,7 +178,21 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        self.port = self.port or free_port()
+        # A port picked here can still be lost to a process that binds it outside free_port();
+        # then try another. A port the test chose (a restart on the same port) is kept.
+        # The output is kept across tries: a first start that lost its port has already
+        # created (and printed) the admin key in the database.
+        chosen = bool(self.port)
+        for _ in range(3):
+            self.port = self.port if chosen else free_port()
+            seen = len(self.output)
+            if self._start(timeout):
+                return self
+            if chosen or "address already in use" not in "".join(self.output[seen:]):
+                break
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _start(self, timeout: float) -> bool:
         args = ["serve", "--port", str(self.port), "--database-url", self.database_url, *self.extra_args]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
@@ -163,7 +205,8 @@ class ServerProcess:
             env=env,
             cwd=self.cwd,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        pump = threading.Thread(target=self._pump, daemon=True)
+        pump.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -171,12 +214,13 @@ class ServerProcess:
             try:
                 if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
                     self._read_admin_key()
-                    return self
+                    return True
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("server did not start:\n" + "".join(self.output))
+        pump.join(timeout=5)  # the last lines tell why it stopped
+        return False
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

@@ -8,8 +8,10 @@ committed, and what the database holds must match what the client was told.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,8 +33,19 @@ from tests.inprocess import IN_PROCESS_SECRET
 T = TypeVar("T")
 
 
+# True in the app's background tasks (expiry sweeper, webhook dispatcher, key watch) and
+# in the threads they run database work in: the app's lifespan sets it, and its tasks and
+# threadpool calls inherit it. Requests never see it.
+IN_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("in_background", default=False)
+
+
 class DroppingStore(Store):
-    """A store whose next statement after a trigger runs on a connection that was cut."""
+    """A store whose next statement after a trigger runs on a connection that was cut.
+
+    Only the requests' statements trigger or meet a cut: the sweeper writes every half
+    second, and a background write or read that took the trigger in their place would
+    leave the request under test untouched.
+    """
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -44,6 +57,8 @@ class DroppingStore(Store):
         event.listen(self.engine, "before_cursor_execute", self._maybe_drop)
 
     def write(self, fn: Callable[[Any], T]) -> T:
+        if IN_BACKGROUND.get():
+            return super().write(fn)
         if self.drop_in_write:
             self.drop_in_write, self.armed = False, True
         result = super().write(fn)
@@ -52,7 +67,7 @@ class DroppingStore(Store):
         return result
 
     def _maybe_drop(self, conn: Any, *_args: Any) -> None:
-        if not self.armed:
+        if not self.armed or IN_BACKGROUND.get():
             return
         self.armed = False
         pid = conn.connection.dbapi_connection.info.backend_pid
@@ -103,6 +118,15 @@ def rig(pg_url: str) -> Iterator[Rig]:
     _, agent = service_keys.create_key(store, role="agent", name="agent")
     _, approver = service_keys.create_key(store, role="approver", name="approver")
     app = create_app(Settings(database_url=dsn, rate_limit="off"), governor=g)
+    lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def marked_lifespan(app: Any) -> AsyncIterator[Any]:
+        IN_BACKGROUND.set(True)  # the tasks the lifespan starts inherit it
+        async with lifespan(app) as state:
+            yield state
+
+    app.router.lifespan_context = marked_lifespan
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield Rig(client, store, agent, approver)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,26 +27,47 @@ def _venv_python(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def published_sdk() -> Path:
-    """A cached virtual environment with only the published client installed."""
+    """A cached virtual environment with only the published client installed.
+
+    The cache is shared by every test run on the machine, and runs may overlap: it is
+    built in a directory of its own, then renamed into place in one step, so no run
+    uses a half-built one or clears one another run is using.
+    """
     tag = f"faramesh-sdk-{VERSION}-py{sys.version_info.major}{sys.version_info.minor}"
-    root = Path(tempfile.gettempdir()) / "faramesh-test-venvs" / tag
-    python = _venv_python(root)
-    marker = root / ".installed"
-    if not marker.exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(root)
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if install.returncode != 0:
-            message = f"cannot install faramesh-sdk {VERSION}: {install.stderr[-2000:]}"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
-        marker.write_text(" ".join(REQUIREMENTS))
-    return python
+    cache = Path(tempfile.gettempdir()) / "faramesh-test-venvs"
+    root = cache / tag
+    if not (root / ".installed").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{tag}.building-", dir=cache))
+        try:
+            venv.EnvBuilder(with_pip=True).create(building)
+            install = subprocess.run(
+                [
+                    str(_venv_python(building)),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    *REQUIREMENTS,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if install.returncode != 0:
+                message = f"cannot install faramesh-sdk {VERSION}: {install.stderr[-2000:]}"
+                if IN_CI:
+                    pytest.fail(message)
+                pytest.skip(message)
+            (building / ".installed").write_text(" ".join(REQUIREMENTS))
+            if root.exists() and not (root / ".installed").exists():
+                shutil.rmtree(root, ignore_errors=True)  # left half-built by an older run
+            with contextlib.suppress(OSError):  # another run got there first: use its copy
+                building.rename(root)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return _venv_python(root)
 
 
 def test_published_client_works_unchanged(published_sdk: Path, gov_server: ServerProcess, tmp_path: Path) -> None:

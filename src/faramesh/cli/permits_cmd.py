@@ -52,7 +52,7 @@ def rotate_key(database_url: str, permit_ttl: str, new_secret: bool) -> None:
         ttl = parse_duration(permit_ttl) or DEFAULT_PERMIT_TTL
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--permit-ttl") from None
-    with open_store(database_url) as store:
+    with open_store(database_url, command="permits rotate-key", create=False) as store:
         try:
             secret = permit_keys.server_secret(os.environ.get("FARAMESH_SECRET_KEY"), database_url, create=new_secret)
         except permit_keys.PermitKeyError as exc:
@@ -81,7 +81,7 @@ def list_keys(database_url: str, as_json: bool) -> None:
 
     from faramesh.service import permit_keys
 
-    with open_store(database_url) as store:
+    with open_store(database_url, command="permits keys", create=False) as store:
         rows = permit_keys.key_rows(store)
     now = time.time()
     entries: list[dict[str, Any]] = [

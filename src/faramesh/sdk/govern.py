@@ -42,11 +42,13 @@ from faramesh.sdk.governed import (
     GovernedAction,
     OnAbandon,
     Outcome,
+    aclaim,
     agoverned_action,
     approved_params,
     areport_outcome,
     asubmit_and_wait,
     check_on_abandon,
+    claim,
     default_outcome,
     describe_error,
     governed_action,
@@ -160,8 +162,9 @@ class Gate:
         checked = json_params(params, self.label)
         client = self.sync_client()
         action = self._submit_and_wait(client, checked)
+        decided = approved_params(action, self.label)
+        action = claim(client, action, self.tool, self.operation, decided)  # before the try: nothing ran yet
         try:
-            decided = approved_params(action, self.label)
             value = call(decided, decided != checked)
         except BaseException as exc:
             report_outcome(client, action["id"], (False, None, describe_error(exc)))
@@ -188,8 +191,9 @@ class Gate:
                 self.timeout,
                 self.on_abandon,
             )
+            decided = approved_params(action, self.label)
+            action = await aclaim(client, action, self.tool, self.operation, decided)
             try:
-                decided = approved_params(action, self.label)
                 value = await call(decided, decided != checked)
             except BaseException as exc:
                 await areport_outcome(client, action["id"], (False, None, describe_error(exc)))

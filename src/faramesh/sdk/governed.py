@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol, cast
 
 import anyio
 
+from faramesh.permit import PermitError, PermitExpired, PermitKeys, PermitUnknownKey, verify_action
 from faramesh.sdk.errors import ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError, ServerUnavailable
 from faramesh.sdk.retry import next_delay
 
@@ -82,6 +83,12 @@ class Governor(Protocol):
 
     def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]: ...
 
+    def get_action(self, action_id: str) -> dict[str, Any]: ...
+
+    def start_action(self, action_id: str) -> dict[str, Any]: ...
+
+    def permit_keys(self) -> dict[str, Any]: ...
+
 
 class AsyncGovernor(Protocol):
     """What the cycle awaits on an asynchronous client."""
@@ -104,6 +111,12 @@ class AsyncGovernor(Protocol):
     ) -> dict[str, Any]: ...
 
     async def cancel_action(self, action_id: str, reason: str | None = None) -> dict[str, Any]: ...
+
+    async def get_action(self, action_id: str) -> dict[str, Any]: ...
+
+    async def start_action(self, action_id: str) -> dict[str, Any]: ...
+
+    async def permit_keys(self) -> dict[str, Any]: ...
 
 
 AnyGovernor = Governor | AsyncGovernor
@@ -485,6 +498,75 @@ class GovernedAction:
         return isinstance(original, dict) and original != self.params
 
 
+# -- the permit and the single start ---------------------------------------------------------
+_KEYS_ATTRIBUTE = "_faramesh_permit_keys"
+
+
+def _refused(label: str, action: Mapping[str, Any], exc: PermitError) -> ActionDenied:
+    return ActionDenied(f"{label} not run: its permit does not allow this call ({exc})", action=dict(action))
+
+
+def claim(
+    client: Governor, action: dict[str, Any], tool: str, operation: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Before the code runs: the action's permit must allow exactly this call (tool,
+    operation, the arguments about to run), then the single start must be ours (a second
+    start is a ConflictError: someone else runs it). Fail closed: the code never runs
+    otherwise. A server that issues no permits leaves nothing to check or start."""
+    if action.get("permit") is None:
+        return action
+    label = action_label(tool, operation)
+    for attempt in range(3):
+        keys = getattr(client, _KEYS_ATTRIBUTE, None)
+        try:
+            if keys is None:
+                keys = PermitKeys.from_jwks(client.permit_keys())
+                setattr(client, _KEYS_ATTRIBUTE, keys)
+            verify_action(action, tool=tool, operation=operation, params=params, keys=keys)
+            break
+        except PermitUnknownKey as exc:  # rotated since the keys were fetched: fetch once more
+            if attempt or keys is None:
+                raise _refused(label, action, exc) from exc
+            setattr(client, _KEYS_ATTRIBUTE, None)
+        except PermitExpired as exc:  # a read by its agent renews it
+            if attempt > 1:
+                raise _refused(label, action, exc) from exc
+            action = client.get_action(str(action["id"]))
+        except PermitError as exc:
+            raise _refused(label, action, exc) from exc
+    client.start_action(str(action["id"]))
+    return action
+
+
+async def aclaim(
+    client: AnyGovernor, action: dict[str, Any], tool: str, operation: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """`claim` for async code (and sync clients used from it)."""
+    if action.get("permit") is None:
+        return action
+    label = action_label(tool, operation)
+    for attempt in range(3):
+        keys = getattr(client, _KEYS_ATTRIBUTE, None)
+        try:
+            if keys is None:
+                keys = PermitKeys.from_jwks(await _call(client, "permit_keys"))
+                setattr(client, _KEYS_ATTRIBUTE, keys)
+            verify_action(action, tool=tool, operation=operation, params=params, keys=keys)
+            break
+        except PermitUnknownKey as exc:
+            if attempt or keys is None:
+                raise _refused(label, action, exc) from exc
+            setattr(client, _KEYS_ATTRIBUTE, None)
+        except PermitExpired as exc:
+            if attempt > 1:
+                raise _refused(label, action, exc) from exc
+            action = await _call(client, "get_action", str(action["id"]))
+        except PermitError as exc:
+            raise _refused(label, action, exc) from exc
+    await _call(client, "start_action", str(action["id"]))
+    return action
+
+
 @contextmanager
 def governed_action(
     client: Governor,
@@ -505,7 +587,9 @@ def governed_action(
     action = submit_and_wait(
         client, tool, operation, checked, dict(context) if context else None, agent_id, timeout, on_abandon
     )
-    handle = GovernedAction(action=action, params=approved_params(action, where))
+    params_now = approved_params(action, where)
+    action = claim(client, action, tool, operation, params_now)
+    handle = GovernedAction(action=action, params=params_now)
     try:
         yield handle
     except BaseException as exc:
@@ -532,7 +616,9 @@ async def agoverned_action(
     action = await asubmit_and_wait(
         client, tool, operation, checked, dict(context) if context else None, agent_id, timeout, on_abandon
     )
-    handle = GovernedAction(action=action, params=approved_params(action, where))
+    params_now = approved_params(action, where)
+    action = await aclaim(client, action, tool, operation, params_now)
+    handle = GovernedAction(action=action, params=params_now)
     try:
         yield handle
     except BaseException as exc:

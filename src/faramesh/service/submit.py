@@ -18,8 +18,8 @@ from faramesh.errors import Conflict, InvalidInput
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy
 from faramesh.service import execution, grants, limits, permits, reattach
-from faramesh.service.permit_keys import SigningKey
 from faramesh.service.agents import resolve_agent
+from faramesh.service.permit_keys import SigningKey
 from faramesh.shadow import ShadowDecision, shadow_decide
 from faramesh.storage import DuplicateRow, actions_repo
 from faramesh.storage.actions_repo import Connection
