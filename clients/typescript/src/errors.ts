@@ -59,8 +59,8 @@ export class ActionDenied extends FarameshClientError {
   status: string | undefined;
   reason: string | undefined;
 
-  constructor(message: string, options: { action?: Action | undefined } = {}) {
-    super(message);
+  constructor(message: string, options: { action?: Action | undefined; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.action = options.action;
     this.actionId = idOf(options.action);
     this.status = typeof options.action?.status === "string" ? options.action.status : undefined;

@@ -18,7 +18,16 @@ import { canonicalJson } from "./canonical.js";
 import { ExecutionGovernorClient, PENDING } from "./client.js";
 import { ActionDenied, ApprovalTimeout, ConflictError, FarameshClientError, ServerUnavailable } from "./errors.js";
 import { describeError, jsonable, jsonParams } from "./json.js";
-import { type JWKS, type PermitClaims, PermitExpired, PermitKeys, permitKeysOf, verifyAction } from "./permit.js";
+import {
+  type JWKS,
+  type PermitClaims,
+  PermitError,
+  PermitExpired,
+  PermitKeys,
+  permitKeysOf,
+  PermitUnknownKey,
+  verifyAction,
+} from "./permit.js";
 import { nextDelay, now, sleep } from "./retry.js";
 import type { Action, JsonObject } from "./types.js";
 
@@ -63,19 +72,27 @@ export interface GateOptions {
   /** false: never re-attach to an identical held action; always ask anew. Default true. */
   reattach?: boolean;
   /**
-   * true (default): before the code runs, verify the action's permit (signature, expiry, and
-   * that it covers this tool, operation and the params about to run), then take the single
-   * start, and keep the execution lease alive while the code runs. A failure of either means
-   * nothing runs. false: run as soon as the action is allowed or approved (for a server
-   * without permits).
+   * The permit step before the code runs (the Python SDK's rule by default):
+   * - "auto" (default): when the action carries a permit, verify it (signature, expiry, and
+   *   that it covers this tool, operation and the params about to run), then take the single
+   *   start, and keep the execution lease alive while the code runs; an action without a
+   *   permit (a server that issues none) runs without either.
+   * - "require": the same, and an action without a permit does not run.
+   * - "off": neither verify nor start.
+   * A permit that does not verify, or a start someone else took, means nothing runs.
    */
-  permits?: boolean;
+  permits?: PermitMode;
   /** Where the permit keys come from (default: the server's `GET /v1/permits/keys`, through the client). */
   permitKeys?: PermitKeys | JWKS | string;
   /** Allowed clock skew, in seconds, when judging a permit's expiry (default 0). */
   permitLeeway?: number;
   logger?: Logger;
 }
+
+export type PermitMode = "auto" | "require" | "off";
+
+// Permit keys fetched from a client's server, shared by every gate on that client.
+const SERVER_KEYS = new WeakMap<ExecutionGovernorClient, PermitKeys>();
 
 /** What the governed code is told about its action. */
 export interface DecidedCall {
@@ -87,7 +104,7 @@ export interface DecidedCall {
   edited: boolean;
   /** Whether the submit picked up an earlier identical held action instead of creating one. */
   reattached: boolean;
-  /** The verified permit's claims (undefined with `permits: false`). */
+  /** The verified permit's claims (undefined when no permit was checked). */
   permit: PermitClaims | undefined;
 }
 
@@ -155,7 +172,7 @@ export class Gate {
   readonly onAbandon: OnAbandon;
   readonly reattach: boolean;
   readonly logger: Logger;
-  readonly permits: boolean;
+  readonly permits: PermitMode;
   readonly permitLeeway: number;
   #client: ExecutionGovernorClient | undefined;
   #permitKeys: PermitKeys | undefined;
@@ -171,7 +188,10 @@ export class Gate {
     this.onAbandon = checkOnAbandon(options.onAbandon ?? DEFAULT_ON_ABANDON, this.label);
     this.reattach = options.reattach ?? true;
     this.logger = options.logger ?? console;
-    this.permits = options.permits ?? true;
+    this.permits = options.permits ?? "auto";
+    if (!["auto", "require", "off"].includes(this.permits)) {
+      throw new RangeError(`${this.label}: permits must be "auto", "require" or "off", not ${JSON.stringify(this.permits)}`);
+    }
     this.permitLeeway = options.permitLeeway ?? 0;
     this.#permitKeys = options.permitKeys === undefined ? undefined : permitKeysOf(options.permitKeys);
     this.#client = options.client;
@@ -187,10 +207,16 @@ export class Gate {
     return this.#client;
   }
 
-  /** The keys this gate verifies permits with (from the client's server unless given). */
+  /** The keys this gate verifies permits with (the client's server's, shared per client, unless given). */
   get permitKeys(): PermitKeys {
-    this.#permitKeys ??= PermitKeys.fromLoader(() => this.client.permitKeys());
-    return this.#permitKeys;
+    if (this.#permitKeys) return this.#permitKeys;
+    const client = this.client;
+    let keys = SERVER_KEYS.get(client);
+    if (!keys) {
+      keys = PermitKeys.fromLoader(() => client.permitKeys());
+      SERVER_KEYS.set(client, keys);
+    }
+    return keys;
   }
 
   /**
@@ -212,16 +238,10 @@ export class Gate {
   ): Promise<T> {
     const checked = jsonParams(params, this.label);
     let action = await this.#submitAndWait(checked, options.signal);
-    let decided: JsonObject;
+    // Nothing has run yet: a refusal here throws without a report (the action stays as it is).
+    const decided = approvedParams(action, this.label);
     let permit: PermitClaims | undefined;
-    try {
-      decided = approvedParams(action, this.label);
-      if (this.permits) [action, permit] = await this.#checkPermit(action, decided);
-    } catch (err) {
-      // Nothing ran: the answer or its permit does not allow this call. Say so, and stop.
-      await this.#report(action.id, { success: false, error: `not run: ${describeError(err)}` });
-      throw err;
-    }
+    [action, permit] = await this.#checkPermit(action, decided);
     if (options.signal?.aborted) {
       // Stopped between the decision and the run: the code does not run; an approved action
       // is kept for the same call made again, or withdrawn, as for any abandoned wait.
@@ -230,7 +250,7 @@ export class Gate {
     }
     // The single start: a ConflictError here means another caller took it (nothing runs for
     // this one, and its result is theirs to report).
-    const lease = this.permits ? this.#keepLeased(await this.client.start(action.id)) : undefined;
+    const lease = permit ? this.#keepLeased(await this.client.start(action.id)) : undefined;
     let value: T;
     try {
       value = await call(decided, {
@@ -250,16 +270,37 @@ export class Gate {
     return value;
   }
 
-  /** Verify the action's permit for these params; an expired one is read again once (the server renews it). */
-  async #checkPermit(action: Action, params: JsonObject): Promise<[Action, PermitClaims]> {
-    const check = (a: Action) =>
-      verifyAction(a, { tool: this.tool, operation: this.operation, params, keys: this.permitKeys, leeway: this.permitLeeway });
-    try {
-      return [action, await check(action)];
-    } catch (err) {
-      if (!(err instanceof PermitExpired)) throw err;
-      const fresh = runnable(await this.client.getAction(action.id), this.label, this.timeout);
-      return [fresh, await check(fresh)];
+  /**
+   * The permit must allow exactly this call; ActionDenied (with the PermitError as its cause)
+   * otherwise. A key unknown to keys fetched earlier (a rotation) fetches them once more; an
+   * expired permit is read again (the server renews it for its agent), at most twice.
+   */
+  async #checkPermit(action: Action, params: JsonObject): Promise<[Action, PermitClaims | undefined]> {
+    if (this.permits === "off") return [action, undefined];
+    if (action.permit === undefined || action.permit === null) {
+      if (this.permits === "auto") return [action, undefined];
+      throw new ActionDenied(`${this.label} not run: action ${action.id} carries no permit (permits: "require")`, { action });
+    }
+    const keys = this.permitKeys;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const claims = await verifyAction(action, {
+          tool: this.tool,
+          operation: this.operation,
+          params,
+          keys,
+          leeway: this.permitLeeway,
+        });
+        return [action, claims];
+      } catch (err) {
+        if (!(err instanceof PermitError)) throw err;
+        if (err instanceof PermitUnknownKey && attempt === 0 && (await keys.refresh().catch(() => false))) continue;
+        if (err instanceof PermitExpired && attempt < 2) {
+          action = await this.client.getAction(action.id);
+          continue;
+        }
+        throw new ActionDenied(`${this.label} not run: its permit does not allow this call (${err.message})`, { action, cause: err });
+      }
     }
   }
 

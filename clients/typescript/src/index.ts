@@ -40,7 +40,7 @@ export {
   REPORT_RETRY_SECONDS,
   RUNNABLE,
 } from "./gate.js";
-export type { DecidedCall, GateOptions, Logger, OnAbandon, Outcome, RunOptions } from "./gate.js";
+export type { DecidedCall, GateOptions, Logger, OnAbandon, Outcome, PermitMode, RunOptions } from "./gate.js";
 export { govern } from "./govern.js";
 export type { Governed, GovernOptions } from "./govern.js";
 export { canonicalHash, canonicalJson, compareCodePoints, NonCanonicalValue, requestHash } from "./canonical.js";

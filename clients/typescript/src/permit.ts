@@ -342,6 +342,16 @@ export class PermitKeys {
     return this.#loading;
   }
 
+  /**
+   * Fetch the keys again now (after a rotation); false for fixed keys, which cannot change.
+   * A failed fetch keeps the keys held before and throws PermitKeysUnavailable.
+   */
+  async refresh(): Promise<boolean> {
+    if (!this.#load) return false;
+    await this.#fetch();
+    return true;
+  }
+
   /** The public key named `kid`; PermitUnknownKey if there is none. */
   async keyFor(kid: string): Promise<KeyObject> {
     if (this.#load && this.#due(!this.#keys.has(kid))) {

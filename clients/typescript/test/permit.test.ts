@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import {
   type Action,
+  ActionDenied,
   canonicalJson,
   ConflictError,
   ExecutionGovernorClient,
@@ -218,7 +219,7 @@ describe("govern with permits", () => {
     assert.deepEqual(events, ["action.submitted", "action.started", "action.succeeded"]);
   });
 
-  test("params changed on the way (the permit does not cover them): nothing runs, the action is reported not run", async () => {
+  test("params changed on the way (the permit does not cover them): nothing runs, nothing starts", async () => {
     const bot = unique("mitm");
     // A proxy that changes the amount in the server's answer but cannot re-sign the permit.
     const meddling = new ExecutionGovernorClient({
@@ -238,12 +239,17 @@ describe("govern with permits", () => {
       },
       { tool: "refund", operation: "process", client: meddling, context: { agent_id: bot } },
     );
-    await assert.rejects(refund({ amount: 10 }), PermitArgumentsMismatch);
+    const err = await refund({ amount: 10 }).catch((e: unknown) => e);
+    assert.ok(err instanceof ActionDenied, String(err));
+    assert.ok(err.cause instanceof PermitArgumentsMismatch);
+    assert.match(err.message, /^refund\.process not run: its permit does not allow this call \(the arguments differ/);
     assert.equal(ran, false);
     const [action] = (await person.listActions({ agentId: bot })).actions;
-    assert.equal(action?.status, "failed");
-    assert.match(action?.error ?? "", /^not run: PermitArgumentsMismatch: the arguments differ/);
-    assert.equal((await agent.getActionEvents(action!.id)).some((e) => e.event === "action.started"), false);
+    assert.equal(action?.status, "allowed", "not started, not reported");
+    assert.deepEqual(
+      (await agent.getActionEvents(action!.id)).map((e) => e.event),
+      ["action.submitted"],
+    );
   });
 
   test("keys that do not hold the signing key: nothing runs", async () => {
@@ -254,7 +260,43 @@ describe("govern with permits", () => {
       },
       { tool: "refund", operation: "process", client: agent, permitKeys: { keys: [ownJwk] }, context: { agent_id: unique("k") } },
     );
-    await assert.rejects(refund({ amount: 10 }), PermitUnknownKey);
+    const err = await refund({ amount: 10 }).catch((e: unknown) => e);
+    assert.ok(err instanceof ActionDenied && err.cause instanceof PermitUnknownKey);
+    assert.equal(ran, false);
+  });
+
+  test("a key rotated since the keys were fetched: they are fetched once more", async () => {
+    let served = 0;
+    // The first answer publishes only a stale key; the next one the server's.
+    const keys = PermitKeys.fromLoader(async () => (served++ === 0 ? { keys: [ownJwk] } : jwks));
+    const gate = new Gate({ tool: "refund", operation: "process", client: agent, permitKeys: keys, context: { agent_id: unique("rot") } });
+    assert.equal(await gate.run({ amount: 4 }, () => "ran"), "ran");
+    assert.equal(served, 2);
+  });
+
+  test('without a permit on the answer: "auto" runs without a start, "require" refuses', async () => {
+    const stripping = new ExecutionGovernorClient({
+      baseUrl: server.url,
+      apiKey: agentKey,
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        if (init?.method !== "POST" || new URL(String(input)).pathname !== "/v1/actions") return response;
+        const { permit: _, permit_expires_at: __, ...action } = (await response.json()) as Action;
+        return Response.json(action, { status: response.status });
+      },
+    });
+    const auto = new Gate({ tool: "refund", operation: "process", client: stripping, context: { agent_id: unique("auto") } });
+    const info = await auto.run({ amount: 2 }, (_p, decided) => decided);
+    assert.equal(info.permit, undefined);
+    assert.deepEqual(
+      (await agent.getActionEvents(info.action.id)).map((e) => e.event),
+      ["action.submitted", "action.succeeded"],
+    );
+    const strict = new Gate({ tool: "refund", operation: "process", client: stripping, permits: "require", context: { agent_id: unique("req") } });
+    let ran = false;
+    const err = await strict.run({ amount: 2 }, () => (ran = true)).catch((e: unknown) => e);
+    assert.ok(err instanceof ActionDenied);
+    assert.match(err.message, /carries no permit/);
     assert.equal(ran, false);
   });
 
@@ -350,9 +392,9 @@ describe("govern with permits", () => {
     assert.equal((await agent.getActionEvents(held!.id)).some((e) => e.event === "action.started"), false);
   });
 
-  test("permits: false runs without verifying or starting (a server without permits)", async () => {
+  test('permits: "off" runs without verifying or starting', async () => {
     const bot = unique("off");
-    const gate = new Gate({ tool: "refund", operation: "process", client: agent, permits: false, context: { agent_id: bot } });
+    const gate = new Gate({ tool: "refund", operation: "process", client: agent, permits: "off", context: { agent_id: bot } });
     const info = await gate.run({ amount: 3 }, (_p, decided) => decided);
     assert.equal(info.permit, undefined);
     const events = (await agent.getActionEvents(info.action.id)).map((e) => e.event);
