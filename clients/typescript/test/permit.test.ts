@@ -392,6 +392,28 @@ describe("govern with permits", () => {
     assert.equal((await agent.getActionEvents(held!.id)).some((e) => e.event === "action.started"), false);
   });
 
+  test("a long run keeps its execution lease alive with heartbeats", async () => {
+    const short = await FarameshServer.start({ args: ["--execution-lease", "3s"] });
+    try {
+      const client = new ExecutionGovernorClient({ baseUrl: short.url, apiKey: await short.createKey("agent") });
+      const gate = new Gate({ tool: "lookup_order", operation: "read", client, logger: quiet });
+      const seen = await gate.run({ n: 1 }, async (_params, { action }) => {
+        const first = (await client.getAction(action.id)).execution?.lease_expires_at;
+        // Run until a heartbeat has moved the lease on (one is due every second here).
+        for (let i = 0; i < 100; i++) {
+          const now = await client.getAction(action.id);
+          assert.equal(now.status, "executing");
+          if (now.execution?.lease_expires_at !== first) return [first, now.execution?.lease_expires_at];
+          await sleep(100);
+        }
+        return [first, first];
+      });
+      assert.ok(seen[0] && seen[1] && Date.parse(seen[1]) > Date.parse(seen[0]), `the lease moved on: ${seen.join(" -> ")}`);
+    } finally {
+      await short.close();
+    }
+  });
+
   test('permits: "off" runs without verifying or starting', async () => {
     const bot = unique("off");
     const gate = new Gate({ tool: "refund", operation: "process", client: agent, permits: "off", context: { agent_id: bot } });
