@@ -1,0 +1,2 @@
+export const DOC: string;
+export function examples(text?: string): Array<{ name: string; run: boolean; code: string }>;
