@@ -112,6 +112,9 @@ EDGE_NUMBERS = [
     10**30,
 ]
 
+# Any text but NUL: the edge refuses NUL in every field before the policy sees it (422
+# invalid_input, tested in test_edge_input.py), so it has no policy decision to compare.
+NO_NUL = st.characters(exclude_characters="\x00")
 amounts = st.one_of(
     st.sampled_from(EDGE_NUMBERS),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
@@ -120,7 +123,7 @@ amounts = st.one_of(
     st.booleans(),
     st.none(),
     st.lists(st.integers(), max_size=2),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.dictionaries(st.text(NO_NUL, max_size=3), st.integers(), max_size=2),
 )
 tiers = st.one_of(
     st.sampled_from(["gold", "platinum", "GOLD", "Gold", "silver", "gold ", "ｇｏｌｄ", ""]),
@@ -137,7 +140,7 @@ params_strategy = st.fixed_dictionaries(
         "AMOUNT": amounts,
         "amount ": amounts,
         "ａｍｏｕｎｔ": amounts,
-        "note": st.text(max_size=10),
+        "note": st.text(NO_NUL, max_size=10),
     },
 )
 context_strategy = st.fixed_dictionaries(
