@@ -23,7 +23,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
-from faramesh.service import access, keys, limits
+from faramesh.service import access, limits, people
 from faramesh.storage import actions_repo, approvals_repo, keys_repo, limits_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import check_json_object, refuse_nul
@@ -122,8 +122,10 @@ def decide(
 
 def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float) -> Decided:
     identity, verb = vote.identity, vote.verb
-    # The key was checked when the request arrived; one revoked since must not vote.
-    if not keys.still_active(conn, identity.key_id):
+    # The key (or person) was checked when the request arrived; one revoked since must not vote.
+    if not people.still_active(conn, identity):
+        if identity.person is not None:
+            raise Forbidden(f"your groups no longer allow you to decide; the {verb} was not recorded")
         raise KeyRevoked(f"this API key was revoked; the {verb} was not recorded")
     # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
     row = actions_repo.get_for_update(conn, action_id)
@@ -137,6 +139,7 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
         action_id=action_id,
         approver=identity.key_id,
         approver_label=identity.label,
+        approver_person=orjson.dumps(identity.person.to_dict()).decode() if identity.person else None,
         approve=vote.approve,
         reason=vote.reason,
         request_hash=vote_hash,
@@ -165,7 +168,7 @@ def _decide_txn(g: Governor, conn: Connection, action_id: str, vote: _Vote, now:
         event=event,
         ts=now,
         action_id=action_id,
-        actor=identity.label,
+        actor=identity,
         data={
             "status": new_status.value,
             "approve": vote.approve,
