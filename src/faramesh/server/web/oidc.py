@@ -347,7 +347,9 @@ def _error_of(response: httpx.Response) -> str:
     except orjson.JSONDecodeError:
         return f"HTTP {response.status_code}"
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return str(data["error"])[:100]
+        description = data.get("error_description")
+        detail = f" ({description[:200]})" if isinstance(description, str) and description else ""
+        return str(data["error"])[:100] + detail
     return f"HTTP {response.status_code}"
 
 

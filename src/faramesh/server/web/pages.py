@@ -81,12 +81,12 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    if not sso.runtime(request).key_login:  # refused before anything is read
+        error = "Key login to the dashboard is turned off on this server. Sign in with single sign-on."
+        return login_page(request, "/", error, status=403)
     form = await read_form(request)
     secret = form.get("key")
     nxt = safe_next(form.get("next"))
-    if not sso.runtime(request).key_login:
-        error = "Key login to the dashboard is turned off on this server. Sign in with single sign-on."
-        return login_page(request, nxt, error, status=403)
     identity = None
     if isinstance(secret, str) and 0 < len(secret.strip()) <= MAX_KEY_LENGTH:
         key = secret.strip()
