@@ -14,6 +14,7 @@ import pytest
 
 from tests.inprocess import BASE_URL, InProcessServer
 from tests.sso.provider import Provider, User
+from tests.web.conftest import browser, page  # noqa: F401  (Chromium fixtures for test_browser.py)
 
 SSO_POLICY = Path(__file__).parent / "policy.yaml"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -48,7 +49,7 @@ def sso_app(make_client: Callable[..., InProcessServer], provider: Provider) -> 
     return _make
 
 
-def browser(app: InProcessServer) -> httpx.Client:
+def web_client(app: InProcessServer) -> httpx.Client:
     """A cookie-keeping client that does not follow redirects (each step is checked)."""
     return httpx.Client(transport=app.transport, base_url=BASE_URL, follow_redirects=False, timeout=30)
 
@@ -74,7 +75,7 @@ def sign_in(
     app: InProcessServer, provider: Provider, username: str, client: httpx.Client | None = None
 ) -> httpx.Client:
     """A browser that signed in as `username` (asserts the sign-in succeeded)."""
-    client = client or browser(app)
+    client = client or web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), username)
     r = client.get(callback_path(back))
     assert r.status_code == 200, r.text
@@ -83,8 +84,8 @@ def sign_in(
 
 
 def csrf(client: httpx.Client, path: str = "/") -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text
-    match = CSRF_RE.search(page.text)
+    shown = client.get(path)
+    assert shown.status_code == 200, shown.text
+    match = CSRF_RE.search(shown.text)
     assert match, "page has no CSRF field"
     return match.group(1)

@@ -16,10 +16,11 @@ import pytest
 from faramesh import audit
 from faramesh.errors import Forbidden
 from faramesh.model import Identity, Person, Role, person_id
+from faramesh.storage import people_repo
 from tests.approvals.support import eventually, receiving, slack_request
 from tests.conftest import auth
 from tests.inprocess import InProcessServer
-from tests.sso.conftest import browser, csrf, sign_in
+from tests.sso.conftest import SSO_POLICY, callback_path, csrf, sign_in, start_sign_in, web_client
 from tests.sso.provider import Provider
 from tests.sso.slack import SlackWithPeople
 
@@ -99,17 +100,11 @@ def test_person_removed_from_their_group_loses_every_session_at_the_next_recheck
     (removed,) = records(app, "person.access_removed")
     assert removed.data["person"]["email"] == "alice@example.com" and removed.data["role"] == "approver"
     # And a vote from her, through any door, is refused.
-    person = app.governor.store.read(
-        lambda conn: __import__("faramesh.storage.people_repo", fromlist=["x"]).get_person(
-            conn, person_id(provider.issuer, "u-alice")
-        )
-    )
+    person = app.governor.store.read(lambda conn: people_repo.get_person(conn, person_id(provider.issuer, "u-alice")))
     assert person.role is None
     assert action_of(app, action["id"])["status"] == "pending_approval"
     # Signing in again is refused with the reason.
-    again = browser(app)
-    from tests.sso.conftest import callback_path, start_sign_in
-
+    again = web_client(app)
     r = again.get(callback_path(provider.authorize_url_answer(start_sign_in(again), "alice")))
     assert r.status_code == 403 and "No access to Faramesh" in r.text
 
@@ -170,7 +165,7 @@ def test_logout_ends_the_session_and_offers_the_providers_end_session(sso_app: A
     assert httpx.get(link, timeout=10).status_code == 200
     assert provider.logouts[-1]["client_id"] == provider.client_id
     # The old cookie is refused on any server process: the session row ended.
-    replay = browser(app)
+    replay = web_client(app)
     replay.cookies.update(cookie)
     assert not on_queue(replay)
     (out,) = records(app, "person.signed_out")
@@ -180,7 +175,7 @@ def test_logout_ends_the_session_and_offers_the_providers_end_session(sso_app: A
 def test_key_login_can_be_turned_off(sso_app: Any, provider: Provider) -> None:
     app = sso_app(dashboard_key_login=False)
     key = app.create_key("approver", name="automation")
-    client = browser(app)
+    client = web_client(app)
     page = client.get("/login")
     assert 'name="key"' not in page.text and "Sign in with single sign-on" in page.text
     r = client.post("/login", data={"key": key, "next": "/"})
@@ -192,18 +187,17 @@ def test_key_login_can_be_turned_off(sso_app: Any, provider: Provider) -> None:
 
 
 def test_key_sessions_end_when_key_login_is_turned_off(make_client: Any, provider: Provider, tmp_path: Path) -> None:
-    from tests.sso.conftest import SSO_POLICY
 
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     common = provider.settings(secret_key="s" * 40, database_url=db)
     common.pop("database_url")
     before = make_client(policy=SSO_POLICY, database_url=db, **common)
     key = before.create_key("approver")
-    client = browser(before)
+    client = web_client(before)
     r = client.post("/login", data={"csrf_token": csrf_of_login(client), "key": key, "next": "/"})
     assert r.status_code == 303 and on_queue(client)
     after = make_client(policy=SSO_POLICY, database_url=db, dashboard_key_login=False, **common)
-    moved = browser(after)
+    moved = web_client(after)
     moved.cookies.update(dict(client.cookies))
     assert "Key login to the dashboard is turned off" in login_flash(moved)
 

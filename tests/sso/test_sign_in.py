@@ -15,8 +15,9 @@ from faramesh import audit
 from faramesh.config import Settings
 from faramesh.model import person_id
 from faramesh.sso import SsoConfig, SsoConfigError
+from faramesh.storage import people_repo
 from tests.inprocess import InProcessServer
-from tests.sso.conftest import browser, callback_path, query_of, sign_in, start_sign_in
+from tests.sso.conftest import callback_path, query_of, sign_in, start_sign_in, web_client
 from tests.sso.provider import CLIENT_ID, Provider
 
 
@@ -34,7 +35,7 @@ def audit_events(app: InProcessServer, event: str) -> list[Any]:
 
 def test_sign_in_with_pkce_state_and_nonce_opens_a_session_naming_the_person(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     assert not signed_in(client)
     login = client.get("/login")
     assert 'href="/login/oidc"' in login.text and "Sign in with single sign-on" in login.text
@@ -96,7 +97,7 @@ def refused(r: httpx.Response, status: int, text: str) -> None:
 
 def test_wrong_state_is_refused(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "alice")
     q = query_of(back)
     r = client.get("/login/oidc/callback", params={"code": q["code"], "state": q["state"] + "x"})
@@ -108,9 +109,9 @@ def test_wrong_state_is_refused(sso_app: Any, provider: Provider) -> None:
 def test_forged_callback_is_refused(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
     # Someone else's code, delivered to a browser that started no sign-in (login CSRF).
-    attacker = browser(app)
+    attacker = web_client(app)
     forged = provider.authorize_url_answer(start_sign_in(attacker), "dave")
-    victim = browser(app)
+    victim = web_client(app)
     refused(victim.get(callback_path(forged)), 400, "no sign-in in progress")
     # The same code injected with the victim's own state: the PKCE verifier does not match.
     victim_state = query_of(provider.authorize_url_answer(start_sign_in(victim), "alice"))["state"]
@@ -122,13 +123,13 @@ def test_forged_callback_is_refused(sso_app: Any, provider: Provider) -> None:
 
 def test_replayed_code_is_refused(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "alice")
     assert client.get(callback_path(back)).status_code == 200
     # The same answer again in the same browser: its sign-in cookie was spent.
     refused(client.get(callback_path(back)), 400, "no sign-in in progress")
     # Replayed from another browser with a sign-in of its own: the provider refuses the code.
-    other = browser(app)
+    other = web_client(app)
     state = query_of(start_sign_in(other))["state"]
     r = other.get("/login/oidc/callback", params={"code": query_of(back)["code"], "state": state})
     refused(r, 403, "invalid_grant")
@@ -147,7 +148,7 @@ def test_replayed_code_is_refused(sso_app: Any, provider: Provider) -> None:
 )
 def test_invalid_id_token_is_refused(sso_app: Any, provider: Provider, tamper: dict[str, Any], why: str) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "alice")
     provider.tamper_next = dict(tamper)
     r = client.get(callback_path(back))
@@ -162,7 +163,7 @@ def test_unknown_key_id_is_refused_until_the_provider_rotates_to_it(sso_app: Any
     assert signed_in(sign_in(app, provider, "bob"))  # the provider's first key is now cached
     fetched = provider.log.count(("GET", "/jwks"))
 
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "alice")
     provider.tamper_next = {"unpublished_key": True}  # signed with a key the JWKS does not list
     refused(client.get(callback_path(back)), 403, "the ID token is not valid")
@@ -175,17 +176,13 @@ def test_unknown_key_id_is_refused_until_the_provider_rotates_to_it(sso_app: Any
 
 def test_person_in_no_mapped_group_is_refused_with_a_clear_page(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "dave")
     r = client.get(callback_path(back))
     refused(r, 403, "No access to Faramesh")
     assert "dave@example.com" in r.text and "not a member of any group that may use Faramesh" in r.text
     assert not signed_in(client)
-    row = app.governor.store.read(
-        lambda conn: __import__("faramesh.storage.people_repo", fromlist=["x"]).get_person(
-            conn, person_id(provider.issuer, "u-dave")
-        )
-    )
+    row = app.governor.store.read(lambda conn: people_repo.get_person(conn, person_id(provider.issuer, "u-dave")))
     assert row is not None and row.role is None
 
 
@@ -193,18 +190,18 @@ def test_email_domains_need_a_verified_email_in_them(sso_app: Any, provider: Pro
     app = sso_app(oidc_email_domains="example.com")
     assert signed_in(sign_in(app, provider, "alice"))
     for name, text in (("erin", "limited to verified email addresses at example.com"),):
-        client = browser(app)
+        client = web_client(app)
         back = provider.authorize_url_answer(start_sign_in(client), name)
         refused(client.get(callback_path(back)), 403, text)
     provider.users["bob"].email_verified = False
-    client = browser(app)
+    client = web_client(app)
     back = provider.authorize_url_answer(start_sign_in(client), "bob")
     refused(client.get(callback_path(back)), 403, "verified email")
 
 
 def test_provider_error_answer_is_shown(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
-    client = browser(app)
+    client = web_client(app)
     state = query_of(start_sign_in(client))["state"]
     r = client.get("/login/oidc/callback", params={"state": state, "error": "access_denied", "error_description": "no"})
     refused(r, 403, "refused the sign-in: access_denied")
@@ -212,7 +209,7 @@ def test_provider_error_answer_is_shown(sso_app: Any, provider: Provider) -> Non
 
 def test_issuer_that_names_itself_differently_is_refused(sso_app: Any, provider: Provider) -> None:
     app = sso_app(oidc_issuer=f"http://localhost:{provider.port}")  # the provider says 127.0.0.1
-    r = browser(app).get("/login/oidc")
+    r = web_client(app).get("/login/oidc")
     assert r.status_code == 502
     assert "calls itself" in r.text
 
@@ -220,15 +217,15 @@ def test_issuer_that_names_itself_differently_is_refused(sso_app: Any, provider:
 def test_unreachable_provider_is_a_503_page(sso_app: Any, provider: Provider) -> None:
     app = sso_app()
     provider.stop()
-    r = browser(app).get("/login/oidc")
+    r = web_client(app).get("/login/oidc")
     assert r.status_code == 503
     assert "could not reach" in r.text
 
 
 def test_without_an_issuer_there_is_no_sign_in_route(make_client: Any) -> None:
     app = make_client()
-    assert browser(app).get("/login/oidc").status_code == 404
-    assert "/login/oidc" not in browser(app).get("/login").text
+    assert web_client(app).get("/login/oidc").status_code == 404
+    assert "/login/oidc" not in web_client(app).get("/login").text
 
 
 @pytest.mark.parametrize(

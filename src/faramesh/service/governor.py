@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from faramesh import audit
-from faramesh.events import ChangeEvent, EventHub
+from faramesh.events import ChangeEvent, EventHub, decision_details
 from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
@@ -245,7 +245,8 @@ class Governor:
             self._publish("action.created", done.row, done.seq, counted=0)
         else:  # held, then approved at once by a standing grant
             self._publish("action.created", done.row, done.seq, counted=1)
-            self._publish("action.approved", done.row, done.granted_seq, counted=1)
+            by = decision_details(done.row.decided_by, None)  # "grant:<id>", as the audit record's actor
+            self._publish("action.approved", done.row, done.granted_seq, counted=1, extra=by)
         self._observe(self.telemetry.submitted, done.row, started_ns)
         return self._view(done.row, identity, counted=0 if done.granted_seq is None else 1) | {"reattached": False}
 
@@ -366,7 +367,7 @@ class Governor:
             expected_hash=expected_hash,
         )
         # Receivers (webhooks) are told who decided: the label, and the person behind it.
-        who = {"actor": identity.label, "person": identity.person.to_dict() if identity.person else None}
+        who = decision_details(identity.label, identity.person.to_dict() if identity.person else None)
         self._publish(done.event, done.row, done.seq, counted=done.counted, extra=who)
         return self._view(done.row, identity, done.votes)
 
