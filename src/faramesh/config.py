@@ -18,6 +18,10 @@ DEFAULT_APPROVAL_LAPSE = 3600.0
 # execution lease becomes outcome_unknown (service/execution.py).
 DEFAULT_PERMIT_TTL = 300.0
 DEFAULT_EXECUTION_LEASE = 600.0
+# Dashboard sessions: a working day; a person's groups are re-checked with their identity
+# provider at most this often while the session lasts (docs/sso.md).
+DEFAULT_SESSION_LIFETIME = 8 * 3600.0
+DEFAULT_OIDC_RECHECK = 300.0
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,85 @@ SETTINGS: tuple[Setting, ...] = (
         "public_url",
         "FARAMESH_PUBLIC_URL",
         None,
-        "the dashboard's address as people reach it, for links in Teams cards and Slack messages",
+        "the dashboard's address as people reach it, for links in Teams cards and Slack messages "
+        "and the single sign-on redirect (…/login/oidc/callback)",
+    ),
+    Setting(
+        "dashboard_key_login",
+        "FARAMESH_DASHBOARD_KEY_LOGIN",
+        True,
+        "whether approver and admin API keys can log in to the dashboard (false: single sign-on only; "
+        "keys still work for the API)",
+        bool,
+    ),
+    Setting(
+        "session_lifetime",
+        "FARAMESH_SESSION_LIFETIME",
+        "8h",
+        "how long a dashboard session lasts before its user signs in again",
+    ),
+    Setting(
+        "oidc_issuer",
+        "FARAMESH_OIDC_ISSUER",
+        None,
+        "OpenID Connect issuer URL for dashboard single sign-on (https; http only on loopback)",
+    ),
+    Setting("oidc_client_id", "FARAMESH_OIDC_CLIENT_ID", None, "the client id registered with the identity provider"),
+    Setting(
+        "oidc_client_secret",
+        "FARAMESH_OIDC_CLIENT_SECRET",
+        None,
+        "the client secret registered with the identity provider (none: a public client, PKCE only)",
+    ),
+    Setting(
+        "oidc_scopes",
+        "FARAMESH_OIDC_SCOPES",
+        "openid email profile",
+        "scopes asked for at sign-in (add offline_access where the provider needs it for refresh tokens)",
+    ),
+    Setting(
+        "oidc_groups_claim",
+        "FARAMESH_OIDC_GROUPS_CLAIM",
+        "groups",
+        "the ID token or userinfo claim that lists a person's groups (e.g. groups, roles)",
+    ),
+    Setting(
+        "oidc_approver_groups",
+        "FARAMESH_OIDC_APPROVER_GROUPS",
+        None,
+        "comma-separated groups whose members sign in as approvers",
+    ),
+    Setting(
+        "oidc_admin_groups",
+        "FARAMESH_OIDC_ADMIN_GROUPS",
+        None,
+        "comma-separated groups whose members sign in as admins",
+    ),
+    Setting(
+        "oidc_email_domains",
+        "FARAMESH_OIDC_EMAIL_DOMAINS",
+        None,
+        "comma-separated email domains allowed to sign in (none: any); the email must be verified",
+    ),
+    Setting(
+        "oidc_recheck",
+        "FARAMESH_OIDC_RECHECK",
+        "5m",
+        "how often at most a signed-in person's groups are re-checked with the identity provider",
     ),
 )
+
+
+def parse_bool(value: str | bool) -> bool:
+    """'true'/'false' (also 1/0, yes/no, on/off) as a bool; anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def parse_timeout(value: str | float | int | None, default: float) -> float | None:
@@ -172,6 +252,17 @@ class Settings:
     webhook_retry_base: float = 2.0
     webhook_timeout: float = 10.0
     public_url: str | None = None
+    dashboard_key_login: bool = True
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_groups_claim: str = "groups"
+    oidc_approver_groups: str | None = None
+    oidc_admin_groups: str | None = None
+    oidc_email_domains: str | None = None
+    oidc_recheck: float = DEFAULT_OIDC_RECHECK
     migrate: bool = True
     sweep_interval: float = 0.5
     policy_watch_interval: float = 0.5
@@ -206,6 +297,12 @@ class Settings:
         for name in ("webhook_retry_base", "webhook_timeout", "policy_watch_interval"):
             if name in values:
                 values[name] = float(values[name])
+        for name, default in (("session_lifetime", DEFAULT_SESSION_LIFETIME), ("oidc_recheck", DEFAULT_OIDC_RECHECK)):
+            if name in values:
+                parsed = parse_duration(values[name])
+                values[name] = default if parsed is None else parsed
+        if "dashboard_key_login" in values:
+            values["dashboard_key_login"] = parse_bool(values["dashboard_key_login"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

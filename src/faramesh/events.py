@@ -64,6 +64,15 @@ class ChangeEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# Decisions by a person or key: their events tell receivers (webhooks) who decided.
+DECISION_EVENTS = frozenset({"action.approved", "action.denied", "action.approval_recorded"})
+
+
+def decision_details(actor: str | None, person: Any) -> dict[str, Any]:
+    """`actor` (the label) and `person` ({issuer, subject, email, name}, or None for a key)."""
+    return {"actor": actor, "person": person if isinstance(person, dict) else None}
+
+
 # Put in a subscription's queue to wake its reader when its key is revoked.
 _REVOKED = ChangeEvent(seq=-1, type="key.revoked", action_id=None)
 # Put in a request's subscription queue to wake its reader when the server starts draining.
@@ -397,11 +406,13 @@ class RemoteRelay:
         if snap is None:
             return
         action, submitted_by = snap
-        self.hub.publish(
-            ChangeEvent(
-                seq=seq, type=event_type, action_id=action_id, action=action, data={"submitted_by": submitted_by}
-            )
-        )
+        data: dict[str, Any] = {"submitted_by": submitted_by}
+        if event_type in DECISION_EVENTS:
+            # As the deciding process publishes it: who decided, from the audit record.
+            record = self.source.store.read(partial(audit.event_at, seq=seq))
+            if record is not None:
+                data |= decision_details(record.actor, record.data.get("person"))
+        self.hub.publish(ChangeEvent(seq=seq, type=event_type, action_id=action_id, action=action, data=data))
 
 
 def start_remote_relay(source: ActionSource) -> Listener | None:

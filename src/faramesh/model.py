@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Status(str, Enum):
@@ -36,15 +38,53 @@ class Role(str, Enum):
     ADMIN = "admin"
 
 
+PERSON_PREFIX = "person:"
+
+
+def person_id(issuer: str, subject: str) -> str:
+    """The stable id of the person an identity provider knows as `subject`: the same on
+    every sign-in, from the dashboard or from chat, and never equal to an API key's id."""
+    digest = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
+    return PERSON_PREFIX + digest[:32]
+
+
+def is_person_id(principal: str) -> bool:
+    return principal.startswith(PERSON_PREFIX)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone signed in through the company's identity provider (OpenID Connect)."""
+
+    issuer: str
+    subject: str
+    email: str | None = None
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return person_id(self.issuer, self.subject)
+
+    def to_dict(self) -> dict[str, Any]:
+        """How the audit log, the approvals list and webhooks name the person."""
+        return {"issuer": self.issuer, "subject": self.subject, "email": self.email, "name": self.name}
+
+
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: resolved from an API key, never from what the client claims."""
+    """Who is calling: resolved from an API key or a dashboard sign-in, never from what the client claims.
+
+    `key_id` is the principal's id: an API key's id, or for a person signed in with single
+    sign-on their `person_id` ("person:…"). Votes, grants and separation of duties compare it,
+    so one person is one approver however many sessions (or chat accounts) they use.
+    """
 
     key_id: str
     role: Role
     name: str = ""
     agent_id: str | None = None  # set when the key is bound to one agent
     groups: tuple[str, ...] = field(default_factory=tuple)
+    person: Person | None = None  # set for a person signed in with single sign-on
 
     @property
     def can_decide(self) -> bool:
@@ -57,4 +97,8 @@ class Identity:
     @property
     def label(self) -> str:
         """How this identity appears in the audit log and on actions."""
+        if self.person is not None:
+            shown = self.person.email or self.person.subject
+            named = self.name and self.name != shown
+            return f"person:{shown}" + (f" ({self.name})" if named else "")
         return f"key:{self.key_id}" + (f" ({self.name})" if self.name else "")

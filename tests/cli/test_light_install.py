@@ -40,6 +40,8 @@ SERVER_ONLY = (
     "psycopg",
     "psycopg_pool",
     "opentelemetry",
+    "authlib",
+    "joserfc",
 )
 
 CHILD = textwrap.dedent(

@@ -8,7 +8,7 @@ from faramesh.cli.serve import serve
 from faramesh.config import SETTINGS, Settings
 
 # Settings only read from the environment, on purpose: a secret does not belong on a command line.
-ENV_ONLY = {"secret_key"}
+ENV_ONLY = {"secret_key", "oidc_client_secret"}
 
 
 def _options() -> dict[str, click.Option]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from faramesh.audit.records import AuditRecord, record_bytes, row_to_record
 from faramesh.canonical import canonical_json
+from faramesh.model import Identity
 from faramesh.storage import audit_log
 from faramesh.storage.audit_log import Connection
 
@@ -59,9 +60,18 @@ def append(
     ts: float,
     data: dict[str, Any],
     action_id: str | None = None,
-    actor: str | None = None,
+    actor: str | Identity | None = None,
 ) -> int:
-    """Append one record to the chain inside the caller's transaction; return its seq."""
+    """Append one record to the chain inside the caller's transaction; return its seq.
+
+    `actor` is a label, or the caller's identity: its label is the record's actor and, for
+    a person signed in with single sign-on, `data.person` names them (issuer, subject,
+    email, name), so the chain itself says which person did it.
+    """
+    if isinstance(actor, Identity):
+        if actor.person is not None:
+            data = {**data, "person": actor.person.to_dict()}
+        actor = actor.label
     head_seq, head_hash = audit_log.lock_head(conn)
     row = seal(head_hash, seq=head_seq + 1, ts=ts, event=event, action_id=action_id, actor=actor, data=data)
     audit_log.write_record(conn, row)

@@ -14,11 +14,14 @@ from faramesh.cli.exitcodes import ExitCode
 from faramesh.config import (
     DEFAULT_APPROVAL_LAPSE,
     DEFAULT_APPROVAL_TIMEOUT,
+    DEFAULT_OIDC_RECHECK,
+    DEFAULT_SESSION_LIFETIME,
     Settings,
     parse_duration,
     parse_timeout,
 )
 from faramesh.model import Role
+from faramesh.sso import SsoConfig, SsoConfigError
 
 
 @click.command(
@@ -161,7 +164,71 @@ from faramesh.model import Role
     "--public-url",
     envvar="FARAMESH_PUBLIC_URL",
     default=None,
-    help="The dashboard's address as people reach it (https://faramesh.example.com), for links in Teams and Slack.",
+    help="The dashboard's address as people reach it (https://faramesh.example.com), for links in Teams and Slack "
+    "and the single sign-on redirect URI (<public url>/login/oidc/callback).",
+)
+@click.option(
+    "--dashboard-key-login/--no-dashboard-key-login",
+    envvar="FARAMESH_DASHBOARD_KEY_LOGIN",
+    default=True,
+    show_default=True,
+    help="Let approver and admin API keys log in to the dashboard; off: single sign-on only (keys still work for the API).",
+)
+@click.option(
+    "--session-lifetime",
+    envvar="FARAMESH_SESSION_LIFETIME",
+    default="8h",
+    show_default=True,
+    help="How long a dashboard session lasts (e.g. 1h, 8h) before its user signs in again.",
+)
+@click.option(
+    "--oidc-issuer",
+    envvar="FARAMESH_OIDC_ISSUER",
+    default=None,
+    help="OpenID Connect issuer for dashboard single sign-on (https; http only on loopback). "
+    "The client secret is read from FARAMESH_OIDC_CLIENT_SECRET only.",
+)
+@click.option(
+    "--oidc-client-id", envvar="FARAMESH_OIDC_CLIENT_ID", default=None, help="Client id at the identity provider."
+)
+@click.option(
+    "--oidc-scopes",
+    envvar="FARAMESH_OIDC_SCOPES",
+    default="openid email profile",
+    show_default=True,
+    help="Scopes asked for at sign-in (add offline_access where the provider needs it for refresh tokens).",
+)
+@click.option(
+    "--oidc-groups-claim",
+    envvar="FARAMESH_OIDC_GROUPS_CLAIM",
+    default="groups",
+    show_default=True,
+    help="The ID token or userinfo claim that lists a person's groups (e.g. groups, roles).",
+)
+@click.option(
+    "--oidc-approver-groups",
+    envvar="FARAMESH_OIDC_APPROVER_GROUPS",
+    default=None,
+    help="Comma-separated groups whose members sign in as approvers.",
+)
+@click.option(
+    "--oidc-admin-groups",
+    envvar="FARAMESH_OIDC_ADMIN_GROUPS",
+    default=None,
+    help="Comma-separated groups whose members sign in as admins.",
+)
+@click.option(
+    "--oidc-email-domains",
+    envvar="FARAMESH_OIDC_EMAIL_DOMAINS",
+    default=None,
+    help="Comma-separated email domains allowed to sign in (the email must be verified); none: any.",
+)
+@click.option(
+    "--oidc-recheck",
+    envvar="FARAMESH_OIDC_RECHECK",
+    default="5m",
+    show_default=True,
+    help="Re-check a signed-in person's groups with the identity provider at most this often.",
 )
 def serve(
     host: str,
@@ -185,6 +252,16 @@ def serve(
     webhook_retry_base: float,
     webhook_timeout: float,
     public_url: str | None,
+    dashboard_key_login: bool,
+    session_lifetime: str,
+    oidc_issuer: str | None,
+    oidc_client_id: str | None,
+    oidc_scopes: str,
+    oidc_groups_claim: str,
+    oidc_approver_groups: str | None,
+    oidc_admin_groups: str | None,
+    oidc_email_domains: str | None,
+    oidc_recheck: str,
 ) -> None:
     """Run the Faramesh server (API, dashboard, expiry sweeper)."""
     require_server("serve")
@@ -223,6 +300,15 @@ def serve(
         parse_rate(rate_limit)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
+    durations = {}
+    for hint, value, default in (
+        ("--session-lifetime", session_lifetime, DEFAULT_SESSION_LIFETIME),
+        ("--oidc-recheck", oidc_recheck, DEFAULT_OIDC_RECHECK),
+    ):
+        try:
+            durations[hint] = parse_duration(value) or default
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
     settings = Settings(
         host=host,
         port=port,
@@ -246,8 +332,20 @@ def serve(
         public_url=public_url.rstrip("/") if public_url else None,
         secret_key=os.environ.get("FARAMESH_SECRET_KEY") or None,
         workers=workers,
+        dashboard_key_login=dashboard_key_login,
+        session_lifetime=durations["--session-lifetime"],
+        oidc_issuer=oidc_issuer,
+        oidc_client_id=oidc_client_id,
+        oidc_client_secret=os.environ.get("FARAMESH_OIDC_CLIENT_SECRET") or None,
+        oidc_scopes=oidc_scopes,
+        oidc_groups_claim=oidc_groups_claim,
+        oidc_approver_groups=oidc_approver_groups,
+        oidc_admin_groups=oidc_admin_groups,
+        oidc_email_domains=oidc_email_domains,
+        oidc_recheck=durations["--oidc-recheck"],
     )
     _check_notification_files(settings)
+    sso = _check_sso(settings)
     try:
         active = load_policy(settings)
     except (PolicyError, OSError) as exc:
@@ -298,10 +396,15 @@ def serve(
     click.echo(f"Database: {database_url}")
     click.echo(f"Permits signed with key {signing.kid} (public keys: {url}/v1/permits/keys)")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
+    if sso is not None:
+        callback = (settings.public_url or url) + "/login/oidc/callback"
+        click.echo(f"Single sign-on: {sso.issuer} (client {sso.client_id}; redirect URI {callback})")
+    if not dashboard_key_login:
+        click.echo("Key login to the dashboard is off" + ("" if sso else ": nobody can log in to the dashboard"))
     if secret:
         click.echo("First start: an admin key was created. Log in to the dashboard with it; it is not shown again:")
         click.echo(f"  {secret}")
-    else:
+    elif dashboard_key_login:
         click.echo("Log in with an approver or admin key (create one: faramesh keys create --role approver).")
     sys.stdout.flush()
 
@@ -371,3 +474,12 @@ def _check_notification_files(settings: Settings) -> None:
         except OSError as exc:
             click.echo(f"Cannot read {option} {path}: {exc.strerror}", err=True)
             sys.exit(ExitCode.USAGE)
+
+
+def _check_sso(settings: Settings) -> SsoConfig | None:
+    """Refuse to start on incomplete or unsafe single sign-on settings, naming the setting."""
+    try:
+        return SsoConfig.from_settings(settings)
+    except SsoConfigError as exc:
+        click.echo(f"Cannot use single sign-on: {exc}", err=True)
+        sys.exit(ExitCode.USAGE)

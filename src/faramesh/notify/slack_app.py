@@ -45,6 +45,29 @@ def open_deny_modal(config: SlackConfig, trigger_id: str, action_id: str, reques
     web_client(config).views_open(trigger_id=trigger_id, view=deny_modal(action_id, request_hash, title))
 
 
+def confirmed_email(config: SlackConfig, user_id: str) -> tuple[str | None, str]:
+    """The email Slack has confirmed for this member (users.info; scopes users:read and
+    users:read.email), or (None, why). Deleted members and bots have none."""
+    try:
+        answer = web_client(config).users_info(user=user_id)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        return None, f"Slack did not say who you are ({error or 'error'})"
+    except (SlackClientError, OSError) as exc:
+        log.warning("Slack users.info failed: %s", exc)
+        return None, "Slack could not be asked who you are; try again"
+    user = answer.get("user")
+    if not isinstance(user, dict) or user.get("deleted") or user.get("is_bot"):
+        return None, "this Slack account is not an active member"
+    profile = user.get("profile")
+    email = profile.get("email") if isinstance(profile, dict) else None
+    if not isinstance(email, str) or "@" not in email:
+        return None, "Slack shares no email for this account (the app needs the users:read.email scope)"
+    if user.get("is_email_confirmed") is not True:
+        return None, "Slack has not confirmed this account's email"
+    return email.strip().lower(), ""
+
+
 def respond(url: str, body: dict[str, Any]) -> None:
     """Answer through an interaction's response_url (an ephemeral note, or the message replaced)."""
     try:

@@ -257,7 +257,7 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
             )
         return JSONResponse({"status": "ready", "policy_hash": g.policy.hash})
 
-    web.install(app, settings.secret_key)  # the dashboard at /, with its own stricter page CSP
+    web.install(app, settings)  # the dashboard at /, with its own stricter page CSP
     if settings.log_format == "json":
         app.add_middleware(ActionLogContext)  # log lines of /v1/actions/{id}/… carry the action id
     app.add_middleware(HttpMetrics)  # request counts and latency by route template and status

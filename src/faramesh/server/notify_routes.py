@@ -24,7 +24,7 @@ from faramesh.notify.slack import (
     unmapped_user_text,
     verify_slack_request,
 )
-from faramesh.notify.slack_app import open_deny_modal, respond
+from faramesh.notify.slack_app import confirmed_email, open_deny_modal, respond
 from faramesh.notify.webhooks import check_spec, new_secret
 from faramesh.server.auth import AdminIdentity
 from faramesh.server.jsonbody import StrictJSONRoute
@@ -153,6 +153,18 @@ async def slack_interactions(request: Request) -> JSONResponse:
     press = parse_interaction(body)
     answer_url = press.response_url if response_url_allowed(press.response_url, config) else None
     g: Governor = request.app.state.governor
+    if _people_by_email(request, config):
+        # With single sign-on, a press is the person's: the one whose provider vouched for the
+        # email Slack confirmed for this account, with the same identity as in the dashboard.
+        identity, why = await _person_of(g, config, press.user_id)
+        if identity is None:
+            exc = Forbidden(f"Slack user {press.user_id} is not linked to a Faramesh approver: {why}", field="user")
+            text = (
+                f"Your press was not recorded: {why}. Sign in to the Faramesh dashboard with your company "
+                "account (the same email as in Slack), or decide there."
+            )
+            return await _answer(press, answer_url, text, exc)
+        return await _decide_press(g, identity, config, press, answer_url)
     key_id = config.users.get(press.user_id)
     identity = await run_in_threadpool(g.identity_for_key, key_id) if key_id is not None else None
     if identity is None:
@@ -168,6 +180,26 @@ async def slack_interactions(request: Request) -> JSONResponse:
             )
         )
         return await _answer(press, answer_url, text, exc)
+    return await _decide_press(g, identity, config, press, answer_url)
+
+
+def _people_by_email(request: Request, config: SlackConfig) -> bool:
+    """Presses are matched to people by email when the dashboard uses single sign-on and
+    Faramesh can ask Slack who pressed (a bot token); else by the config's `users:` map."""
+    sso = getattr(request.app.state, "sso", None)
+    return bool(sso is not None and sso.enabled and config.bot_token)
+
+
+async def _person_of(g: Governor, config: SlackConfig, user_id: str) -> tuple[Identity | None, str]:
+    email, why = await run_in_threadpool(confirmed_email, config, user_id)
+    if email is None:
+        return None, why
+    return await run_in_threadpool(g.person_for_chat, email)
+
+
+async def _decide_press(
+    g: Governor, identity: Identity, config: SlackConfig, press: Interaction, answer_url: str | None
+) -> JSONResponse:
     verb = "approve" if press.approve else "deny"
     if not press.approve and press.kind == "block_actions" and config.app and press.trigger_id:
         # Deny asks for the reason first (a modal); the decision is taken when it is submitted.

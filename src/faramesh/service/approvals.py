@@ -23,7 +23,7 @@ from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
-from faramesh.service import access, keys, limits, permits
+from faramesh.service import access, limits, people, permits
 from faramesh.service.permit_keys import SigningKey
 from faramesh.storage import Store, actions_repo, approvals_repo, keys_repo, limits_repo
 from faramesh.storage.actions_repo import Connection
@@ -142,8 +142,10 @@ def _decide_txn(
     g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float, signing: SigningKey | None
 ) -> Decided:
     identity, verb = vote.identity, vote.verb
-    # The key was checked when the request arrived; one revoked since must not vote.
-    if not keys.still_active(conn, identity.key_id):
+    # The key (or person) was checked when the request arrived; one revoked since must not vote.
+    if not people.still_active(conn, identity):
+        if identity.person is not None:
+            raise Forbidden(f"your groups no longer allow you to decide; the {verb} was not recorded")
         raise KeyRevoked(f"this API key was revoked; the {verb} was not recorded")
     # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
     row = actions_repo.get_for_update(conn, action_id)
@@ -157,6 +159,7 @@ def _decide_txn(
         action_id=action_id,
         approver=identity.key_id,
         approver_label=identity.label,
+        approver_person=orjson.dumps(identity.person.to_dict()).decode() if identity.person else None,
         approve=vote.approve,
         reason=vote.reason,
         request_hash=vote_hash,
@@ -200,7 +203,7 @@ def _decide_txn(
         event=event,
         ts=now,
         action_id=action_id,
-        actor=identity.label,
+        actor=identity,
         data={
             "status": new_status.value,
             "approve": vote.approve,

@@ -18,7 +18,7 @@ from typing import Any
 
 from faramesh import audit
 from faramesh.config import DEFAULT_EXECUTION_LEASE, DEFAULT_PERMIT_TTL
-from faramesh.events import ChangeEvent, EventHub
+from faramesh.events import ChangeEvent, EventHub, decision_details
 from faramesh.keys import KeyInfo
 from faramesh.model import Identity, Role, Status
 from faramesh.observability import Telemetry
@@ -33,6 +33,7 @@ from faramesh.service import (
     grants,
     keys,
     nudges,
+    people,
     permit_keys,
     permits,
     presence,
@@ -45,6 +46,7 @@ from faramesh.service import (
 from faramesh.service.expiry import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
 from faramesh.service.submit import Submission
 from faramesh.shadow import ShadowStats
+from faramesh.sso import SsoConfig
 from faramesh.storage import Store
 
 log = logging.getLogger("faramesh.service")
@@ -143,14 +145,14 @@ class Governor:
         name: str = "",
         agent_id: str | None = None,
         groups: tuple[str, ...] | list[str] = (),
-        actor: str | None = None,
+        actor: str | Identity | None = None,
     ) -> tuple[KeyInfo, str]:
         """Create an API key; its secret is returned once and never stored."""
         return keys.create_key(
             self.store, role=role, name=name, agent_id=agent_id, groups=groups, actor=actor, now=self.clock()
         )
 
-    def revoke_key(self, key_id: str, *, actor: str | None = None) -> KeyInfo:
+    def revoke_key(self, key_id: str, *, actor: str | Identity | None = None) -> KeyInfo:
         """Revoke a key and end its open event streams and waits in this process now;
         other processes on a shared database hear of it through the change notice."""
         info = keys.revoke_key(self.store, key_id, actor=actor, now=self.clock())
@@ -172,12 +174,45 @@ class Governor:
         SQLite): one read for every key that holds one. Returns how many were ended."""
         return self.hub.check_keys(lambda held: keys.revoked_among(self.store, held))
 
+    # -- people (single sign-on) ---------------------------------------------------------
+    def sign_in_person(
+        self, config: SsoConfig, claims: people.Claims, *, session_id: str, tokens: str | None
+    ) -> tuple[Identity | None, str]:
+        """Record a person's sign-in and open their session; (None, why) when they have no access."""
+        return people.sign_in(self.store, config, claims, session_id=session_id, tokens=tokens, now=self.clock())
+
+    def person_session(self, session_id: str) -> people.PersonSession | None:
+        return people.load_session(self.store, session_id, self.clock())
+
+    def claim_person_recheck(self, session: people.PersonSession) -> bool:
+        return people.claim_recheck(self.store, session, self.clock())
+
+    def postpone_person_recheck(self, session: people.PersonSession) -> None:
+        people.postpone_recheck(self.store, session)
+
+    def recheck_person(
+        self,
+        config: SsoConfig,
+        session: people.PersonSession,
+        claims: people.Claims | None,
+        *,
+        tokens: str | None,
+        why: str = "",
+    ) -> tuple[Identity | None, str]:
+        return people.recheck(self.store, config, session, claims, tokens=tokens, why=why, now=self.clock())
+
+    def sign_out_person(self, session_id: str, identity: Identity | None) -> str | None:
+        return people.sign_out(self.store, session_id, identity, self.clock())
+
+    def person_for_chat(self, email: str) -> tuple[Identity | None, str]:
+        return people.person_for_chat(self.store, email, self.clock())
+
     # -- webhooks ---------------------------------------------------------------
-    def create_webhook(self, spec: webhooks.WebhookFields, *, actor: str | None = None) -> Any:
+    def create_webhook(self, spec: webhooks.WebhookFields, *, actor: str | Identity | None = None) -> Any:
         """Store a webhook receiver; returns its row (the secret is shown to its creator once)."""
         return webhooks.create_webhook(self.store, spec, actor=actor, now=self.clock())
 
-    def delete_webhook(self, webhook_id: str, *, actor: str | None = None) -> Any:
+    def delete_webhook(self, webhook_id: str, *, actor: str | Identity | None = None) -> Any:
         """Remove a stored webhook receiver; returns the removed row."""
         return webhooks.delete_webhook(self.store, webhook_id, actor=actor, now=self.clock())
 
@@ -226,7 +261,8 @@ class Governor:
             self._publish("action.created", done.row, done.seq, counted=0)
         else:  # held, then approved at once by a standing grant
             self._publish("action.created", done.row, done.seq, counted=1)
-            self._publish("action.approved", done.row, done.granted_seq, counted=1)
+            by = decision_details(done.row.decided_by, None)  # "grant:<id>", as the audit record's actor
+            self._publish("action.approved", done.row, done.granted_seq, counted=1, extra=by)
         self._observe(self.telemetry.submitted, done.row, started_ns)
         return self._view(done.row, identity, counted=0 if done.granted_seq is None else 1) | {"reattached": False}
 
@@ -353,7 +389,9 @@ class Governor:
             params=params,
             expected_hash=expected_hash,
         )
-        self._publish(done.event, done.row, done.seq, counted=done.counted)
+        # Receivers (webhooks) are told who decided: the label, and the person behind it.
+        who = decision_details(identity.label, identity.person.to_dict() if identity.person else None)
+        self._publish(done.event, done.row, done.seq, counted=done.counted, extra=who)
         return self._view(done.row, identity, done.votes)
 
     def cancel(self, identity: Identity, action_id: str, *, reason: Any = None) -> dict[str, Any]:

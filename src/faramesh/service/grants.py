@@ -33,7 +33,7 @@ from faramesh.policy import Decision, Effect, Policy, PolicyError
 from faramesh.policy.conditions import COMBINATORS, NAME_KEYS
 from faramesh.policy.fields import condition_fields
 from faramesh.policy.timing import TimingError, parse_duration
-from faramesh.service import permits
+from faramesh.service import people, permits
 from faramesh.service.approvals import check_reason
 from faramesh.service.durations import humanize
 from faramesh.service.permit_keys import SigningKey
@@ -141,6 +141,8 @@ def create(store: Store, identity: Identity, spec: GrantSpec, *, now: float, act
     grant_id = secrets.token_hex(8)
 
     def txn(conn: Connection) -> Any:
+        if not people.still_active(conn, identity):  # revoked, or removed from their groups, since
+            raise Forbidden("you may no longer grant: your key was revoked or your groups changed")
         grants_repo.insert(
             conn,
             {
@@ -163,7 +165,7 @@ def create(store: Store, identity: Identity, spec: GrantSpec, *, now: float, act
             conn,
             event="grant.created",
             ts=now,
-            actor=identity.label,
+            actor=identity,
             data={
                 "grant_id": grant_id,
                 "tool": spec.tool,
@@ -201,9 +203,7 @@ def revoke(store: Store, identity: Identity, grant_id: Any, *, now: float) -> An
             raise NotFound(f"no grant with id {grant_id!r}", field="id")
         if not grants_repo.revoke(conn, grant_id, now=now, by=identity.label):
             raise Conflict(f"grant {grant_id} was already revoked", field="id")
-        audit.append(
-            conn, event="grant.revoked", ts=now, actor=identity.label, data={"grant_id": grant_id, "uses": row.uses}
-        )
+        audit.append(conn, event="grant.revoked", ts=now, actor=identity, data={"grant_id": grant_id, "uses": row.uses})
         return grants_repo.get(conn, grant_id)
 
     return store.write(txn)

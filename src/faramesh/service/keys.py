@@ -16,7 +16,7 @@ import orjson
 from faramesh import audit
 from faramesh.errors import InvalidInput, NotFound
 from faramesh.keys import KEY_PREFIX, MAX_NAME, KeyInfo, hash_key, row_to_info, verify
-from faramesh.model import Identity, Role
+from faramesh.model import Identity, Role, is_person_id
 from faramesh.storage import Store, keys_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.notify import send_notice_if_shared
@@ -49,7 +49,7 @@ def create_key(
     name: str = "",
     agent_id: str | None = None,
     groups: Iterable[str] = (),
-    actor: str | None = None,
+    actor: str | Identity | None = None,
     now: float | None = None,
 ) -> tuple[KeyInfo, str]:
     """Create a key; return its info and the secret (shown once, never stored)."""
@@ -91,7 +91,7 @@ def create_key(
     return KeyInfo(key_id, name, role, agent_id, group_set, secret[:10], ts, None), secret
 
 
-def revoke_key(store: Store, key_id: str, *, actor: str | None = None, now: float | None = None) -> KeyInfo:
+def revoke_key(store: Store, key_id: str, *, actor: str | Identity | None = None, now: float | None = None) -> KeyInfo:
     """Revoke a key (revoking a revoked key changes nothing and records nothing).
 
     On PostgreSQL the revocation is also announced to every server process on the
@@ -135,8 +135,12 @@ def identity_for_key(store: Store, key_id: str) -> Identity | None:
 
 
 def revoked_among(store: Store, key_ids: set[str]) -> set[str]:
-    """Which of these key ids are revoked (or no longer exist): one read."""
-    return key_ids - store.read(lambda conn: keys_repo.active_among(conn, key_ids))
+    """Which of these key ids are revoked (or no longer exist): one read. People's ids are
+    not keys: their sessions are re-checked by the dashboard instead."""
+    keys_only = {k for k in key_ids if not is_person_id(k)}
+    if not keys_only:
+        return set()
+    return keys_only - store.read(lambda conn: keys_repo.active_among(conn, keys_only))
 
 
 def still_active(conn: Connection, key_id: str) -> bool:

@@ -119,8 +119,11 @@ def _presence_view(row: Any, now: float | None) -> dict[str, Any]:
 
 
 def _vote_view(vote: Any, current_hash: str) -> dict[str, Any]:
+    person = getattr(vote, "approver_person", None)
     return {
         "approver": vote.approver_label,
+        # For a person signed in with single sign-on: {issuer, subject, email, name}; null for a key.
+        "person": orjson.loads(person) if person else None,
         "approve": bool(vote.approve),
         "reason": vote.reason,
         "at": iso(vote.created_at),

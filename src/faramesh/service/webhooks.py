@@ -17,6 +17,7 @@ import orjson
 
 from faramesh import audit
 from faramesh.errors import NotFound
+from faramesh.model import Identity
 from faramesh.storage import Store, webhooks_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.validation import refuse_nul
@@ -37,7 +38,7 @@ class WebhookFields(Protocol):
     def description(self) -> str: ...
 
 
-def create_webhook(store: Store, spec: WebhookFields, *, actor: str | None, now: float | None = None) -> Any:
+def create_webhook(store: Store, spec: WebhookFields, *, actor: str | Identity | None, now: float | None = None) -> Any:
     """Store a receiver; returns its row (with the secret, shown to the creator once)."""
     ts = time.time() if now is None else now
     hook_id = secrets.token_hex(8)
@@ -51,7 +52,7 @@ def create_webhook(store: Store, spec: WebhookFields, *, actor: str | None, now:
             events_json=orjson.dumps(list(spec.events)).decode(),
             format=spec.format,
             description=spec.description,
-            created_by=actor,
+            created_by=actor.label if isinstance(actor, Identity) else actor,
             created_at=ts,
         )
         audit.append(
@@ -66,7 +67,7 @@ def create_webhook(store: Store, spec: WebhookFields, *, actor: str | None, now:
     return store.write(txn)
 
 
-def delete_webhook(store: Store, webhook_id: str, *, actor: str | None, now: float | None = None) -> Any:
+def delete_webhook(store: Store, webhook_id: str, *, actor: str | Identity | None, now: float | None = None) -> Any:
     """Remove a stored receiver (its pending deliveries fail); returns the removed row."""
     refuse_nul(webhook_id, "id")
     ts = time.time() if now is None else now

@@ -29,6 +29,7 @@ def insert_vote(
     reason: str | None,
     request_hash: str,
     created_at: float,
+    approver_person: str | None = None,
 ) -> bool:
     """Record a vote; False (and nothing written) when this approver already voted on
     these exact arguments. Runs in a SAVEPOINT so the caller's transaction goes on."""
@@ -39,6 +40,7 @@ def insert_vote(
                     action_id=action_id,
                     approver=approver,
                     approver_label=approver_label,
+                    approver_person=approver_person,
                     approve=approve,
                     reason=reason,
                     request_hash=request_hash,

@@ -97,8 +97,9 @@ approvals = Table(
     metadata,
     Column("id", SeqType, primary_key=True, autoincrement=True),
     Column("action_id", String(64), nullable=False),
-    Column("approver", String(64), nullable=False),  # api key id
+    Column("approver", String(64), nullable=False),  # api key id, or a person's id (person:…)
     Column("approver_label", Text, nullable=False),
+    Column("approver_person", Text),  # JSON {issuer, subject, email, name} for a person; null for a key
     Column("approve", Boolean, nullable=False),
     Column("reason", Text),
     Column("request_hash", String(64), nullable=False),
@@ -240,5 +241,41 @@ chat_messages = Table(
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("action_id", "channel", name="uq_chat_messages_action_channel"),
 )
+
+# People who signed in to the dashboard with single sign-on (OpenID Connect): one row per
+# issuer and subject, holding what the provider said at the last sign-in or re-check.
+people = Table(
+    "people",
+    metadata,
+    Column("id", String(64), primary_key=True),  # person:<digest of issuer and subject>
+    Column("issuer", Text, nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("email", String(500)),
+    Column("email_verified", Boolean, nullable=False, default=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("role", String(16)),  # null: in no mapped group now, so no access
+    Column("groups", Text, nullable=False, default="[]"),  # JSON list
+    Column("created_at", Float, nullable=False),
+    Column("checked_at", Float, nullable=False),  # when the provider last confirmed the groups
+)
+Index("ix_people_email", people.c.email)
+
+# Dashboard sessions of people (API key sessions live in the cookie alone). The cookie
+# holds a random id; only its SHA-256 is stored. Tokens are sealed with the secret key.
+person_sessions = Table(
+    "person_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 hex of the cookie's session id
+    Column("person_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("checked_at", Float, nullable=False),  # last re-check of the groups with the provider
+    Column("tokens", Text),  # sealed JSON: refresh, access and ID tokens
+    Column("ended_at", Float),
+    Column("ended_reason", Text),
+    Column("version", Integer, nullable=False, default=1),
+)
+Index("ix_person_sessions_person", person_sessions.c.person_id)
+Index("ix_person_sessions_expiry", person_sessions.c.expires_at)
 
 GENESIS_HASH = "0" * 64

@@ -99,7 +99,7 @@ async def create_key(request: Request) -> Response:
     try:
         info, secret = await run_in_threadpool(
             lambda: gov(request).create_key(
-                role=str(role), name=name_s, agent_id=agent_s, groups=_groups(form.get("groups")), actor=user.label
+                role=str(role), name=name_s, agent_id=agent_s, groups=_groups(form.get("groups")), actor=user
             )
         )
     except FarameshError as exc:
@@ -118,7 +118,7 @@ async def revoke_key(key_id: str, request: Request) -> Response:
         session.set_flash("error", "You cannot revoke the key you are logged in with. Log in with another admin key.")
         return redirect("/admin/keys")
     try:
-        info = await run_in_threadpool(lambda: gov(request).revoke_key(key_id[:32], actor=user.label))
+        info = await run_in_threadpool(lambda: gov(request).revoke_key(key_id[:32], actor=user))
     except FarameshError as exc:
         session.set_flash("error", exc.message)
         return redirect("/admin/keys")

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from faramesh import service_reads
 from faramesh.errors import FarameshError, Forbidden
 from faramesh.model import Identity
+from faramesh.server.web import sso
 from faramesh.server.web.render import PAGE_HEADERS, render
 from faramesh.server.web.session import Session, SessionCodec
 from faramesh.validation import refuse_nul
@@ -50,18 +51,34 @@ def session_of(request: Request) -> Session:
     return session
 
 
+def _session_ended(request: Request, session: Session, message: str) -> LoginRequired:
+    """End `session` here, and say why on the login page."""
+    codec(request).end(session)
+    fresh = Session(expires=session.expires, dirty=True)
+    fresh.set_flash("error", message)
+    request.state.web_session = fresh
+    return LoginRequired()
+
+
 async def require_user(request: Request, *, admin: bool = False) -> Identity:
-    """The signed-in approver or admin; the key is re-checked on every request."""
+    """The signed-in approver or admin: the key is re-checked on every request; a person's
+    session too, and their groups with the identity provider when the re-check is due."""
     session = session_of(request)
-    if session.kid is None:
-        raise LoginRequired()
-    kid = session.kid
-    identity = await run_in_threadpool(service_reads.dashboard_identity, request.app.state.governor, kid)
-    if identity is None:
-        codec(request).end(session)
-        fresh = Session(expires=session.expires, dirty=True)
-        fresh.set_flash("error", "Your session ended: the key was revoked or can no longer approve.")
-        request.state.web_session = fresh
+    identity: Identity | None
+    if session.pid is not None:
+        identity, why = await sso.person_user(request, session)
+        if identity is None:
+            raise _session_ended(request, session, f"Your session ended: {why}.")
+    elif session.kid is not None:
+        if not sso.runtime(request).key_login:
+            raise _session_ended(
+                request, session, "Key login to the dashboard is turned off: sign in with single sign-on."
+            )
+        kid = session.kid
+        identity = await run_in_threadpool(service_reads.dashboard_identity, request.app.state.governor, kid)
+        if identity is None:
+            raise _session_ended(request, session, "Your session ended: the key was revoked or can no longer approve.")
+    else:
         raise LoginRequired()
     request.state.web_user = identity
     if admin and not identity.is_admin:

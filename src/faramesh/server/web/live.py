@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from faramesh import audit, service_reads
-from faramesh.errors import KeyRevoked, ServerDraining
+from faramesh.errors import FarameshError, KeyRevoked, ServerDraining
 from faramesh.events import Subscription
 from faramesh.model import Identity, Status
 from faramesh.server.web.guard import LoginRequired, WebRoute, codec, require_user, session_of
@@ -137,7 +137,7 @@ async def ui_events(request: Request) -> Response:
     async def still_allowed() -> bool:
         try:
             await require_user(request)
-        except LoginRequired:
+        except (LoginRequired, FarameshError):  # ended, or a re-check the provider could not answer
             return False
         return True
 

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from faramesh import service_reads
 from faramesh.errors import Conflict, ErrorCode, FarameshError, NotFound
 from faramesh.model import Identity, Status
+from faramesh.server.web import sso
 from faramesh.server.web.guard import (
     LoginRequired,
     WebRoute,
@@ -29,6 +30,7 @@ from faramesh.server.web.guard import (
     safe_next,
     session_of,
 )
+from faramesh.server.web.oidc import Tokens
 from faramesh.server.web.render import RISKS, pretty_json, render
 from faramesh.server.web.session import Session, logged_in
 from faramesh.server.web.summary import arg_summary, args_line, presence_text, rule_fields
@@ -61,17 +63,28 @@ async def page_user(request: Request, *, admin: bool = False) -> Identity:
 
 
 # -- login -------------------------------------------------------------------------
+def login_page(request: Request, nxt: str, error: str | None = None, status: int = 200) -> Response:
+    """The login page: single sign-on when configured, the API key form unless turned off."""
+    rt = sso.runtime(request)
+    sso_url = "/login/oidc" + ("?" + urlencode({"next": nxt}) if nxt != "/" else "")
+    context = {"next": nxt, "error": error, "sso_url": sso_url if rt.enabled else None, "key_login": rt.key_login}
+    return render(request, "login.html", context, status=status)
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
     try:
         await require_user(request)
     except LoginRequired:
-        return render(request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
+        return login_page(request, safe_next(request.query_params.get("next")))
     return redirect("/")
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    if not sso.runtime(request).key_login:  # refused before anything is read
+        error = "Key login to the dashboard is turned off on this server. Sign in with single sign-on."
+        return login_page(request, "/", error, status=403)
     form = await read_form(request)
     secret = form.get("key")
     nxt = safe_next(form.get("next"))
@@ -80,15 +93,14 @@ async def login(request: Request) -> Response:
         key = secret.strip()
         identity = await run_in_threadpool(service_reads.authenticate, gov(request), key)
     if identity is None:
-        error = "That key is not valid or has been revoked."
-        return render(request, "login.html", {"next": nxt, "error": error}, status=401)
+        return login_page(request, nxt, "That key is not valid or has been revoked.", status=401)
     if not identity.can_decide:
         error = "Agent keys cannot log in to the dashboard. Use an approver or admin key."
-        return render(request, "login.html", {"next": nxt, "error": error}, status=403)
+        return login_page(request, nxt, error, status=403)
     previous = session_of(request)
-    if previous.kid is not None:
+    if previous.kid is not None or previous.pid is not None:
         codec(request).end(previous)
-    request.state.web_session = logged_in(identity)
+    request.state.web_session = logged_in(identity, codec(request).lifetime)
     return redirect(nxt)
 
 
@@ -98,9 +110,26 @@ async def logout(request: Request) -> Response:
     old = session_of(request)
     codec(request).end(old)
     fresh = Session(expires=old.expires, dirty=True)
-    fresh.set_flash("ok", "You have logged out.")
     request.state.web_session = fresh
+    if old.pid is not None:
+        # Ended in the database, so on every replica; then offer the provider's own logout.
+        end_url = await sso_logout(request, old.pid)
+        if end_url is not None:
+            return render(request, "signed_out.html", {"end_session_url": end_url})
+    fresh.set_flash("ok", "You have logged out.")
     return redirect("/login")
+
+
+async def sso_logout(request: Request, session_id: str) -> str | None:
+    """End a person's session; the provider's end-session URL to offer, if it has one."""
+    g, rt = gov(request), sso.runtime(request)
+    state = await run_in_threadpool(g.person_session, session_id)
+    sealed = await run_in_threadpool(g.sign_out_person, session_id, state.identity if state else None)
+    if rt.client is None or rt.config is None:
+        return None
+    plain = codec(request).unseal(sealed) if sealed else None
+    tokens = Tokens.from_json(plain) if plain else None
+    return await rt.client.end_session_url(tokens, sso.base_url(request, rt.config) + "/login")
 
 
 # -- queue -------------------------------------------------------------------------

@@ -1,14 +1,22 @@
-"""Dashboard sessions: a signed, expiring cookie that holds only a key id and a CSRF token.
+"""Dashboard sessions: a signed, expiring cookie that holds a key id or a person's session
+id, and a CSRF token.
 
 The cookie is signed with itsdangerous (HMAC-SHA1 over a timestamped payload) using
 Settings.secret_key, or a random secret made at start-up, in which case every session
 ends when the server restarts. Nothing secret lives in the cookie: the key id is
 re-checked against the database on every request, so a revoked key or a key whose role
-changed loses its session at once.
+changed loses its session at once; a person's session is a row in the database (see
+faramesh.service.people), ended by logging out on any replica.
+
+A single sign-on in progress keeps its `state`, `nonce` and PKCE verifier in a second,
+short-lived cookie (`faramesh_sso`): SameSite=Lax, because the provider sends the browser
+back with a cross-site navigation that a Strict cookie would not come with. Tokens kept
+for re-checks are sealed (JWE, A256GCM) with a key derived from the same secret.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -18,15 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 from starlette.requests import Request
 from starlette.responses import Response
 
 from faramesh.model import Identity
 
 COOKIE_NAME = "faramesh_session"
-SESSION_MAX_AGE = 8 * 3600  # a working day; then log in again
+SESSION_MAX_AGE = 8 * 3600  # a working day; then log in again (FARAMESH_SESSION_LIFETIME)
 ANONYMOUS_MAX_AGE = 3600  # a login form older than this asks to be reloaded
 _SALT = "faramesh.dashboard.session"
+FLOW_COOKIE = "faramesh_sso"
+FLOW_PATH = "/login/oidc"
+FLOW_MAX_AGE = 600  # a sign-in at the provider must finish within ten minutes
+_FLOW_SALT = "faramesh.dashboard.sso-flow"
+_SEAL_CONTEXT = b"faramesh.dashboard.sealed-tokens\0"
 
 
 @dataclass
@@ -36,6 +52,7 @@ class Session:
     sid: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     kid: str | None = None
+    pid: str | None = None  # a person's session (single sign-on): the random id of its stored row
     expires: float = 0.0
     flash: dict[str, str] | None = None
     dirty: bool = False
@@ -44,6 +61,8 @@ class Session:
         data: dict[str, Any] = {"sid": self.sid, "csrf": self.csrf, "exp": self.expires}
         if self.kid is not None:
             data["kid"] = self.kid
+        if self.pid is not None:
+            data["pid"] = self.pid
         if self.flash is not None:
             data["flash"] = self.flash
         return data
@@ -65,24 +84,28 @@ class Session:
 class SessionCodec:
     """Signs and reads session cookies; remembers sessions ended by logging out."""
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: str | None, lifetime: float = SESSION_MAX_AGE) -> None:
         self.ephemeral = not secret
-        self._serializer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(48), salt=_SALT)
+        key = secret or secrets.token_urlsafe(48)
+        self.lifetime = lifetime
+        self._serializer = URLSafeTimedSerializer(key, salt=_SALT)
+        self._flow = URLSafeTimedSerializer(key, salt=_FLOW_SALT)
+        self._seal_key = OctKey.import_key(hashlib.sha256(_SEAL_CONTEXT + key.encode()).digest())
         # Logged-out session ids until their cookie would have expired anyway, so a
         # copied cookie cannot be replayed after logout (per server process).
         self._ended: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, secret_key: str | None) -> SessionCodec:
+    def from_settings(cls, secret_key: str | None, lifetime: float = SESSION_MAX_AGE) -> SessionCodec:
         # `faramesh serve` builds Settings from its options; the variable still counts.
-        return cls(secret_key or os.environ.get("FARAMESH_SECRET_KEY") or None)
+        return cls(secret_key or os.environ.get("FARAMESH_SECRET_KEY") or None, lifetime)
 
     def load(self, request: Request) -> Session:
         raw = request.cookies.get(COOKIE_NAME)
         if raw:
             try:
-                data = self._serializer.loads(raw, max_age=SESSION_MAX_AGE)
+                data = self._serializer.loads(raw, max_age=int(self.lifetime))
             except BadSignature:  # includes SignatureExpired
                 data = None
             session = self._from_payload(data)
@@ -94,7 +117,7 @@ class SessionCodec:
         if not isinstance(data, dict):
             return None
         sid, csrf, exp = data.get("sid"), data.get("csrf"), data.get("exp")
-        kid = data.get("kid")
+        kid, pid = data.get("kid"), data.get("pid")
         if not isinstance(sid, str) or not isinstance(csrf, str) or not isinstance(exp, (int, float)):
             return None
         if exp <= time.time() or self.is_ended(sid):
@@ -102,7 +125,14 @@ class SessionCodec:
         flash = data.get("flash")
         if not (isinstance(flash, dict) and all(isinstance(v, str) for v in flash.values())):
             flash = None
-        return Session(sid=sid, csrf=csrf, kid=kid if isinstance(kid, str) else None, expires=float(exp), flash=flash)
+        return Session(
+            sid=sid,
+            csrf=csrf,
+            kid=kid if isinstance(kid, str) else None,
+            pid=pid if isinstance(pid, str) else None,
+            expires=float(exp),
+            flash=flash,
+        )
 
     def save(self, request: Request, response: Response, session: Session) -> None:
         max_age = max(1, int(session.expires - time.time()))
@@ -126,7 +156,51 @@ class SessionCodec:
         with self._lock:
             return sid in self._ended
 
+    # -- a single sign-on in progress ----------------------------------------------------
+    def save_flow(self, request: Request, response: Response, flow: dict[str, str]) -> None:
+        response.set_cookie(
+            FLOW_COOKIE,
+            self._flow.dumps(flow),
+            max_age=FLOW_MAX_AGE,
+            path=FLOW_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
 
-def logged_in(identity: Identity) -> Session:
+    def load_flow(self, request: Request) -> dict[str, str] | None:
+        raw = request.cookies.get(FLOW_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = self._flow.loads(raw, max_age=FLOW_MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            return None
+        return data
+
+    def clear_flow(self, response: Response) -> None:
+        response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH, httponly=True, samesite="lax")
+
+    # -- tokens kept in the database -------------------------------------------------------
+    def seal(self, text: str) -> str:
+        return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM"}, text.encode(), self._seal_key)
+
+    def unseal(self, sealed: str) -> str | None:
+        """The text, or None when it was sealed with another secret (or tampered with)."""
+        try:
+            plain = jwe.decrypt_compact(sealed, self._seal_key).plaintext
+            return plain.decode() if plain is not None else None
+        except (JoseError, ValueError, UnicodeDecodeError):
+            return None
+
+
+def logged_in(identity: Identity, lifetime: float = SESSION_MAX_AGE) -> Session:
     """A fresh session for someone who just logged in: new id and CSRF token (no fixation)."""
-    return Session(kid=identity.key_id, expires=time.time() + SESSION_MAX_AGE, dirty=True)
+    return Session(kid=identity.key_id, expires=time.time() + lifetime, dirty=True)
+
+
+def person_logged_in(session_id: str, lifetime: float) -> Session:
+    """A fresh session for a person who just signed in with single sign-on."""
+    return Session(pid=session_id, expires=time.time() + lifetime, dirty=True)
