@@ -41,7 +41,6 @@ SERVER_ONLY = (
     "psycopg_pool",
     "opentelemetry",
     "authlib",
-    "joserfc",
 )
 
 CHILD = textwrap.dedent(

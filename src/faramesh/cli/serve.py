@@ -300,7 +300,6 @@ def serve(
         parse_rate(rate_limit)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
-    durations = {}
     for hint, value, default in (
         ("--session-lifetime", session_lifetime, DEFAULT_SESSION_LIFETIME),
         ("--oidc-recheck", oidc_recheck, DEFAULT_OIDC_RECHECK),
