@@ -291,7 +291,11 @@ def test_pending_deliveries_survive_a_restart(backend: str, tmp_path: Path) -> N
         settings: dict[str, Any] = {"webhooks": str(config), "webhook_retry_base": 3.0}
         with inprocess_server(url, policy=POLICY, **settings) as first:
             action = submit(first, first.create_key("agent"), "refund", "process", amount=5)
-            eventually(lambda: len(receiver.requests) == 1)
+            # Stop only once the failed attempt is recorded: an attempt still in flight when
+            # the app stops keeps its lease (timeout + 30 s), and the retry waits that out.
+            first_hook = only_hook(first)["id"]
+            eventually(lambda: [d for d in deliveries(first, first_hook) if d["last_status"] == 500])
+            assert len(receiver.requests) == 1
         # The retry was due 3 s later, after this app stopped; the receiver recovers meanwhile.
         with receiver._lock:
             receiver.statuses.clear()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import uvicorn
 
+from faramesh.observability.logging import current_action_id
+from faramesh.server.drain import DrainingServer
 from tests.conftest import ServerProcess, auth
 
 
@@ -32,3 +39,33 @@ def test_json_log_lines_name_each_change_with_its_action_id(start_server: Callab
     assert [r["event"] for r in about] == ["action.created", "action.approved"]
     assert about[0]["status"] == "pending_approval" and about[1]["status"] == "approved"
     assert all(r["level"] == "info" and r["tool"] == "refund" for r in about)
+
+
+def test_the_drain_at_sigterm_is_not_labelled_with_a_request_s_action(make_client: Callable[..., Any]) -> None:
+    """SIGTERM can land while a request's task runs (its action id is in the context): the
+    drain it schedules, and the line that drain logs, belong to no request."""
+    srv = make_client()
+    server = DrainingServer(uvicorn.Config(srv.app), srv.app)
+    labels: list[tuple[str, str | None]] = []
+
+    class Labels(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            labels.append((record.getMessage(), current_action_id.get()))
+
+    handler, logger = Labels(), logging.getLogger("faramesh.server")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+
+        async def signal_during_a_request() -> None:
+            current_action_id.set("a1b2c3d4-0000-4000-8000-000000000000")
+            server.handle_exit(signal.SIGTERM, None)  # as the signal handler would, mid-request
+            for _ in range(3):
+                await asyncio.sleep(0)  # the scheduled drain runs
+
+        asyncio.run(signal_during_a_request())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [label for message, label in labels if message.startswith("stopping")] == [None]

@@ -11,6 +11,7 @@ once, so the connections close, in-flight writes complete, and the process exits
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from types import FrameType
 
 import uvicorn
@@ -27,7 +28,9 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # This runs as a signal handler, possibly while the loop's thread holds a lock the
-        # drain needs: schedule the drain on the loop instead of running it here.
+        # drain needs: schedule the drain on the loop instead of running it here. It may
+        # also interrupt a request's task, whose context (its action id for the log lines)
+        # the callback would inherit: the drain belongs to no request, so an empty context.
         if not self._drain_started:
             self._drain_started = True
             try:
@@ -35,5 +38,5 @@ class DrainingServer(uvicorn.Server):
             except RuntimeError:  # not serving yet: nothing is open to drain
                 pass
             else:
-                loop.call_soon_threadsafe(begin_drain, self.faramesh_app)
+                loop.call_soon_threadsafe(begin_drain, self.faramesh_app, context=contextvars.Context())
         super().handle_exit(sig, frame)
