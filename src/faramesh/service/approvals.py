@@ -196,8 +196,8 @@ def _decide_txn(
     if not actions_repo.compare_and_set(
         conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
-        fresh = actions_repo.current_status(conn, action_id)
-        raise Conflict(f"cannot {verb}: the action changed meanwhile (now {fresh})", status=fresh)
+        now_status = actions_repo.current_status(conn, action_id)
+        raise Conflict(f"cannot {verb}: the action changed meanwhile (now {now_status})", status=now_status)
     seq = audit.append(
         conn,
         event=event,
