@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from faramesh.model import Action
+from faramesh.storage.prepared import Prepared
 from faramesh.storage.schema import actions
 
 __all__ = [
@@ -51,7 +52,7 @@ def _action(row: Any) -> Action | None:
 # building a statement per call (`.values(...)`, `.where(... == value)`) costs ~6x more.
 _SELECT_ACTION = select(actions).where(actions.c.id == bindparam("action_id"))
 _SELECT_FOR_UPDATE = _SELECT_ACTION.with_for_update()
-_INSERT_ACTION = actions.insert()
+_INSERT_ACTION = Prepared(actions.insert())  # every submit: straight to the driver
 _BY_IDEMPOTENCY_KEY = select(actions).where(
     actions.c.submitted_by == bindparam("submitted_by"), actions.c.idempotency_key == bindparam("key")
 )
@@ -98,7 +99,7 @@ def find_reattachable(conn: Connection, agent_id: str, rhash: str, statuses: Col
     )
 
 
-_SAME_CALL_IN = (
+_SAME_CALL_IN = Prepared(  # every submit runs it: straight to the driver
     select(actions.c.id, actions.c.submitted_by, actions.c.idempotency_key)
     .where(
         actions.c.submitted_hash == bindparam("rhash"),
@@ -119,8 +120,8 @@ def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) 
     """(id, submitted_by, idempotency_key) of an action of this agent submitted with this
     request hash and now in `status`, if any. One prebuilt statement on the re-attach
     index: submit runs it for every call."""
-    row = conn.execute(_SAME_CALL_IN, {"rhash": rhash, "status": status, "agent_id": agent_id}).first()
-    return None if row is None else SameCall(row.id, row.submitted_by, row.idempotency_key)
+    row = _SAME_CALL_IN.first(conn, {"rhash": rhash, "status": status, "agent_id": agent_id})
+    return None if row is None else SameCall(*row)
 
 
 def touch_presence(conn: Connection, action_id: str, now: float) -> None:
@@ -130,8 +131,8 @@ def touch_presence(conn: Connection, action_id: str, now: float) -> None:
 
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> None:
-    """Insert a new action (raises the driver's IntegrityError on a duplicate Idempotency-Key)."""
-    conn.execute(_INSERT_ACTION, dict(values))
+    """Insert a new action (raises IntegrityError on a duplicate Idempotency-Key)."""
+    _INSERT_ACTION.execute(conn, values, columns=True)
 
 
 def compare_and_set(

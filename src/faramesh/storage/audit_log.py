@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
+from faramesh.storage.prepared import Prepared
 from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, audit_head, audit_log
 
 __all__ = [
@@ -43,21 +44,26 @@ __all__ = [
 
 # Built once: every state change runs these, and prebuilt statements skip SQLAlchemy's
 # per-call statement construction and cache-key work.
-_LOCK_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-_INSERT_RECORD = audit_log.insert()
-_MOVE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+# They run on the driver's cursor directly (see prepared.py).
+_LOCK_HEAD = Prepared(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update())
+_INSERT_RECORD = Prepared(audit_log.insert())
+_MOVE_HEAD = Prepared(
+    update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 def lock_head(conn: Connection) -> tuple[int, str]:
     """The chain head's seq and hash, locked until the caller's transaction ends."""
-    row = conn.execute(_LOCK_HEAD).one()
-    return int(row.seq), row.hash
+    row = _LOCK_HEAD.first(conn)
+    if row is None:
+        raise RuntimeError("the audit log has no head row: the database was not migrated")
+    return int(row[0]), str(row[1])
 
 
 def write_record(conn: Connection, row: dict[str, Any]) -> None:
     """Insert a sealed record (the audit_log columns) and make it the chain head."""
-    conn.execute(_INSERT_RECORD, row)
-    conn.execute(_MOVE_HEAD, {"new_seq": row["seq"], "new_hash": row["hash"]})
+    _INSERT_RECORD.execute(conn, row, columns=True)
+    _MOVE_HEAD.execute(conn, {"new_seq": row["seq"], "new_hash": row["hash"]})
 
 
 # -- reads -------------------------------------------------------------------------
