@@ -59,13 +59,13 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, key: str, connections: int, duration: int) -> dict[str, Any]:
+def run_wrk(url: str, key: str, connections: int, duration: int, path: str = "/v1/actions") -> dict[str, Any]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(LUA.format(body=json.dumps(json.dumps(BODY)), key=key))
     threads = min(connections, 2)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
-         url + "/v1/actions"],
+         url + path],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -121,12 +121,21 @@ def main() -> None:
                 key = server.create_key("agent")
                 run_wrk(server.url, key, 8, 2)  # warm up
                 ours = [run_wrk(server.url, key, c, args.duration) for c in levels]
+                # The stateless decision point: the same body, evaluated, nothing recorded.
+                decides = [run_wrk(server.url, key, c, args.duration, "/v1/decide") for c in levels]
             finally:
                 server.stop()
-        for e, o in zip(echo, ours, strict=True):
+            # Every acknowledged submit must be on disk with its audit record: verify the chain.
+            verified = subprocess.run(
+                [sys.executable, "-m", "faramesh.cli.main", "audit", "verify", "--database-url",
+                 database_url or f"sqlite:///{server.workdir / 'bench.db'}"],
+                capture_output=True, text=True, cwd=server.workdir,
+            )
+            chain = "intact" if verified.returncode == 0 else f"FAILED: {verified.stdout[-300:]}"
+        for e, o, d in zip(echo, ours, decides, strict=True):
             results.append(
                 {"workers": workers, "connections": o["connections"], "faramesh": o, "echo": e,
-                 "ratio": o["rps"] / e["rps"]}
+                 "ratio": o["rps"] / e["rps"], "decide": d, "decide_ratio": d["rps"] / e["rps"], "audit": chain}
             )
     if args.json:
         dump_json({"machine": machine(), "results": results})
@@ -138,6 +147,13 @@ def main() -> None:
         [[r["workers"], r["connections"], f"{r['faramesh']['rps']:.0f}", f"{r['faramesh']['p50_ms']:.2f}",
           f"{r['faramesh']['p99_ms']:.2f}", r["faramesh"]["errors"], f"{r['echo']['rps']:.0f}",
           f"{r['echo']['p99_ms']:.2f}", f"{r['ratio']:.2f}"] for r in results],
+    )
+    print(f"audit verify after the runs: {', '.join(sorted({r['audit'] for r in results}))}")
+    print_table(
+        "POST /v1/decide (stateless: evaluated, not recorded) vs the same echo",
+        ["workers", "clients", "decide req/s", "p50 ms", "p99 ms", "errors", "ratio"],
+        [[r["workers"], r["connections"], f"{r['decide']['rps']:.0f}", f"{r['decide']['p50_ms']:.2f}",
+          f"{r['decide']['p99_ms']:.2f}", r["decide"]["errors"], f"{r['decide_ratio']:.2f}"] for r in results],
     )
 
 
