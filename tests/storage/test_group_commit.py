@@ -39,8 +39,6 @@ def _values(action_id: str, **extra: Any) -> dict[str, Any]:
         "context": "{}",
         "agent_id": "a",
         "submitted_by": "k",
-        "approval_quorum": 1,
-        "version": 1,
         "created_at": now,
         "updated_at": now,
     } | extra
@@ -119,3 +117,5 @@ def test_a_duplicate_idempotency_key_is_refused_as_a_duplicate_row(store: Store)
     store.write(lambda conn: actions_repo.insert(conn, _values("a3", idempotency_key="other")))
     found = store.read(lambda conn: actions_repo.get(conn, "a3"))
     assert found is not None and found.idempotency_key == "other"
+    # Columns left out take their schema defaults, as through SQLAlchemy's own insert.
+    assert (found.version, found.approval_quorum) == (1, 1)

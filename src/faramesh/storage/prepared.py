@@ -45,8 +45,8 @@ class Prepared:
     """One statement, compiled on first use for each dialect (and, for an insert, each set
     of columns given), then executed on the raw driver cursor.
 
-    Only plain bind parameters: no expanding `IN` lists, no SQL-side defaults that need
-    SQLAlchemy's processing (every column an insert sets is given).
+    Only plain bind parameters: no expanding `IN` lists. An insert may leave out columns
+    with a plain default (filled in as SQLAlchemy would), not ones computed per row.
     """
 
     def __init__(self, statement: Executable) -> None:
@@ -62,6 +62,13 @@ class Prepared:
         compiled = self.statement.compile(dialect=conn.dialect, column_keys=list(keys) or None)  # type: ignore[attr-defined]
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        # An insert leaving out a column with a Python-side default: SQLAlchemy would fill
+        # it in before executing; a plain value is filled in here the same way.
+        for column in getattr(compiled, "insert_prefetch", ()):
+            default = column.default
+            if default is None or not default.is_scalar:
+                raise ValueError(f"column {column.key} has a computed default: give it a value")
+            fixed[column.key] = default.arg
         made = _Compiled(compiled.string, names, bool(compiled.positional), fixed)
         with self._lock:
             self._compiled[cache_key] = made
