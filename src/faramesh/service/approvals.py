@@ -216,8 +216,8 @@ def _decide_txn(
         | (permit.audit_data() if permit is not None else {}),
     )
     g.store.notify(conn, type=event, action_id=action_id, seq=seq)
-    fresh = actions_repo.get(conn, action_id)
-    return Decided(fresh, approvals_repo.votes_on(conn, action_id), event, seq, votes)
+    decided = actions_repo.get(conn, action_id)
+    return Decided(decided, approvals_repo.votes_on(conn, action_id), event, seq, votes)
 
 
 def _check_may_vote(conn: Connection, row: Any, vote: _Vote) -> Status:
