@@ -33,6 +33,8 @@ from faramesh.storage.webhooks_repo import SqlWebhookStore
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from faramesh.storage.memory import MemoryDatabase
+
 __all__ = ["ActionStore", "AuditLog", "KeyStore", "LimitStore", "Repositories", "WebhookStore"]
 
 
@@ -265,4 +267,17 @@ class Repositories:
         """The SQL repositories, running their statements on `conn` (in its transaction)."""
         return cls(
             SqlActionStore(conn), SqlKeyStore(conn), SqlLimitStore(conn), SqlWebhookStore(conn), SqlAuditLog(conn)
+        )
+
+    @classmethod
+    def memory(cls, db: MemoryDatabase) -> Repositories:
+        """The in-memory repositories over `db` (use them inside `db.transaction()`)."""
+        from faramesh.storage import memory
+
+        return cls(
+            memory.MemoryActionStore(db),
+            memory.MemoryKeyStore(db),
+            memory.MemoryLimitStore(db),
+            memory.MemoryWebhookStore(db),
+            memory.MemoryAuditLog(db),
         )
