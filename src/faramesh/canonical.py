@@ -163,7 +163,7 @@ def sha256_hex(data: bytes) -> str:
 def request_hash(*, agent_id: str | None, tool: str, operation: str, params: Any, context: Any) -> str:
     """Digest of exactly what an agent asked to do; approvals are bound to it."""
     return sha256_hex(
-        canonical_json(
+        fast_canonical(
             {
                 "agent_id": agent_id,
                 "tool": tool,

@@ -149,6 +149,7 @@ class EventHub:
         # Keys this process learnt were revoked (revocation is final): a subscription
         # opened by a request authenticated just before the revocation starts revoked.
         self._revoked: set[str] = set()
+        self._revocation_listeners: list[Callable[[str], None]] = []
         self.key_recheck_interval = KEY_RECHECK_SECONDS
         # Set once when the server starts to stop; never cleared (a new process starts fresh).
         self.draining = False
@@ -170,6 +171,10 @@ class EventHub:
                 sub.revoked = key_id in self._revoked
         return sub
 
+    def on_revoke(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(key_id)` whenever this process learns a key was revoked."""
+        self._revocation_listeners.append(listener)
+
     def revoke(self, key_id: str) -> int:
         """End every subscription held by this key, now and later; thread-safe. Returns how many."""
         with self._lock:
@@ -177,6 +182,8 @@ class EventHub:
             targets = list(self._by_key.get(key_id, ()))
             for sub in targets:
                 sub.revoked = True
+        for listener in self._revocation_listeners:
+            listener(key_id)
         for sub in targets:
             try:
                 sub.loop.call_soon_threadsafe(sub._wake)

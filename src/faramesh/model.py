@@ -102,3 +102,53 @@ class Identity:
             named = self.name and self.name != shown
             return f"person:{shown}" + (f" ({self.name})" if named else "")
         return f"key:{self.key_id}" + (f" ({self.name})" if self.name else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One governed action as stored: what was asked, what was decided, where it stands.
+
+    The service passes these between its modules and to `faramesh.service.views`, which
+    alone turns them into the wire format. JSON fields (`params`, `context`, `result`, …)
+    stay the encoded text they are stored as; views decode them.
+    """
+
+    id: str
+    status: str
+    decision: str
+    reason: str
+    risk_level: str
+    policy_hash: str
+    request_hash: str
+    tool: str
+    operation: str
+    params: str  # JSON
+    context: str  # JSON
+    agent_id: str
+    submitted_by: str  # the key (or person) id that submitted it
+    created_at: float
+    updated_at: float
+    version: int = 1
+    rule_id: str | None = None
+    original_params: str | None = None  # JSON; set when an approver approved edited params
+    shadow_decision: str | None = None
+    shadow_rule_id: str | None = None
+    shadow_policy_hash: str | None = None
+    idempotency_key: str | None = None
+    approval_token: str | None = None
+    approval_quorum: int = 1
+    approval_groups: str | None = None  # JSON list; None: any approver
+    expires_at: float | None = None
+    decided_by: str | None = None
+    decision_reason: str | None = None
+    result: str | None = None  # JSON
+    error: str | None = None
+    submitted_hash: str | None = None  # the request hash as submitted (re-attach matches on it)
+    agent_seen_at: float | None = None
+    picked_up_at: float | None = None
+    lapses_at: float | None = None
+    permit: str | None = None  # the permit last issued (compact JWS)
+    permit_expires_at: float | None = None
+    started_at: float | None = None
+    lease_expires_at: float | None = None
+    seq: int | None = None  # the row's insertion order; None until read back

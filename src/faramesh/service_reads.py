@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from faramesh import audit, keys
+from faramesh import audit
 from faramesh.events import Replay, replay_for
 from faramesh.model import Identity
 from faramesh.storage import dashboard_reads
@@ -30,7 +30,7 @@ __all__ = [
 
 def authenticate(governor: Governor, secret: str) -> Identity | None:
     """The identity behind a presented API key; None when it is unknown or revoked."""
-    return governor.store.read(partial(keys.authenticate, secret=secret))
+    return governor.authenticate(secret)
 
 
 def dashboard_identity(governor: Governor, key_id: str) -> Identity | None:

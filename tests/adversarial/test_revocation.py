@@ -452,3 +452,6 @@ def test_revocation_on_replica_a_or_by_the_cli_ends_a_wait_on_replica_b(
             thread.join(CLOSE_DEADLINE)
             assert not thread.is_alive(), f"a wait on replica B outlived a revocation by {revoke_with}"
             assert_error(answer["r"], 401, "unauthorized")
+            # B had verified (and remembered) the key for the wait; the notice made it forget.
+            r = httpx.get(b.url + "/v1/actions", headers=auth(agent), timeout=10)
+            assert r.status_code == 401, f"replica B still took a key revoked by {revoke_with}: {r.text}"

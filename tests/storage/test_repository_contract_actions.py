@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from faramesh.model import Action
 from faramesh.storage import DuplicateRow
 from faramesh.storage.rows import ActionFilter
 from tests.storage.contract import RepoBackend, action
 
 
-def _ids(rows: list[object]) -> list[str]:
+def _ids(rows: list[Action]) -> list[str]:
     return [row.id for row in rows]
 
 
@@ -19,7 +20,7 @@ def test_an_inserted_action_reads_back_with_its_columns_and_the_defaults(db: Rep
         repos.actions.insert(action("a1", created_at=1000, idempotency_key=None))
     with db.transaction() as repos:
         row = repos.actions.get("a1")
-        assert row is not None
+        assert isinstance(row, Action)
         assert (row.id, row.status, row.tool, row.agent_id, row.params) == (
             "a1",
             "pending_approval",
@@ -186,7 +187,8 @@ def test_find_same_call_in_names_the_submitter_and_key(db: RepoBackend) -> None:
         )
         repos.actions.insert(action("a2", submitted_hash="h1", status="succeeded"))
         found = repos.actions.find_same_call_in("agent-1", "h1", "outcome_unknown")
-        assert found is not None and (found.id, found.submitted_by, found.idempotency_key) == ("a1", "key-7", "k7")
+        assert found == ("a1", "key-7", "k7")
+        assert (found.id, found.submitted_by, found.idempotency_key) == ("a1", "key-7", "k7")
         assert repos.actions.find_same_call_in("agent-2", "h1", "outcome_unknown") is None
         assert repos.actions.find_same_call_in("agent-1", "h1", "executing") is None
 

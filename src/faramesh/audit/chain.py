@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from faramesh.audit.records import AuditRecord, record_bytes, row_to_record
-from faramesh.canonical import canonical_json
+from faramesh.canonical import fast_canonical
 from faramesh.model import Identity
 from faramesh.storage import audit_log
 from faramesh.storage.audit_log import Connection
@@ -24,7 +24,7 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
 
 def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
     digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(canonical_json(record))
+    digest.update(fast_canonical(record))
     return digest.hexdigest()
 
 
@@ -39,7 +39,7 @@ def seal(
     data: Any,
 ) -> dict[str, Any]:
     """The stored row of a new record: `data` as canonical text, `hash` linking it to prev_hash."""
-    data_json = canonical_json(data).decode("utf-8")
+    data_json = fast_canonical(data).decode("utf-8")
     body = record_bytes(seq=seq, ts=ts, event=event, action_id=action_id, actor=actor, data_json=data_json)
     return {
         "seq": seq,

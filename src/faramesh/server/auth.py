@@ -12,6 +12,7 @@ from faramesh import service_reads
 from faramesh.errors import Forbidden, RateLimited, Unauthorized
 from faramesh.model import Identity
 from faramesh.server.ratelimit import RateLimiter, retry_after_header
+from faramesh.service import Governor
 
 
 def bearer_key(request: Request) -> str | None:
@@ -44,7 +45,11 @@ async def current_identity(
     secret = bearer_key(request)
     if not secret:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    identity = await run_in_threadpool(service_reads.authenticate, request.app.state.governor, secret)
+    governor: Governor = request.app.state.governor
+    # A key verified moments ago needs no database read and no worker thread.
+    identity = governor.cached_identity(secret)
+    if identity is None:
+        identity = await run_in_threadpool(service_reads.authenticate, governor, secret)
     if identity is None:
         raise Unauthorized("invalid or revoked API key")
     # Limited per key, after the key is known: floods without a valid key hold no state.

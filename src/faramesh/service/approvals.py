@@ -196,8 +196,8 @@ def _decide_txn(
     if not actions_repo.compare_and_set(
         conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
-        fresh = actions_repo.current_status(conn, action_id)
-        raise Conflict(f"cannot {verb}: the action changed meanwhile (now {fresh})", status=fresh)
+        now_status = actions_repo.current_status(conn, action_id)
+        raise Conflict(f"cannot {verb}: the action changed meanwhile (now {now_status})", status=now_status)
     seq = audit.append(
         conn,
         event=event,
@@ -216,8 +216,8 @@ def _decide_txn(
         | (permit.audit_data() if permit is not None else {}),
     )
     g.store.notify(conn, type=event, action_id=action_id, seq=seq)
-    decided = actions_repo.get(conn, action_id)
-    return Decided(decided, approvals_repo.votes_on(conn, action_id), event, seq, votes)
+    fresh = actions_repo.get(conn, action_id)
+    return Decided(fresh, approvals_repo.votes_on(conn, action_id), event, seq, votes)
 
 
 def _check_may_vote(conn: Connection, row: Any, vote: _Vote) -> Status:

@@ -44,6 +44,7 @@ from faramesh.service import (
     webhooks,
 )
 from faramesh.service.expiry import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
+from faramesh.service.key_cache import KeyCache
 from faramesh.service.submit import Submission
 from faramesh.shadow import ShadowStats
 from faramesh.sso import SsoConfig
@@ -75,6 +76,9 @@ class Governor:
         self._policy_loaded_at = clock()
         self._policy_lock = threading.Lock()
         self.hub = hub or EventHub()
+        # Verified API keys, remembered briefly; a revocation heard by the hub evicts at once.
+        self.key_cache = KeyCache()
+        self.hub.on_revoke(lambda key_id: self.key_cache.evict_key(key_id))
         # Seconds a held action waits for people when its rule sets none (None: forever,
         # only when configured so), and an approval nobody picked up stays valid.
         self.approval_timeout = approval_timeout
@@ -164,7 +168,16 @@ class Governor:
         return keys.list_keys(self.store)
 
     def authenticate(self, secret: str) -> Identity | None:
-        return keys.authenticate(self.store, secret)
+        """The identity behind a presented API key; None when it is unknown or revoked."""
+        cached = self.cached_identity(secret)
+        if cached is not None:
+            return cached
+        return keys.authenticate_into(self.store, secret, self.key_cache)
+
+    def cached_identity(self, secret: str) -> Identity | None:
+        """The identity of a key verified moments ago, without touching the database (so
+        the event loop may call it); None means "ask `authenticate`", not "refused"."""
+        return keys.cached_identity(self.key_cache, secret)
 
     def identity_for_key(self, key_id: str) -> Identity | None:
         return keys.identity_for_key(self.store, key_id)
@@ -257,14 +270,14 @@ class Governor:
         if done.shadow is not None:
             self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
             self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)
-        if done.granted_seq is None:
-            self._publish("action.created", done.row, done.seq, counted=0)
-        else:  # held, then approved at once by a standing grant
-            self._publish("action.created", done.row, done.seq, counted=1)
+        # One view for the events and the answer: the caller's differs only by the token.
+        public = self._view(done.row, None, counted=0 if done.granted_seq is None else 1)
+        self._publish("action.created", done.row, done.seq, view=public)
+        if done.granted_seq is not None:  # held, then approved at once by a standing grant
             by = decision_details(done.row.decided_by, None)  # "grant:<id>", as the audit record's actor
-            self._publish("action.approved", done.row, done.granted_seq, counted=1, extra=by)
+            self._publish("action.approved", done.row, done.granted_seq, view=public, extra=by)
         self._observe(self.telemetry.submitted, done.row, started_ns)
-        return self._view(done.row, identity, counted=0 if done.granted_seq is None else 1) | {"reattached": False}
+        return views.for_caller(public, done.row, identity) | {"reattached": False}
 
     # -- reads ------------------------------------------------------------------
     def get(self, identity: Identity, action_id: str, *, pick_up: bool = False) -> dict[str, Any]:
@@ -492,16 +505,25 @@ class Governor:
         return reads.counted(self.store, row)
 
     def _publish(
-        self, event_type: str, row: Any, seq: int, *, counted: int | None = None, extra: dict[str, Any] | None = None
+        self,
+        event_type: str,
+        row: Any,
+        seq: int,
+        *,
+        counted: int | None = None,
+        extra: dict[str, Any] | None = None,
+        view: dict[str, Any] | None = None,
     ) -> None:
-        if counted is None:
-            counted = self._counted(row)
+        """Tell the streams and waiters about a committed change. `view` is the action's
+        public view when the caller has built it already."""
+        if view is None:
+            view = self._view(row, None, counted=self._counted(row) if counted is None else counted)
         self.hub.publish(
             ChangeEvent(
                 seq=seq,
                 type=event_type,
                 action_id=row.id,
-                action=self._view(row, None, counted=counted),
+                action=view,
                 data={"submitted_by": row.submitted_by} | (extra or {}),
             )
         )

@@ -15,8 +15,9 @@ import orjson
 
 from faramesh import audit
 from faramesh.errors import InvalidInput, NotFound
-from faramesh.keys import KEY_PREFIX, MAX_NAME, KeyInfo, hash_key, row_to_info, verify
+from faramesh.keys import KEY_PREFIX, MAX_NAME, MAX_SECRET, KeyInfo, hash_key, row_to_info, verify
 from faramesh.model import Identity, Role, is_person_id
+from faramesh.service.key_cache import KeyCache
 from faramesh.storage import Store, keys_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.notify import send_notice_if_shared
@@ -126,6 +127,22 @@ def count_active_keys(store: Store, role: Role | None = None) -> int:
 def authenticate(store: Store, secret: str) -> Identity | None:
     """The identity for a presented key, or None when it is unknown or revoked."""
     return store.read(lambda conn: verify(conn, secret))
+
+
+def cached_identity(cache: KeyCache, secret: str) -> Identity | None:
+    """The identity `cache` holds for this secret, if it verified it moments ago."""
+    if not secret or len(secret) > MAX_SECRET:
+        return None
+    return cache.get(hash_key(secret))
+
+
+def authenticate_into(store: Store, secret: str, cache: KeyCache) -> Identity | None:
+    """`authenticate`, remembering a key that verified in `cache`."""
+    verified_at = cache.now()  # before the read: a revocation during it keeps its bound
+    identity = authenticate(store, secret)
+    if identity is not None:
+        cache.put(hash_key(secret), identity, verified_at)
+    return identity
 
 
 def identity_for_key(store: Store, key_id: str) -> Identity | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from faramesh.canonical import canonical_json, sha256_hex
+from faramesh.canonical import fast_canonical, sha256_hex
 from faramesh.policy import BudgetSpec, Decision
 from faramesh.service.durations import humanize
 from faramesh.storage import limits_repo
@@ -20,7 +20,7 @@ _LEGACY_BUCKET_MAX = 250
 def bucket_id(value: str) -> str:
     """The stored bucket of a limit key's value: a fixed-length digest of its canonical
     JSON, so any value (however long, whatever it holds) fits the column."""
-    return "sha256:" + sha256_hex(canonical_json(value))
+    return "sha256:" + sha256_hex(fast_canonical(value))
 
 
 def _shown_key(value: str) -> str:

@@ -88,7 +88,7 @@ def list_actions(
     rows = store.read(lambda conn: actions_repo.list_page(conn, where, limit=limit + 1, cursor=cursor, offset=offset))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = int(rows[-1].seq) if more and rows else None
+    next_cursor = rows[-1].seq if more and rows else None
     held = [r for r in rows if r.decision == Effect.REQUIRE_APPROVAL.value]
     counts = store.read(lambda conn: approvals.counted(conn, held)) if held else {}
     return Page(rows, counts, next_cursor)

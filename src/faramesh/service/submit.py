@@ -15,7 +15,7 @@ import orjson
 from faramesh import audit
 from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
-from faramesh.model import Identity, Status
+from faramesh.model import Action, Identity, Status
 from faramesh.policy import Decision, Effect, Policy
 from faramesh.service import execution, grants, limits, permits, reattach
 from faramesh.service.agents import resolve_agent
@@ -170,7 +170,7 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
     return Submitted(row, created, seq, decision, shadow, reattached, granted)
 
 
-def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, bool, int | None]:
+def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, bool, int, bool, int | None]:
     sub, decision = req.sub, req.decision
     if sub.idempotency_key is not None:
         existing = actions_repo.find_idempotent(conn, req.identity.key_id, sub.idempotency_key)
@@ -246,6 +246,8 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Any, bool, int, 
             now=req.now,
             key=req.signing,
         )
+    if granted is None:  # the row is what was inserted: no need to read it back
+        return Action(**values), True, seq, False, None
     return actions_repo.get(conn, req.action_id), True, seq, False, granted
 
 

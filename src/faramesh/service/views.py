@@ -79,9 +79,15 @@ def to_api(
         data["approval"] = _approval_view(row, counted)
     if approval_rows is not None:
         data["approvals"] = [_vote_view(a, row.request_hash) for a in approval_rows]
-    if identity is not None and identity.can_decide and status is Status.PENDING_APPROVAL:
-        data["approval_token"] = row.approval_token
-    return data
+    return for_caller(data, row, identity)
+
+
+def for_caller(public: dict[str, Any], row: Any, identity: Identity | None) -> dict[str, Any]:
+    """The public view (identity None, as events carry it) as `identity` sees it: those who
+    may decide a held action also get its approval token."""
+    if identity is not None and identity.can_decide and row.status == Status.PENDING_APPROVAL.value:
+        return public | {"approval_token": row.approval_token}
+    return public
 
 
 def _shadow_view(row: Any) -> dict[str, Any]:

@@ -13,14 +13,15 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from faramesh.storage.rows import ActionFilter, ActionRow, CallRow
+from faramesh.model import Action
+from faramesh.storage.rows import ActionFilter, SameCall
 from faramesh.storage.schema import actions
 
 __all__ = [
     "ActionFilter",
     "ActionRow",
-    "CallRow",
     "Connection",
+    "SameCall",
     "SqlActionStore",
     "compare_and_set",
     "current_status",
@@ -40,6 +41,13 @@ __all__ = [
     "touch_presence",
 ]
 
+ActionRow = Action  # kept as a name for the callers that still say ActionRow
+
+
+def _action(row: Any) -> Action | None:
+    return None if row is None else Action(**row._mapping)
+
+
 # Hot-path statements built once: SQLAlchemy then reuses their compiled form, where
 # building a statement per call (`.values(...)`, `.where(... == value)`) costs ~6x more.
 _SELECT_ACTION = select(actions).where(actions.c.id == bindparam("action_id"))
@@ -53,7 +61,7 @@ _TIME_SLACK = 60.0
 
 
 def get(conn: Connection, action_id: str) -> ActionRow | None:
-    return conn.execute(_SELECT_ACTION, {"action_id": action_id}).first()
+    return _action(conn.execute(_SELECT_ACTION, {"action_id": action_id}).first())
 
 
 def current_status(conn: Connection, action_id: str) -> str | None:
@@ -63,12 +71,12 @@ def current_status(conn: Connection, action_id: str) -> str | None:
 def get_for_update(conn: Connection, action_id: str) -> ActionRow | None:
     """The row, locked until the transaction ends (PostgreSQL; SQLite has one writer),
     so concurrent decisions on one action see each other's votes."""
-    return conn.execute(_SELECT_FOR_UPDATE, {"action_id": action_id}).first()
+    return _action(conn.execute(_SELECT_FOR_UPDATE, {"action_id": action_id}).first())
 
 
 def find_idempotent(conn: Connection, submitted_by: str, key: str) -> ActionRow | None:
     """The action this key already submitted under this Idempotency-Key, if any."""
-    return conn.execute(_BY_IDEMPOTENCY_KEY, {"submitted_by": submitted_by, "key": key}).first()
+    return _action(conn.execute(_BY_IDEMPOTENCY_KEY, {"submitted_by": submitted_by, "key": key}).first())
 
 
 _REATTACHABLE = (
@@ -86,7 +94,9 @@ _REATTACHABLE = (
 def find_reattachable(conn: Connection, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
     """The newest action of this agent submitted with this request hash and now in one of
     `statuses` (the caller names those a retry may pick up), if any."""
-    return conn.execute(_REATTACHABLE, {"rhash": rhash, "agent_id": agent_id, "statuses": list(statuses)}).first()
+    return _action(
+        conn.execute(_REATTACHABLE, {"rhash": rhash, "agent_id": agent_id, "statuses": list(statuses)}).first()
+    )
 
 
 _SAME_CALL_IN = (
@@ -100,11 +110,12 @@ _SAME_CALL_IN = (
 )
 
 
-def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) -> CallRow | None:
+def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) -> SameCall | None:
     """(id, submitted_by, idempotency_key) of an action of this agent submitted with this
     request hash and now in `status`, if any. One prebuilt statement on the re-attach
     index: submit runs it for every call."""
-    return conn.execute(_SAME_CALL_IN, {"rhash": rhash, "status": status, "agent_id": agent_id}).first()
+    row = conn.execute(_SAME_CALL_IN, {"rhash": rhash, "status": status, "agent_id": agent_id}).first()
+    return None if row is None else SameCall(row.id, row.submitted_by, row.idempotency_key)
 
 
 def touch_presence(conn: Connection, action_id: str, now: float) -> None:
@@ -168,7 +179,7 @@ def list_page(
         query = query.where(actions.c.seq < cursor)
     if offset:
         query = query.offset(offset)
-    return list(conn.execute(query).all())
+    return [Action(**row._mapping) for row in conn.execute(query)]
 
 
 def next_due(conn: Connection, status: str, now: float) -> str | None:
@@ -257,7 +268,7 @@ class SqlActionStore:
     def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
         return find_reattachable(self.conn, agent_id, rhash, statuses)
 
-    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> CallRow | None:
+    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> SameCall | None:
         return find_same_call_in(self.conn, agent_id, rhash, status)
 
     def touch_presence(self, action_id: str, now: float) -> None:

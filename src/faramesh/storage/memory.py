@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from faramesh.model import Action
 from faramesh.storage.errors import DuplicateRow
 from faramesh.storage.repositories import Repositories
 from faramesh.storage.rows import (
@@ -29,11 +30,10 @@ from faramesh.storage.rows import (
     FAILED,
     PENDING,
     ActionFilter,
-    ActionRow,
     ApiKeyRow,
     AuditRow,
-    CallRow,
     DeliveryRow,
+    SameCall,
     WebhookRow,
 )
 
@@ -59,46 +59,48 @@ _TIME_SLACK = 60.0
 
 
 # -- rows ------------------------------------------------------------------------------
-class MemoryActionRow(NamedTuple):
-    seq: int
-    id: str
-    status: str
-    decision: str
-    reason: str
-    risk_level: str
-    rule_id: str | None
-    policy_hash: str
-    request_hash: str
-    tool: str
-    operation: str
-    params: str
-    context: str
-    original_params: str | None
-    agent_id: str
-    shadow_decision: str | None
-    shadow_rule_id: str | None
-    shadow_policy_hash: str | None
-    submitted_by: str
-    idempotency_key: str | None
-    approval_token: str | None
-    approval_quorum: int
-    approval_groups: str | None
-    expires_at: float | None
-    decided_by: str | None
-    decision_reason: str | None
-    result: str | None
-    error: str | None
-    version: int
-    created_at: float
-    updated_at: float
-    submitted_hash: str | None
-    agent_seen_at: float | None
-    picked_up_at: float | None
-    lapses_at: float | None
-    permit: str | None
-    permit_expires_at: float | None
-    started_at: float | None
-    lease_expires_at: float | None
+# The actions columns in the table's order; an action is read back as a `faramesh.model.Action`.
+_ACTION_COLUMNS = (
+    "seq",
+    "id",
+    "status",
+    "decision",
+    "reason",
+    "risk_level",
+    "rule_id",
+    "policy_hash",
+    "request_hash",
+    "tool",
+    "operation",
+    "params",
+    "context",
+    "original_params",
+    "agent_id",
+    "shadow_decision",
+    "shadow_rule_id",
+    "shadow_policy_hash",
+    "submitted_by",
+    "idempotency_key",
+    "approval_token",
+    "approval_quorum",
+    "approval_groups",
+    "expires_at",
+    "decided_by",
+    "decision_reason",
+    "result",
+    "error",
+    "version",
+    "created_at",
+    "updated_at",
+    "submitted_hash",
+    "agent_seen_at",
+    "picked_up_at",
+    "lapses_at",
+    "permit",
+    "permit_expires_at",
+    "started_at",
+    "lease_expires_at",
+)
 
 
 class MemoryApiKeyRow(NamedTuple):
@@ -180,6 +182,7 @@ def _spec(
     name: str,
     make: Any,
     *,
+    fields: tuple[str, ...] | None = None,
     key: str,
     autoincrement: bool = False,
     not_null: Iterable[str],
@@ -190,7 +193,7 @@ def _spec(
     return TableSpec(
         name=name,
         make=make,
-        fields=tuple(make._fields),
+        fields=fields or tuple(make._fields),
         key=key,
         autoincrement=autoincrement,
         not_null=frozenset(not_null) | {key},
@@ -202,7 +205,8 @@ def _spec(
 
 ACTIONS = _spec(
     "actions",
-    MemoryActionRow,
+    Action,
+    fields=_ACTION_COLUMNS,
     key="seq",
     autoincrement=True,
     not_null=(
@@ -390,7 +394,7 @@ class _Table(Generic[R]):
 class MemoryDatabase:
     """The tables behind the memory repositories, and their transactions."""
 
-    actions: _Table[MemoryActionRow] = field(default_factory=lambda: _Table(ACTIONS))
+    actions: _Table[Action] = field(default_factory=lambda: _Table(ACTIONS))
     api_keys: _Table[MemoryApiKeyRow] = field(default_factory=lambda: _Table(API_KEYS))
     audit_log: _Table[MemoryAuditRow] = field(default_factory=lambda: _Table(AUDIT_LOG))
     limit_usage: _Table[MemoryUsageRow] = field(default_factory=lambda: _Table(LIMIT_USAGE))
@@ -442,7 +446,7 @@ class MemoryActionStore:
     def _by_id(self, action_id: str) -> dict[str, Any] | None:
         return self.t.first(id=action_id)
 
-    def get(self, action_id: str) -> ActionRow | None:
+    def get(self, action_id: str) -> Action | None:
         found = self._by_id(action_id)
         return self.t.row(found) if found is not None else None
 
@@ -450,14 +454,14 @@ class MemoryActionStore:
         found = self._by_id(action_id)
         return found["status"] if found is not None else None
 
-    def get_for_update(self, action_id: str) -> ActionRow | None:
+    def get_for_update(self, action_id: str) -> Action | None:
         return self.get(action_id)
 
-    def find_idempotent(self, submitted_by: str, key: str) -> ActionRow | None:
+    def find_idempotent(self, submitted_by: str, key: str) -> Action | None:
         found = self.t.first(submitted_by=submitted_by, idempotency_key=key)
         return self.t.row(found) if found is not None else None
 
-    def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
+    def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> Action | None:
         wanted = set(statuses)
         matches = [
             r
@@ -466,9 +470,9 @@ class MemoryActionStore:
         ]
         return self.t.row(max(matches, key=lambda r: r["seq"])) if matches else None
 
-    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> CallRow | None:
+    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> SameCall | None:
         found = self.t.first(submitted_hash=rhash, status=status, agent_id=agent_id)
-        return self.t.row(found) if found is not None else None
+        return None if found is None else SameCall(found["id"], found["submitted_by"], found["idempotency_key"])
 
     def touch_presence(self, action_id: str, now: float) -> None:
         found = self._by_id(action_id)
@@ -487,9 +491,7 @@ class MemoryActionStore:
         self.t.update(found, values)
         return True
 
-    def list_page(
-        self, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0
-    ) -> list[ActionRow]:
+    def list_page(self, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0) -> list[Action]:
         exact = (
             ("submitted_by", where.submitted_by),
             ("status", where.status),

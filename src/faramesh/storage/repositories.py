@@ -23,11 +23,12 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from faramesh.model import Action
 from faramesh.storage.actions_repo import SqlActionStore
 from faramesh.storage.audit_log import SqlAuditLog
 from faramesh.storage.keys_repo import SqlKeyStore
 from faramesh.storage.limits_repo import SqlLimitStore
-from faramesh.storage.rows import ActionFilter, ActionRow, ApiKeyRow, AuditRow, CallRow, DeliveryRow, WebhookRow
+from faramesh.storage.rows import ActionFilter, ApiKeyRow, AuditRow, DeliveryRow, SameCall, WebhookRow
 from faramesh.storage.webhooks_repo import SqlWebhookStore
 
 if TYPE_CHECKING:
@@ -41,23 +42,23 @@ __all__ = ["ActionStore", "AuditLog", "KeyStore", "LimitStore", "Repositories", 
 class ActionStore(Protocol):
     """The actions table: load, insert, compare-and-set, list and the expiry picks."""
 
-    def get(self, action_id: str) -> ActionRow | None: ...
+    def get(self, action_id: str) -> Action | None: ...
 
     def current_status(self, action_id: str) -> str | None: ...
 
-    def get_for_update(self, action_id: str) -> ActionRow | None:
+    def get_for_update(self, action_id: str) -> Action | None:
         """The row, locked until the transaction ends."""
         ...
 
-    def find_idempotent(self, submitted_by: str, key: str) -> ActionRow | None:
+    def find_idempotent(self, submitted_by: str, key: str) -> Action | None:
         """The action this key already submitted under this Idempotency-Key, if any."""
         ...
 
-    def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
+    def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> Action | None:
         """The newest action of this agent with this submitted hash, now in one of `statuses`."""
         ...
 
-    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> CallRow | None:
+    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> SameCall | None:
         """An action of this agent with this submitted hash now in `status`, if any."""
         ...
 
@@ -75,9 +76,7 @@ class ActionStore(Protocol):
         """Update the row only if it is still in one of `statuses` at `version`; True if it was."""
         ...
 
-    def list_page(
-        self, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0
-    ) -> list[ActionRow]:
+    def list_page(self, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0) -> list[Action]:
         """Up to `limit` matching actions, newest first (by seq), below `cursor` when given."""
         ...
 

@@ -2,27 +2,29 @@
 filter and the delivery states. No SQL here, so the in-memory repositories
 (`faramesh.storage.memory`) share these types with the SQL ones.
 
-A row is read by attribute (`row.status`). The SQL repositories return the driver's
-rows as they are; the memory ones return named tuples with the same fields. Each
-protocol names the columns callers read and their Python types (a nullable column is
-`... | None`).
+An action is a `faramesh.model.Action` from both. Other rows are read by attribute
+(`row.status`): the SQL repositories return the driver's rows as they are, the memory
+ones named tuples with the same fields, and each protocol here names those columns
+and their Python types (a nullable column is `... | None`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from faramesh.model import Action
 
 __all__ = [
     "DELIVERED",
     "FAILED",
     "PENDING",
+    "Action",
     "ActionFilter",
-    "ActionRow",
     "ApiKeyRow",
     "AuditRow",
-    "CallRow",
     "DeliveryRow",
+    "SameCall",
     "WebhookRow",
 ]
 
@@ -46,92 +48,12 @@ class ActionFilter:
     until: float | None = None
 
 
-class CallRow(Protocol):
+class SameCall(NamedTuple):
     """Who submitted an action and under which Idempotency-Key (`find_same_call_in`)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def submitted_by(self) -> str: ...
-    @property
-    def idempotency_key(self) -> str | None: ...
-
-
-class ActionRow(CallRow, Protocol):
-    """A row of the actions table."""
-
-    @property
-    def seq(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def decision(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def risk_level(self) -> str: ...
-    @property
-    def rule_id(self) -> str | None: ...
-    @property
-    def policy_hash(self) -> str: ...
-    @property
-    def request_hash(self) -> str: ...
-    @property
-    def tool(self) -> str: ...
-    @property
-    def operation(self) -> str: ...
-    @property
-    def params(self) -> str: ...
-    @property
-    def context(self) -> str: ...
-    @property
-    def original_params(self) -> str | None: ...
-    @property
-    def agent_id(self) -> str: ...
-    @property
-    def shadow_decision(self) -> str | None: ...
-    @property
-    def shadow_rule_id(self) -> str | None: ...
-    @property
-    def shadow_policy_hash(self) -> str | None: ...
-    @property
-    def approval_token(self) -> str | None: ...
-    @property
-    def approval_quorum(self) -> int: ...
-    @property
-    def approval_groups(self) -> str | None: ...
-    @property
-    def expires_at(self) -> float | None: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def decision_reason(self) -> str | None: ...
-    @property
-    def result(self) -> str | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def created_at(self) -> float: ...
-    @property
-    def updated_at(self) -> float: ...
-    @property
-    def submitted_hash(self) -> str | None: ...
-    @property
-    def agent_seen_at(self) -> float | None: ...
-    @property
-    def picked_up_at(self) -> float | None: ...
-    @property
-    def lapses_at(self) -> float | None: ...
-    @property
-    def permit(self) -> str | None: ...
-    @property
-    def permit_expires_at(self) -> float | None: ...
-    @property
-    def started_at(self) -> float | None: ...
-    @property
-    def lease_expires_at(self) -> float | None: ...
+    id: str
+    submitted_by: str
+    idempotency_key: str | None
 
 
 class ApiKeyRow(Protocol):

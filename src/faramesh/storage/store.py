@@ -186,6 +186,9 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        if len(batch) == 1:
+            self._run_alone(conn, batch[0])
+            return
         outcomes: list[tuple[bool, Any]] = []
         try:
             with conn.begin():
@@ -208,6 +211,18 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+    @staticmethod
+    def _run_alone(conn: Connection, job: _Job) -> None:
+        """A batch of one needs no SAVEPOINT: its failure rolls back the whole transaction,
+        which holds nothing else."""
+        try:
+            with conn.begin():
+                value = job.fn(conn)
+        except BaseException as exc:  # the job or the commit failed: nothing is durable
+            job.future.set_exception(exc)
+            return
+        job.future.set_result(value)
 
     # -- readiness --------------------------------------------------------------
     def probe_read(self) -> None:
