@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from faramesh.model import Identity, Role
-from faramesh.storage import keys_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 KEY_PREFIX = "fm_"
 MAX_NAME = 200
@@ -81,7 +81,7 @@ def verify(conn: Connection, secret: str) -> Identity | None:
     """The identity for a presented key, or None when it is unknown or revoked."""
     if not secret or len(secret) > MAX_SECRET:
         return None
-    row = keys_repo.by_hash(conn, hash_key(secret))
+    row = Repositories.sql(conn).keys.by_hash(hash_key(secret))
     return row_to_info(row).identity() if matches(row, secret) else None
 
 

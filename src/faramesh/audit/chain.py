@@ -14,8 +14,8 @@ from typing import Any
 from faramesh.audit.records import AuditRecord, record_bytes, row_to_record
 from faramesh.canonical import fast_canonical
 from faramesh.model import Identity
-from faramesh.storage import audit_log
 from faramesh.storage.audit_log import Connection
+from faramesh.storage.repositories import Repositories
 
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
@@ -68,30 +68,31 @@ def append(
     a person signed in with single sign-on, `data.person` names them (issuer, subject,
     email, name), so the chain itself says which person did it.
     """
+    repos = Repositories.sql(conn)
     if isinstance(actor, Identity):
         if actor.person is not None:
             data = {**data, "person": actor.person.to_dict()}
         actor = actor.label
-    head_seq, head_hash = audit_log.lock_head(conn)
+    head_seq, head_hash = repos.audit.lock_head()
     row = seal(head_hash, seq=head_seq + 1, ts=ts, event=event, action_id=action_id, actor=actor, data=data)
-    audit_log.write_record(conn, row)
+    repos.audit.write_record(row)
     return int(row["seq"])
 
 
 def head(conn: Connection) -> tuple[int, str]:
     """The seq and hash of the last record (0 and the genesis hash for an empty log)."""
-    return audit_log.read_head(conn)
+    return Repositories.sql(conn).audit.read_head()
 
 
 def action_events(conn: Connection, action_id: str) -> list[AuditRecord]:
-    return [row_to_record(r) for r in audit_log.action_records(conn, action_id)]
+    return [row_to_record(r) for r in Repositories.sql(conn).audit.action_records(action_id)]
 
 
 def events_after(conn: Connection, seq: int, limit: int = 1000) -> list[AuditRecord]:
-    return [row_to_record(r) for r in audit_log.records_after(conn, seq, limit)]
+    return [row_to_record(r) for r in Repositories.sql(conn).audit.records_after(seq, limit)]
 
 
 def event_at(conn: Connection, seq: int) -> AuditRecord | None:
     """The record with this seq, or None when there is none."""
-    row = audit_log.record_at(conn, seq)
+    row = Repositories.sql(conn).audit.record_at(seq)
     return row_to_record(row) if row is not None else None

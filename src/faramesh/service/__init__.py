@@ -12,8 +12,9 @@ modules named after it:
 - reads.py: one action, a page of actions, an action's events
 - views.py: the wire format (`to_api`), the only place it is built
 
-The SQL they run is in faramesh.storage (actions_repo, approvals_repo, limits_repo,
-keys_repo, webhooks_repo, audit_log).
+They reach actions, keys, limits, stored webhooks and the audit log through the typed
+repositories (`faramesh.storage.repositories.Repositories.sql(conn)`); the SQL behind
+them, and behind approvals, grants and the rest, is in faramesh.storage.
 """
 
 from faramesh.service.agents import PLACEHOLDER_AGENT_ID

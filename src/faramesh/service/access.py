@@ -6,8 +6,8 @@ from typing import Any
 
 from faramesh.errors import NotFound
 from faramesh.model import Identity, Role
-from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import refuse_nul
 
 MAX_ACTION_ID = 64  # the column's width
@@ -23,7 +23,7 @@ def checked_id(action_id: Any) -> str:
 
 def load(conn: Connection, action_id: str) -> Any:
     """The action's row, or None; NotFound for an id no action can have."""
-    return actions_repo.get(conn, checked_id(action_id))
+    return Repositories.sql(conn).actions.get(checked_id(action_id))
 
 
 def visible(row: Any, identity: Identity) -> bool:

@@ -25,8 +25,9 @@ from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
 from faramesh.service import access, limits, people, permits
 from faramesh.service.permit_keys import SigningKey
-from faramesh.storage import Store, actions_repo, approvals_repo, keys_repo, limits_repo
+from faramesh.storage import Store, approvals_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import check_json_object, refuse_nul
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def decide(
 def _decide_txn(
     g: Governor, conn: Connection, action_id: str, vote: _Vote, now: float, signing: SigningKey | None
 ) -> Decided:
+    repos = Repositories.sql(conn)
     identity, verb = vote.identity, vote.verb
     # The key (or person) was checked when the request arrived; one revoked since must not vote.
     if not people.still_active(conn, identity):
@@ -148,7 +150,7 @@ def _decide_txn(
             raise Forbidden(f"your groups no longer allow you to decide; the {verb} was not recorded")
         raise KeyRevoked(f"this API key was revoked; the {verb} was not recorded")
     # Lock the row (PostgreSQL) so concurrent votes on one action count each other.
-    row = actions_repo.get_for_update(conn, action_id)
+    row = repos.actions.get_for_update(action_id)
     if row is None:
         raise access.not_found(action_id)
     current = _check_may_vote(conn, row, vote)
@@ -193,10 +195,10 @@ def _decide_txn(
             key=signing,
         )
         values |= permit.row_values()
-    if not actions_repo.compare_and_set(
-        conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
+    if not repos.actions.compare_and_set(
+        action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
-        now_status = actions_repo.current_status(conn, action_id)
+        now_status = repos.actions.current_status(action_id)
         raise Conflict(f"cannot {verb}: the action changed meanwhile (now {now_status})", status=now_status)
     seq = audit.append(
         conn,
@@ -216,7 +218,7 @@ def _decide_txn(
         | (permit.audit_data() if permit is not None else {}),
     )
     g.store.notify(conn, type=event, action_id=action_id, seq=seq)
-    fresh = actions_repo.get(conn, action_id)
+    fresh = repos.actions.get(action_id)
     return Decided(fresh, approvals_repo.votes_on(conn, action_id), event, seq, votes)
 
 
@@ -268,6 +270,7 @@ def _edit_params(g: Governor, conn: Connection, row: Any, params: dict[str, Any]
     different approval rule would hold them, or when a limit would trip; else returns
     the new params and request_hash plus what the audit record keeps of both versions.
     """
+    repos = Repositories.sql(conn)
     context = orjson.loads(row.context)
     new_hash = request_hash(
         agent_id=row.agent_id, tool=row.tool, operation=row.operation, params=params, context=context
@@ -275,7 +278,7 @@ def _edit_params(g: Governor, conn: Connection, row: Any, params: dict[str, Any]
     if new_hash == row.request_hash:
         return None  # the same arguments: a plain approval
     current = orjson.loads(row.params)
-    key = keys_repo.get(conn, row.submitted_by)
+    key = repos.keys.get(row.submitted_by)
     agent = {
         "id": row.agent_id,
         "groups": orjson.loads(key.groups) if key is not None and key.groups else [],
@@ -303,7 +306,7 @@ def _edit_params(g: Governor, conn: Connection, row: Any, params: dict[str, Any]
         )
     if decision.limits:
         # Re-reserve the action's usage (e.g. its budget amount) for the edited params.
-        limits_repo.release(conn, row.id)
+        repos.limits.release(row.id)
         tripped = limits.reserve(conn, decision, params=params, context=context, agent=agent, action_id=row.id, now=now)
         if tripped is not None:
             raise InvalidInput(f"the edited params exceed a limit: {tripped}", field="params")

@@ -14,8 +14,9 @@ from faramesh.errors import Conflict, Forbidden, KeyRevoked
 from faramesh.model import CANCELLABLE, Identity, Status
 from faramesh.service import access, keys
 from faramesh.service.approvals import check_reason
-from faramesh.storage import Store, actions_repo
+from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 if TYPE_CHECKING:
     from faramesh.service.governor import Governor
@@ -46,6 +47,7 @@ def cancel(g: Governor, identity: Identity, action_id: str, *, reason: Any = Non
 
 def cancel_row(conn: Connection, store: Store, row: Any, *, actor: str, reason: str, now: float) -> tuple[Any, int]:
     """Move `row` to cancelled inside the caller's transaction (compare-and-set)."""
+    repos = Repositories.sql(conn)
     current = Status(row.status)
     if current not in CANCELLABLE:
         raise Conflict(
@@ -61,8 +63,8 @@ def cancel_row(conn: Connection, store: Store, row: Any, *, actor: str, reason: 
         "version": row.version + 1,
         "updated_at": now,
     }
-    if not actions_repo.compare_and_set(conn, row.id, statuses=_CANCELLABLE, version=row.version, values=values):
-        fresh = actions_repo.current_status(conn, row.id)
+    if not repos.actions.compare_and_set(row.id, statuses=_CANCELLABLE, version=row.version, values=values):
+        fresh = repos.actions.current_status(row.id)
         raise Conflict(f"cannot cancel: the action changed meanwhile (now {fresh})", status=fresh)
     seq = audit.append(
         conn,
@@ -73,5 +75,5 @@ def cancel_row(conn: Connection, store: Store, row: Any, *, actor: str, reason: 
         data={"status": Status.CANCELLED.value, "previous": current.value, "reason": reason},
     )
     store.notify(conn, type=EVENT, action_id=row.id, seq=seq)
-    fresh_row = actions_repo.get(conn, row.id)
+    fresh_row = repos.actions.get(row.id)
     return fresh_row, seq

@@ -27,8 +27,9 @@ from faramesh.service.approvals import check_reason
 from faramesh.service.durations import humanize
 from faramesh.service.permits import permit_sha256
 from faramesh.service.results import check_result
-from faramesh.storage import Store, actions_repo
+from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 if TYPE_CHECKING:
     from faramesh.service.governor import Governor
@@ -48,7 +49,7 @@ def _own_action(conn: Connection, identity: Identity, action_id: str, verb: str)
     # The key was checked when the request arrived; one revoked since must not act.
     if not keys.still_active(conn, identity.key_id):
         raise KeyRevoked(f"this API key was revoked; the {verb} was not recorded")
-    row = actions_repo.get_for_update(conn, access.checked_id(action_id))
+    row = Repositories.sql(conn).actions.get_for_update(access.checked_id(action_id))
     if row is None or not access.visible(row, identity):
         raise access.not_found(action_id)
     if row.submitted_by != identity.key_id:
@@ -62,6 +63,7 @@ def start(g: Governor, identity: Identity, action_id: str) -> tuple[Any, int]:
     lease_until = now + g.execution_lease
 
     def txn(conn: Connection) -> tuple[Any, int]:
+        repos = Repositories.sql(conn)
         row = _own_action(conn, identity, action_id, "start")
         current = Status(row.status)
         if current not in EXECUTABLE:
@@ -78,8 +80,8 @@ def start(g: Governor, identity: Identity, action_id: str) -> tuple[Any, int]:
             "version": row.version + 1,
             "updated_at": now,
         }
-        if not actions_repo.compare_and_set(conn, row.id, statuses=_EXECUTABLE, version=row.version, values=values):
-            fresh = actions_repo.current_status(conn, row.id)
+        if not repos.actions.compare_and_set(row.id, statuses=_EXECUTABLE, version=row.version, values=values):
+            fresh = repos.actions.current_status(row.id)
             raise Conflict(f"cannot start: the action changed meanwhile (now {fresh})", status=fresh)
         seq = audit.append(
             conn,
@@ -95,7 +97,7 @@ def start(g: Governor, identity: Identity, action_id: str) -> tuple[Any, int]:
             },
         )
         g.store.notify(conn, type=STARTED, action_id=row.id, seq=seq)
-        return actions_repo.get(conn, row.id), seq
+        return repos.actions.get(row.id), seq
 
     return g.store.write(txn)
 
@@ -107,17 +109,18 @@ def heartbeat(g: Governor, identity: Identity, action_id: str) -> Any:
     lease_until = now + g.execution_lease
 
     def txn(conn: Connection) -> Any:
+        repos = Repositories.sql(conn)
         row = _own_action(conn, identity, action_id, "heartbeat")
-        if row.status != _EXECUTING or not actions_repo.compare_and_set(
-            conn, row.id, statuses=[_EXECUTING], version=row.version, values={"lease_expires_at": lease_until}
+        if row.status != _EXECUTING or not repos.actions.compare_and_set(
+            row.id, statuses=[_EXECUTING], version=row.version, values={"lease_expires_at": lease_until}
         ):
-            fresh = actions_repo.current_status(conn, row.id)
+            fresh = repos.actions.current_status(row.id)
             lapsed = " Its execution lease ran out: reconcile it." if fresh == _UNKNOWN else ""
             raise Conflict(
                 f"cannot extend the lease: action is {fresh}, not executing.{lapsed}",
                 status=fresh,
             )
-        return actions_repo.get(conn, row.id)
+        return repos.actions.get(row.id)
 
     return g.store.write(txn)
 
@@ -141,9 +144,10 @@ def reconcile(
     now = g.clock()
 
     def txn(conn: Connection) -> tuple[Any, int, str]:
+        repos = Repositories.sql(conn)
         if not keys.still_active(conn, identity.key_id):
             raise KeyRevoked("this API key was revoked; the reconciliation was not recorded")
-        row = actions_repo.get_for_update(conn, access.checked_id(action_id))
+        row = repos.actions.get_for_update(access.checked_id(action_id))
         if row is None or not access.visible(row, identity):
             raise access.not_found(action_id)
         if row.submitted_by != identity.key_id and not identity.can_decide:
@@ -162,8 +166,8 @@ def reconcile(
             "version": row.version + 1,
             "updated_at": now,
         }
-        if not actions_repo.compare_and_set(conn, row.id, statuses=[_UNKNOWN], version=row.version, values=values):
-            fresh = actions_repo.current_status(conn, row.id)
+        if not repos.actions.compare_and_set(row.id, statuses=[_UNKNOWN], version=row.version, values=values):
+            fresh = repos.actions.current_status(row.id)
             raise Conflict(f"cannot reconcile: the action changed meanwhile (now {fresh})", status=fresh)
         by = "the agent" if row.submitted_by == identity.key_id else "a person"
         seq = audit.append(
@@ -183,7 +187,7 @@ def reconcile(
             },
         )
         g.store.notify(conn, type=RECONCILED, action_id=row.id, seq=seq)
-        return actions_repo.get(conn, row.id), seq, RECONCILED
+        return repos.actions.get(row.id), seq, RECONCILED
 
     return g.store.write(txn)
 
@@ -194,7 +198,7 @@ def refuse_unknown_retry(
     """Inside submit: refuse an identical call while an earlier one's outcome is unknown,
     so an ambiguous payment is never silently repeated. A replay under the same
     Idempotency-Key is left to answer with its own action."""
-    earlier = actions_repo.find_same_call_in(conn, agent_id, rhash, _UNKNOWN)
+    earlier = Repositories.sql(conn).actions.find_same_call_in(agent_id, rhash, _UNKNOWN)
     if earlier is None:
         return
     if idempotency_key is not None and (earlier.submitted_by, earlier.idempotency_key) == (
@@ -227,10 +231,11 @@ def lease_due(store: Store, now: float, batch: int, lease: float, on_expired: Ca
 
 
 def _expire_next_lease(store: Store, conn: Connection, now: float, lease: float) -> tuple[Any, int] | None:
-    action_id = actions_repo.next_lease_due(conn, _EXECUTING, now)
+    repos = Repositories.sql(conn)
+    action_id = repos.actions.next_lease_due(_EXECUTING, now)
     if action_id is None:
         return None
-    row = actions_repo.get(conn, action_id)
+    row = repos.actions.get(action_id)
     if row is None or row.status != _EXECUTING or row.lease_expires_at is None or row.lease_expires_at > now:
         return None
     reason = (
@@ -238,7 +243,7 @@ def _expire_next_lease(store: Store, conn: Connection, now: float, lease: float)
         "heartbeat): whether it ran is unknown; reconcile it before an identical retry"
     )
     values = {"status": _UNKNOWN, "version": row.version + 1, "updated_at": now}
-    if not actions_repo.compare_and_set(conn, action_id, statuses=[_EXECUTING], version=row.version, values=values):
+    if not repos.actions.compare_and_set(action_id, statuses=[_EXECUTING], version=row.version, values=values):
         return None
     seq = audit.append(
         conn,
@@ -249,8 +254,8 @@ def _expire_next_lease(store: Store, conn: Connection, now: float, lease: float)
         data={"status": _UNKNOWN, "reason": reason, "lease_expires_at": row.lease_expires_at},
     )
     store.notify(conn, type=LEASE_EXPIRED, action_id=action_id, seq=seq)
-    return actions_repo.get(conn, action_id), seq
+    return repos.actions.get(action_id), seq
 
 
 def next_lease_end(conn: Connection) -> float | None:
-    return actions_repo.earliest_lease(conn, _EXECUTING)
+    return Repositories.sql(conn).actions.earliest_lease(_EXECUTING)

@@ -24,8 +24,9 @@ from faramesh.errors import Conflict
 from faramesh.model import Status
 from faramesh.service.cancel import cancel_row
 from faramesh.service.durations import humanize
-from faramesh.storage import Store, actions_repo
+from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 __all__ = ["DEFAULT_APPROVAL_LAPSE", "DEFAULT_APPROVAL_TIMEOUT", "expire_due", "lapse_due", "next_expiry"]
 
@@ -49,10 +50,11 @@ def expire_due(store: Store, now: float, batch: int, on_expired: Callable[[Any, 
 
 
 def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] | None:
-    action_id = actions_repo.next_due(conn, _PENDING, now)
+    repos = Repositories.sql(conn)
+    action_id = repos.actions.next_due(_PENDING, now)
     if action_id is None:
         return None
-    row = actions_repo.get(conn, action_id)
+    row = repos.actions.get(action_id)
     if row is None or row.status != _PENDING or row.expires_at is None:
         return None
     reason = f"Approval expired: no decision within {humanize(round(row.expires_at - row.created_at, 3))}"
@@ -64,7 +66,7 @@ def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] 
         "version": row.version + 1,
         "updated_at": now,
     }
-    if not actions_repo.compare_and_set(conn, action_id, statuses=[_PENDING], version=row.version, values=values):
+    if not repos.actions.compare_and_set(action_id, statuses=[_PENDING], version=row.version, values=values):
         return None
     seq = audit.append(
         conn,
@@ -75,7 +77,7 @@ def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] 
         data={"status": Status.DENIED.value, "reason": reason},
     )
     store.notify(conn, type="action.expired", action_id=action_id, seq=seq)
-    return actions_repo.get(conn, action_id), seq
+    return repos.actions.get(action_id), seq
 
 
 def lapse_due(store: Store, now: float, batch: int, on_lapsed: Callable[[Any, int], None]) -> int:
@@ -92,10 +94,11 @@ def lapse_due(store: Store, now: float, batch: int, on_lapsed: Callable[[Any, in
 
 
 def _lapse_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] | None:
-    action_id = actions_repo.next_lapsed(conn, _APPROVED, now)
+    repos = Repositories.sql(conn)
+    action_id = repos.actions.next_lapsed(_APPROVED, now)
     if action_id is None:
         return None
-    row = actions_repo.get(conn, action_id)
+    row = repos.actions.get(action_id)
     if row is None or row.status != _APPROVED or row.picked_up_at is not None or row.lapses_at is None:
         return None
     # Nothing else updates an approved row before its pick-up, so updated_at is the approval.
@@ -113,9 +116,10 @@ def next_expiry(store: Store) -> float | None:
     """When the next pending action expires or unused approval lapses, if any does."""
 
     def read(conn: Connection) -> float | None:
+        repos = Repositories.sql(conn)
         due = [
-            actions_repo.earliest_expiry(conn, _PENDING),
-            actions_repo.earliest_lapse(conn, _APPROVED),
+            repos.actions.earliest_expiry(_PENDING),
+            repos.actions.earliest_lapse(_APPROVED),
         ]
         return min((d for d in due if d is not None), default=None)
 

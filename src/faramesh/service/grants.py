@@ -38,8 +38,9 @@ from faramesh.service.approvals import check_reason
 from faramesh.service.durations import humanize
 from faramesh.service.permit_keys import SigningKey
 from faramesh.service.views import iso
-from faramesh.storage import Store, actions_repo, approvals_repo, grants_repo, keys_repo
+from faramesh.storage import Store, approvals_repo, grants_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import check_agent_id, check_json_object, normalize_name, refuse_nul
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ def find_applicable(
     for row in grants_repo.candidates(conn, tool=tool, operation=operation, agent_id=agent_id, now=now):
         if row.created_by == submitted_by:
             continue  # no key approves what it submitted, directly or by grant
-        creator = keys_repo.get(conn, row.created_by)
+        creator = Repositories.sql(conn).keys.get(row.created_by)
         if creator is None or creator.revoked_at is not None:
             continue
         if creator.agent_id is not None and creator.agent_id == agent_id:
@@ -305,9 +306,10 @@ def approve_by_grant(
     approval's audit seq. Inside the submit transaction: if the use cannot be counted
     (another submit took the last one), the whole submit is retried by nobody, so this
     raises and the caller records the action as held instead."""
+    repos = Repositories.sql(conn)
     if not grants_repo.use(conn, grant.id, uses=int(grant.uses), now=now):
         raise _GrantGone()
-    row = actions_repo.get(conn, action_id)
+    row = repos.actions.get(action_id)
     if row is None:
         raise _GrantGone()
     actor = ACTOR_PREFIX + grant.id
@@ -326,8 +328,8 @@ def approve_by_grant(
     # Approved actions carry a permit for exactly these arguments, naming the grant.
     permit = permits.issue_for_row(g, row, status=Status.APPROVED, approvers=[actor], now=now, key=key)
     values |= permit.row_values()
-    if not actions_repo.compare_and_set(
-        conn, action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
+    if not repos.actions.compare_and_set(
+        action_id, statuses=[Status.PENDING_APPROVAL.value], version=row.version, values=values
     ):
         raise _GrantGone()
     approvals_repo.insert_vote(

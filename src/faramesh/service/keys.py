@@ -1,8 +1,9 @@
 """API keys: the only code that creates or revokes one, and records it in the audit log.
 
-Secrets are made and hashed by `faramesh.keys` (pure); the rows are moved by
-`faramesh.storage.keys_repo`. Each function runs its own transaction on the store it is
-given, so the server, the dashboard, the CLI and `serve` all change keys the same way.
+Secrets are made and hashed by `faramesh.keys` (pure); the rows are moved by the
+`KeyStore` (`faramesh.storage.repositories`). Each function runs its own transaction on
+the store it is given, so the server, the dashboard, the CLI and `serve` all change keys
+the same way.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from faramesh.errors import InvalidInput, NotFound
 from faramesh.keys import KEY_PREFIX, MAX_NAME, MAX_SECRET, KeyInfo, hash_key, row_to_info, verify
 from faramesh.model import Identity, Role, is_person_id
 from faramesh.service.key_cache import KeyCache
-from faramesh.storage import Store, keys_repo
+from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.notify import send_notice_if_shared
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import check_agent_id, refuse_nul
 
 
@@ -61,8 +63,7 @@ def create_key(
     digest = hash_key(secret)
 
     def txn(conn: Connection) -> None:
-        keys_repo.insert(
-            conn,
+        Repositories.sql(conn).keys.insert(
             key_id=key_id,
             name=name,
             role=role.value,
@@ -102,8 +103,9 @@ def revoke_key(store: Store, key_id: str, *, actor: str | Identity | None = None
     ts = time.time() if now is None else now
 
     def txn(conn: Connection) -> KeyInfo:
-        changed = keys_repo.revoke(conn, key_id, ts)
-        row = keys_repo.get(conn, key_id)
+        repos = Repositories.sql(conn)
+        changed = repos.keys.revoke(key_id, ts)
+        row = repos.keys.get(key_id)
         if row is None:
             raise NotFound(f"no key with id {key_id!r}", field="key_id")
         if changed:
@@ -117,11 +119,11 @@ def revoke_key(store: Store, key_id: str, *, actor: str | Identity | None = None
 
 def list_keys(store: Store) -> list[KeyInfo]:
     """Every key (never a secret), oldest first."""
-    return [row_to_info(r) for r in store.read(keys_repo.list_all)]
+    return [row_to_info(r) for r in store.read(lambda conn: Repositories.sql(conn).keys.list_all())]
 
 
 def count_active_keys(store: Store, role: Role | None = None) -> int:
-    return store.read(lambda conn: keys_repo.count_active(conn, role.value if role is not None else None))
+    return store.read(lambda conn: Repositories.sql(conn).keys.count_active(role.value if role is not None else None))
 
 
 def authenticate(store: Store, secret: str) -> Identity | None:
@@ -147,7 +149,7 @@ def authenticate_into(store: Store, secret: str, cache: KeyCache) -> Identity | 
 
 def identity_for_key(store: Store, key_id: str) -> Identity | None:
     """The identity of an active key named by id (e.g. the key a Slack user is mapped to)."""
-    row = store.read(lambda conn: keys_repo.get_active(conn, key_id))
+    row = store.read(lambda conn: Repositories.sql(conn).keys.get_active(key_id))
     return row_to_info(row).identity() if row is not None else None
 
 
@@ -157,9 +159,9 @@ def revoked_among(store: Store, key_ids: set[str]) -> set[str]:
     keys_only = {k for k in key_ids if not is_person_id(k)}
     if not keys_only:
         return set()
-    return keys_only - store.read(lambda conn: keys_repo.active_among(conn, keys_only))
+    return keys_only - store.read(lambda conn: Repositories.sql(conn).keys.active_among(keys_only))
 
 
 def still_active(conn: Connection, key_id: str) -> bool:
     """Inside a transaction: whether the key is still active (one primary-key read)."""
-    return keys_repo.is_active(conn, key_id)
+    return Repositories.sql(conn).keys.is_active(key_id)

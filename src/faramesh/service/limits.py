@@ -9,8 +9,8 @@ from typing import Any
 from faramesh.canonical import fast_canonical, sha256_hex
 from faramesh.policy import BudgetSpec, Decision
 from faramesh.service.durations import humanize
-from faramesh.storage import limits_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import NUL, SHOWN, shown
 
 # limit_usage.bucket is VARCHAR(250); a key value longer than that was never stored raw.
@@ -39,8 +39,9 @@ def reserve(
     now: float,
 ) -> str | None:
     """Check and record the decision's limits in the caller's transaction; a reason if one trips."""
+    repos = Repositories.sql(conn)
     keys = [(spec, spec.key_value(params=params, context=context, agent=agent)) for spec in decision.limits]
-    limits_repo.lock_buckets(conn, (f"{spec.limit_id}:{bucket_id(v)}" for spec, v in keys if v is not None))
+    repos.limits.lock_buckets(f"{spec.limit_id}:{bucket_id(v)}" for spec, v in keys if v is not None)
     for spec, value in keys:
         if value is None:
             return f"Limit {spec.limit_id}: the key {spec.key} is missing, so the limit cannot be checked"
@@ -48,7 +49,7 @@ def reserve(
         # Usage recorded before buckets were digests was keyed by the value itself;
         # it is counted too until it ages out of the window (no migration needed).
         keyed = [bucket, value] if len(value) <= _LEGACY_BUCKET_MAX and NUL not in value else [bucket]
-        count, total = limits_repo.usage(conn, limit_id=spec.limit_id, buckets=keyed, since=now - spec.per_seconds)
+        count, total = repos.limits.usage(limit_id=spec.limit_id, buckets=keyed, since=now - spec.per_seconds)
         window = humanize(spec.per_seconds)
         if isinstance(spec, BudgetSpec):
             amount = spec.amount(params)
@@ -60,5 +61,5 @@ def reserve(
             amount = 1.0
             if count + 1 > spec.max:
                 return f"Rate limit exceeded: {spec.max} per {window} for {_shown_key(value)}"
-        limits_repo.record(conn, limit_id=spec.limit_id, bucket=bucket, amount=amount, action_id=action_id, at=now)
+        repos.limits.record(limit_id=spec.limit_id, bucket=bucket, amount=amount, action_id=action_id, at=now)
     return None

@@ -19,8 +19,9 @@ from faramesh import audit
 from faramesh.model import Status
 from faramesh.policy import Policy
 from faramesh.service.durations import humanize
-from faramesh.storage import Store, actions_repo, nudges_repo
+from faramesh.storage import Store, nudges_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 ACTOR = "system:escalation"
 REMINDER, ESCALATION = "reminder", "escalation"
@@ -74,7 +75,7 @@ def _nudge(
     targets: tuple[str, ...],
     now: float,
 ) -> tuple[str, Any, int, dict[str, Any]] | None:
-    row = actions_repo.get(conn, action_id)
+    row = Repositories.sql(conn).actions.get(action_id)
     if row is None or row.status != _PENDING:
         return None  # decided meanwhile: nothing to nudge
     if not nudges_repo.record_nudge(conn, action_id=action_id, kind=kind, at=now):

@@ -19,8 +19,9 @@ import orjson
 from faramesh import audit
 from faramesh.model import Identity, Person, Role, is_person_id
 from faramesh.sso import SsoConfig
-from faramesh.storage import Store, keys_repo, people_repo
+from faramesh.storage import Store, people_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 __all__ = [
     "CHAT_CONFIRMED_WITHIN",
@@ -272,4 +273,4 @@ def still_active(conn: Connection, identity: Identity) -> bool:
     a person whose groups still give them a role)."""
     if is_person_id(identity.key_id):
         return people_repo.role_for_update(conn, identity.key_id) is not None
-    return keys_repo.is_active(conn, identity.key_id)
+    return Repositories.sql(conn).keys.is_active(identity.key_id)

@@ -29,8 +29,8 @@ from faramesh import audit
 from faramesh.model import EXECUTABLE, Identity, Status
 from faramesh.permit import PermitClaims, encode_permit, params_hash
 from faramesh.service.permit_keys import SigningKey
-from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 if TYPE_CHECKING:
     from faramesh.service.governor import Governor
@@ -139,11 +139,12 @@ def renew(g: Governor, identity: Identity, row: Any, approvers: Iterable[str]) -
     issued = issue_for_row(g, row, status=status, approvers=approvers, now=now)
 
     def txn(conn: Connection) -> tuple[Any, int | None]:
+        repos = Repositories.sql(conn)
         # Same status and version: the claims signed above still describe the action.
-        if not actions_repo.compare_and_set(
-            conn, row.id, statuses=[status.value], version=row.version, values=issued.row_values()
+        if not repos.actions.compare_and_set(
+            row.id, statuses=[status.value], version=row.version, values=issued.row_values()
         ):
-            return actions_repo.get(conn, row.id), None
+            return repos.actions.get(row.id), None
         seq = audit.append(
             conn,
             event=RENEWED,
@@ -152,6 +153,6 @@ def renew(g: Governor, identity: Identity, row: Any, approvers: Iterable[str]) -
             actor=identity.label,
             data={"status": status.value} | issued.audit_data(),
         )
-        return actions_repo.get(conn, row.id), seq
+        return repos.actions.get(row.id), seq
 
     return g.store.write(txn)

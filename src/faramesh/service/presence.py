@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from faramesh import audit
 from faramesh.model import Identity, Status
-from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 if TYPE_CHECKING:
     from faramesh.service.governor import Governor
@@ -44,9 +44,10 @@ def touch(g: Governor, identity: Identity, action_id: str) -> None:
     now = g.clock()
 
     def txn(conn: Connection) -> None:
-        row = actions_repo.get(conn, action_id)
+        repos = Repositories.sql(conn)
+        row = repos.actions.get(action_id)
         if row is not None and is_submitter(row, identity):
-            actions_repo.touch_presence(conn, action_id, now)
+            repos.actions.touch_presence(action_id, now)
 
     g.store.write(txn)
 
@@ -65,9 +66,10 @@ def pick_up(g: Governor, identity: Identity, row: Any) -> tuple[Any, int | None]
 
 def pick_up_in(conn: Connection, g: Governor, identity: Identity, row: Any, now: float) -> tuple[Any, int | None]:
     """`pick_up` inside the caller's transaction."""
+    repos = Repositories.sql(conn)
     values = {"picked_up_at": now, "agent_seen_at": now, "version": row.version + 1, "updated_at": now}
-    if not actions_repo.compare_and_set(conn, row.id, statuses=[_APPROVED], version=row.version, values=values):
-        fresh = actions_repo.get(conn, row.id)
+    if not repos.actions.compare_and_set(row.id, statuses=[_APPROVED], version=row.version, values=values):
+        fresh = repos.actions.get(row.id)
         if fresh is not None and needs_pickup(fresh, identity):  # changed by something else: try once more
             return pick_up_in(conn, g, identity, fresh, now)
         return fresh, None
@@ -75,4 +77,4 @@ def pick_up_in(conn: Connection, g: Governor, identity: Identity, row: Any, now:
         conn, event=PICKED_UP, ts=now, action_id=row.id, actor=identity.label, data={"status": _APPROVED}
     )
     g.store.notify(conn, type=PICKED_UP, action_id=row.id, seq=seq)
-    return actions_repo.get(conn, row.id), seq
+    return repos.actions.get(row.id), seq

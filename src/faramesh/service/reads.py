@@ -11,8 +11,9 @@ from faramesh.errors import InvalidInput
 from faramesh.model import Identity, Role, Status
 from faramesh.policy import Effect
 from faramesh.service import access, approvals
-from faramesh.storage import Store, actions_repo, approvals_repo
-from faramesh.storage.actions_repo import ActionFilter
+from faramesh.storage import Store, approvals_repo
+from faramesh.storage.repositories import Repositories
+from faramesh.storage.rows import ActionFilter
 from faramesh.validation import refuse_nul
 
 MAX_PAGE = 500
@@ -85,7 +86,9 @@ def list_actions(
         since=since,
         until=until,
     )
-    rows = store.read(lambda conn: actions_repo.list_page(conn, where, limit=limit + 1, cursor=cursor, offset=offset))
+    rows = store.read(
+        lambda conn: Repositories.sql(conn).actions.list_page(where, limit=limit + 1, cursor=cursor, offset=offset)
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = rows[-1].seq if more and rows else None

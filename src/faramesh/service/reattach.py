@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from faramesh import audit
 from faramesh.model import Identity, Status
-from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 
 if TYPE_CHECKING:
     from faramesh.storage import Store
@@ -49,7 +49,7 @@ def find_and_attach(
 def find(conn: Connection, identity: Identity, agent_id: str, rhash: str) -> Any | None:
     """The held action this submit repeats, if any (only the same key's: it alone may
     wait on it and report its result)."""
-    row = actions_repo.find_reattachable(conn, agent_id, rhash, _STATUSES)
+    row = Repositories.sql(conn).actions.find_reattachable(agent_id, rhash, _STATUSES)
     if row is None or row.submitted_by != identity.key_id:
         return None
     return row
@@ -58,11 +58,12 @@ def find(conn: Connection, identity: Identity, agent_id: str, rhash: str) -> Any
 def attach(conn: Connection, store: Store, identity: Identity, row: Any, now: float) -> tuple[Any, int] | None:
     """Hand `row` to the retrying agent: it is present again, and an approval it now
     receives is picked up. None when the row changed meanwhile (submit a new action)."""
+    repos = Repositories.sql(conn)
     values: dict[str, Any] = {"agent_seen_at": now, "version": row.version + 1, "updated_at": now}
     picked_up = row.status == Status.APPROVED.value and row.picked_up_at is None
     if picked_up:
         values["picked_up_at"] = now
-    if not actions_repo.compare_and_set(conn, row.id, statuses=[row.status], version=row.version, values=values):
+    if not repos.actions.compare_and_set(row.id, statuses=[row.status], version=row.version, values=values):
         return None
     seq = audit.append(
         conn,
@@ -73,4 +74,4 @@ def attach(conn: Connection, store: Store, identity: Identity, row: Any, now: fl
         data={"status": row.status, "picked_up": picked_up},
     )
     store.notify(conn, type=EVENT, action_id=row.id, seq=seq)
-    return actions_repo.get(conn, row.id), seq
+    return repos.actions.get(row.id), seq

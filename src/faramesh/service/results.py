@@ -10,8 +10,8 @@ from faramesh import audit
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import REPORTABLE, Identity, Status
 from faramesh.service import access, keys
-from faramesh.storage import actions_repo
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import check_json_object, refuse_nul
 
 if TYPE_CHECKING:
@@ -50,11 +50,12 @@ def report(
     new_status = Status.SUCCEEDED if success else Status.FAILED
 
     def txn(conn: Connection) -> tuple[Any, int, str]:
+        repos = Repositories.sql(conn)
         # The key was checked when the request arrived; one revoked since must not report.
         if not keys.still_active(conn, identity.key_id):
             raise KeyRevoked("this API key was revoked; the result was not recorded")
         # Locked (PostgreSQL), so a concurrent start or lease expiry is seen, not raced.
-        row = actions_repo.get_for_update(conn, access.checked_id(action_id))
+        row = repos.actions.get_for_update(access.checked_id(action_id))
         if row is None or not access.visible(row, identity):
             raise access.not_found(action_id)
         if row.submitted_by != identity.key_id:
@@ -73,8 +74,8 @@ def report(
             "version": row.version + 1,
             "updated_at": now,
         }
-        if not actions_repo.compare_and_set(conn, action_id, statuses=_REPORTABLE, version=row.version, values=values):
-            fresh = actions_repo.current_status(conn, action_id)
+        if not repos.actions.compare_and_set(action_id, statuses=_REPORTABLE, version=row.version, values=values):
+            fresh = repos.actions.current_status(action_id)
             raise Conflict(f"cannot report a result: the action changed meanwhile (now {fresh})", status=fresh)
         seq = audit.append(
             conn,
@@ -87,6 +88,6 @@ def report(
             | ({"previous": current.value} if current not in (Status.ALLOWED, Status.APPROVED) else {}),
         )
         g.store.notify(conn, type=event, action_id=action_id, seq=seq)
-        return actions_repo.get(conn, action_id), seq, event
+        return repos.actions.get(action_id), seq, event
 
     return g.store.write(txn)

@@ -21,8 +21,9 @@ from faramesh.service import execution, grants, limits, permits, reattach
 from faramesh.service.agents import resolve_agent
 from faramesh.service.permit_keys import SigningKey
 from faramesh.shadow import ShadowDecision, shadow_decide
-from faramesh.storage import DuplicateRow, actions_repo
+from faramesh.storage import DuplicateRow
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import check_json_object, normalize_name, refuse_nul
 
 if TYPE_CHECKING:
@@ -171,9 +172,10 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
 
 
 def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, bool, int, bool, int | None]:
+    repos = Repositories.sql(conn)
     sub, decision = req.sub, req.decision
     if sub.idempotency_key is not None:
-        existing = actions_repo.find_idempotent(conn, req.identity.key_id, sub.idempotency_key)
+        existing = repos.actions.find_idempotent(req.identity.key_id, sub.idempotency_key)
         if existing is not None:
             if existing.request_hash != req.rhash:
                 raise Conflict(
@@ -206,7 +208,7 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, b
     values = _row_values(g, req, status, effect, reason)
     if issued is not None:
         values |= issued.row_values()
-    actions_repo.insert(conn, values)
+    repos.actions.insert(values)
     seq = audit.append(
         conn,
         event="action.submitted",
@@ -248,7 +250,7 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, b
         )
     if granted is None:  # the row is what was inserted: no need to read it back
         return Action(**values), True, seq, False, None
-    return actions_repo.get(conn, req.action_id), True, seq, False, granted
+    return repos.actions.get(req.action_id), True, seq, False, granted
 
 
 def _row_values(g: Governor, req: _Request, status: Status, effect: Effect, reason: str) -> dict[str, Any]:

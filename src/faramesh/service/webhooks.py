@@ -1,8 +1,8 @@
 """Stored webhooks: the only code that adds or removes one, and records it in the audit log.
 
 Receivers configured in a --webhooks file live in memory and never pass through here.
-The rows are moved by `faramesh.storage.webhooks_repo`; `faramesh.notify` turns them into
-its `Webhook` and sends the deliveries.
+The rows are moved by the `WebhookStore` (`faramesh.storage.repositories`);
+`faramesh.notify` turns them into its `Webhook` and sends the deliveries.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import orjson
 from faramesh import audit
 from faramesh.errors import NotFound
 from faramesh.model import Identity
-from faramesh.storage import Store, webhooks_repo
+from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.repositories import Repositories
 from faramesh.validation import refuse_nul
 
 
@@ -44,8 +45,8 @@ def create_webhook(store: Store, spec: WebhookFields, *, actor: str | Identity |
     hook_id = secrets.token_hex(8)
 
     def txn(conn: Connection) -> Any:
-        webhooks_repo.insert_webhook(
-            conn,
+        repos = Repositories.sql(conn)
+        repos.webhooks.insert_webhook(
             webhook_id=hook_id,
             url=spec.url,
             secret=spec.secret,
@@ -62,7 +63,7 @@ def create_webhook(store: Store, spec: WebhookFields, *, actor: str | Identity |
             actor=actor,
             data={"webhook_id": hook_id, "url": spec.url, "events": list(spec.events), "format": spec.format},
         )
-        return webhooks_repo.get_webhook(conn, hook_id)
+        return repos.webhooks.get_webhook(hook_id)
 
     return store.write(txn)
 
@@ -73,10 +74,11 @@ def delete_webhook(store: Store, webhook_id: str, *, actor: str | Identity | Non
     ts = time.time() if now is None else now
 
     def txn(conn: Connection) -> Any:
-        row = webhooks_repo.get_webhook(conn, webhook_id)
+        repos = Repositories.sql(conn)
+        row = repos.webhooks.get_webhook(webhook_id)
         if row is None:
             raise NotFound(f"no webhook with id {webhook_id!r}", field="id")
-        webhooks_repo.delete_webhook(conn, webhook_id)
+        repos.webhooks.delete_webhook(webhook_id)
         audit.append(conn, event="webhook.deleted", ts=ts, actor=actor, data={"webhook_id": webhook_id, "url": row.url})
         return row
 
@@ -85,12 +87,12 @@ def delete_webhook(store: Store, webhook_id: str, *, actor: str | Identity | Non
 
 def list_webhooks(store: Store) -> list[Any]:
     """The stored receivers' rows, oldest first."""
-    return store.read(webhooks_repo.list_webhooks)
+    return store.read(lambda conn: Repositories.sql(conn).webhooks.list_webhooks())
 
 
 def deliveries(store: Store, webhook_id: str | None = None, limit: int = 50) -> list[Any]:
     """The newest delivery rows first: of one receiver, or of all."""
-    return store.read(lambda conn: webhooks_repo.list_deliveries(conn, webhook_id, limit))
+    return store.read(lambda conn: Repositories.sql(conn).webhooks.list_deliveries(webhook_id, limit))
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def overview(store: Store, webhook_ids: Sequence[str], recent: int) -> Overview:
     """What the admin page shows of the delivery log, in one read."""
 
     def read(conn: Connection) -> Overview:
-        latest = {hook_id: webhooks_repo.latest_delivery(conn, hook_id) for hook_id in webhook_ids}
-        return Overview(latest, webhooks_repo.list_deliveries(conn, None, recent), webhooks_repo.count_pending(conn))
+        repos = Repositories.sql(conn)
+        latest = {hook_id: repos.webhooks.latest_delivery(hook_id) for hook_id in webhook_ids}
+        return Overview(latest, repos.webhooks.list_deliveries(None, recent), repos.webhooks.count_pending())
 
     return store.read(read)

@@ -2,7 +2,9 @@
 
 The only package that speaks SQL: `Store` runs transactions, and the repository
 modules (`actions_repo`, `approvals_repo`, `limits_repo`, `keys_repo`, `webhooks_repo`,
-`audit_log`) hold the statements, with every SQLite/PostgreSQL difference.
+`audit_log`) hold the statements, with every SQLite/PostgreSQL difference. The service
+reaches actions, keys, limits, webhooks and the audit log through the typed
+`repositories.Repositories`; `memory` is their in-memory twin.
 """
 
 from faramesh.storage.errors import DuplicateRow

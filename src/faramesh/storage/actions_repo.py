@@ -8,14 +8,14 @@ function takes the caller's connection, so it runs inside the caller's transacti
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from faramesh.model import Action
 from faramesh.storage.prepared import Prepared
+from faramesh.storage.rows import ActionFilter, SameCall
 from faramesh.storage.schema import actions
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ActionRow",
     "Connection",
     "SameCall",
+    "SqlActionStore",
     "compare_and_set",
     "current_status",
     "earliest_expiry",
@@ -110,12 +111,6 @@ _SAME_CALL_IN = Prepared(  # every submit runs it: straight to the driver
 )
 
 
-class SameCall(NamedTuple):
-    id: str
-    submitted_by: str
-    idempotency_key: str | None
-
-
 def find_same_call_in(conn: Connection, agent_id: str, rhash: str, status: str) -> SameCall | None:
     """(id, submitted_by, idempotency_key) of an action of this agent submitted with this
     request hash and now in `status`, if any. One prebuilt statement on the re-attach
@@ -145,20 +140,6 @@ def compare_and_set(
         .values(**values)
     )
     return bool(result.rowcount == 1)
-
-
-@dataclass(frozen=True)
-class ActionFilter:
-    """What a list of actions is narrowed to; None means no filter."""
-
-    submitted_by: str | None = None
-    status: str | None = None
-    tool: str | None = None
-    agent_id: str | None = None
-    risk: str | None = None
-    id_prefix: str | None = None
-    since: float | None = None
-    until: float | None = None
 
 
 def list_page(
@@ -263,3 +244,64 @@ def next_lease_due(conn: Connection, status: str, now: float) -> str | None:
 def earliest_lease(conn: Connection, status: str) -> float | None:
     value = conn.execute(select(func.min(actions.c.lease_expires_at)).where(actions.c.status == status)).scalar()
     return float(value) if value is not None else None
+
+
+class SqlActionStore:
+    """The statements above bound to one connection: an `ActionStore` (faramesh.storage.repositories)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, action_id: str) -> ActionRow | None:
+        return get(self.conn, action_id)
+
+    def current_status(self, action_id: str) -> str | None:
+        return current_status(self.conn, action_id)
+
+    def get_for_update(self, action_id: str) -> ActionRow | None:
+        return get_for_update(self.conn, action_id)
+
+    def find_idempotent(self, submitted_by: str, key: str) -> ActionRow | None:
+        return find_idempotent(self.conn, submitted_by, key)
+
+    def find_reattachable(self, agent_id: str, rhash: str, statuses: Collection[str]) -> ActionRow | None:
+        return find_reattachable(self.conn, agent_id, rhash, statuses)
+
+    def find_same_call_in(self, agent_id: str, rhash: str, status: str) -> SameCall | None:
+        return find_same_call_in(self.conn, agent_id, rhash, status)
+
+    def touch_presence(self, action_id: str, now: float) -> None:
+        touch_presence(self.conn, action_id, now)
+
+    def insert(self, values: Mapping[str, Any]) -> None:
+        insert(self.conn, values)
+
+    def compare_and_set(
+        self, action_id: str, *, statuses: Collection[str], version: int, values: Mapping[str, Any]
+    ) -> bool:
+        return compare_and_set(self.conn, action_id, statuses=statuses, version=version, values=values)
+
+    def list_page(
+        self, where: ActionFilter, *, limit: int, cursor: int | None = None, offset: int = 0
+    ) -> list[ActionRow]:
+        return list_page(self.conn, where, limit=limit, cursor=cursor, offset=offset)
+
+    def next_due(self, status: str, now: float) -> str | None:
+        return next_due(self.conn, status, now)
+
+    def earliest_expiry(self, status: str) -> float | None:
+        return earliest_expiry(self.conn, status)
+
+    def next_lapsed(self, status: str, now: float) -> str | None:
+        return next_lapsed(self.conn, status, now)
+
+    def earliest_lapse(self, status: str) -> float | None:
+        return earliest_lapse(self.conn, status)
+
+    def next_lease_due(self, status: str, now: float) -> str | None:
+        return next_lease_due(self.conn, status, now)
+
+    def earliest_lease(self, status: str) -> float | None:
+        return earliest_lease(self.conn, status)

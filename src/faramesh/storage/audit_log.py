@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from faramesh.storage.prepared import Prepared
+from faramesh.storage.rows import AuditRow
 from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, audit_head, audit_log
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "VOTES",
     "Connection",
     "KeyRow",
+    "SqlAuditLog",
     "action_records",
     "key_rows",
     "lock_head",
@@ -79,17 +81,17 @@ def record_ts(conn: Connection, seq: int) -> float | None:
     return float(ts) if ts is not None else None
 
 
-def record_at(conn: Connection, seq: int) -> Any | None:
+def record_at(conn: Connection, seq: int) -> AuditRow | None:
     """The row (with the audit_log columns as attributes) of the record with this seq, if any."""
     return conn.execute(select(audit_log).where(audit_log.c.seq == seq)).first()
 
 
-def action_records(conn: Connection, action_id: str) -> Sequence[Any]:
+def action_records(conn: Connection, action_id: str) -> Sequence[AuditRow]:
     """The rows (with the audit_log columns as attributes) of one action's records, in order."""
     return conn.execute(select(audit_log).where(audit_log.c.action_id == action_id).order_by(audit_log.c.seq)).all()
 
 
-def records_after(conn: Connection, seq: int, limit: int) -> Sequence[Any]:
+def records_after(conn: Connection, seq: int, limit: int) -> Sequence[AuditRow]:
     return conn.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq).limit(limit)).all()
 
 
@@ -228,3 +230,42 @@ def key_rows(conn: Connection) -> list[KeyRow]:
     """Every API key, oldest first."""
     stmt = select(*(api_keys.c[name] for name in KeyRow._fields)).order_by(api_keys.c.created_at)
     return [KeyRow(*row) for row in conn.execute(stmt)]
+
+
+class SqlAuditLog:
+    """The append, head and record reads above bound to one connection: an `AuditLog`
+    (faramesh.storage.repositories). The whole-log verification reads stay functions."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def lock_head(self) -> tuple[int, str]:
+        return lock_head(self.conn)
+
+    def write_record(self, row: dict[str, Any]) -> None:
+        write_record(self.conn, row)
+
+    def read_head(self) -> tuple[int, str]:
+        return read_head(self.conn)
+
+    def record_ts(self, seq: int) -> float | None:
+        return record_ts(self.conn, seq)
+
+    def record_at(self, seq: int) -> AuditRow | None:
+        return record_at(self.conn, seq)
+
+    def action_records(self, action_id: str) -> Sequence[AuditRow]:
+        return action_records(self.conn, action_id)
+
+    def records_after(self, seq: int, limit: int) -> Sequence[AuditRow]:
+        return records_after(self.conn, seq, limit)
+
+    def seq_of_hash(self, digest: str) -> int | None:
+        return seq_of_hash(self.conn, digest)
+
+    def stream_records(
+        self, *, since_seq: int | None = None, since_ts: float | None = None, action_id: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        return stream_records(self.conn, since_seq=since_seq, since_ts=since_ts, action_id=action_id)

@@ -6,16 +6,16 @@ in the audit log; `faramesh.keys` hashes and verifies secrets. This module only 
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from faramesh.storage.rows import ApiKeyRow
 from faramesh.storage.schema import api_keys
 
 __all__ = [
     "Connection",
     "KeyRow",
+    "SqlKeyStore",
     "active_among",
     "by_hash",
     "count_active",
@@ -27,7 +27,7 @@ __all__ = [
     "revoke",
 ]
 
-KeyRow = Any  # a row with the api_keys columns as attributes
+KeyRow = ApiKeyRow  # a row with the api_keys columns as attributes
 
 # Built once: every request runs these, and prebuilt statements skip SQLAlchemy's per-call work.
 _SELECT_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))
@@ -118,3 +118,60 @@ def active_among(conn: Connection, key_ids: set[str]) -> set[str]:
         ).all()
         active.update(r.id for r in rows)
     return active
+
+
+class SqlKeyStore:
+    """The statements above bound to one connection: a `KeyStore` (faramesh.storage.repositories)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def insert(
+        self,
+        *,
+        key_id: str,
+        name: str,
+        role: str,
+        agent_id: str | None,
+        groups_json: str,
+        key_hash: str,
+        prefix: str,
+        created_at: float,
+    ) -> None:
+        insert(
+            self.conn,
+            key_id=key_id,
+            name=name,
+            role=role,
+            agent_id=agent_id,
+            groups_json=groups_json,
+            key_hash=key_hash,
+            prefix=prefix,
+            created_at=created_at,
+        )
+
+    def revoke(self, key_id: str, now: float) -> bool:
+        return revoke(self.conn, key_id, now)
+
+    def get(self, key_id: str) -> KeyRow | None:
+        return get(self.conn, key_id)
+
+    def get_active(self, key_id: str) -> KeyRow | None:
+        return get_active(self.conn, key_id)
+
+    def is_active(self, key_id: str) -> bool:
+        return is_active(self.conn, key_id)
+
+    def by_hash(self, key_hash: str) -> KeyRow | None:
+        return by_hash(self.conn, key_hash)
+
+    def list_all(self) -> list[KeyRow]:
+        return list_all(self.conn)
+
+    def count_active(self, role: str | None = None) -> int:
+        return count_active(self.conn, role)
+
+    def active_among(self, key_ids: set[str]) -> set[str]:
+        return active_among(self.conn, key_ids)

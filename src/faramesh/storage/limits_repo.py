@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from faramesh.storage.schema import limit_usage
 
-__all__ = ["Connection", "lock_buckets", "record", "release", "usage"]
+__all__ = ["Connection", "SqlLimitStore", "lock_buckets", "record", "release", "usage"]
 
 
 def lock_buckets(conn: Connection, bucket_keys: Iterable[str]) -> None:
@@ -47,3 +47,24 @@ def record(conn: Connection, *, limit_id: str, bucket: str, amount: float, actio
 def release(conn: Connection, action_id: str) -> None:
     """Forget the usage an action recorded (before it is re-reserved for edited params)."""
     conn.execute(limit_usage.delete().where(limit_usage.c.action_id == action_id))
+
+
+class SqlLimitStore:
+    """The statements above bound to one connection: a `LimitStore` (faramesh.storage.repositories)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def lock_buckets(self, bucket_keys: Iterable[str]) -> None:
+        lock_buckets(self.conn, bucket_keys)
+
+    def usage(self, *, limit_id: str, buckets: Sequence[str], since: float) -> tuple[int, float]:
+        return usage(self.conn, limit_id=limit_id, buckets=buckets, since=since)
+
+    def record(self, *, limit_id: str, bucket: str, amount: float, action_id: str, at: float) -> None:
+        record(self.conn, limit_id=limit_id, bucket=bucket, amount=amount, action_id=action_id, at=at)
+
+    def release(self, action_id: str) -> None:
+        release(self.conn, action_id)

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from faramesh.storage.rows import DELIVERED, FAILED, PENDING, DeliveryRow, WebhookRow
 from faramesh.storage.schema import webhook_deliveries, webhooks
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PENDING",
     "Connection",
     "DeliveryRow",
+    "SqlWebhookStore",
     "WebhookRow",
     "claim",
     "count_pending",
@@ -37,13 +39,6 @@ __all__ = [
     "next_due",
     "record_attempt",
 ]
-
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
-
-WebhookRow = Any  # a row with the webhooks columns as attributes
-DeliveryRow = Any  # a row with the webhook_deliveries columns as attributes
 
 
 # -- receivers -----------------------------------------------------------------------
@@ -196,3 +191,88 @@ def count_pending(conn: Connection) -> int:
             select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == PENDING)
         ).scalar_one()
     )
+
+
+class SqlWebhookStore:
+    """The statements above bound to one connection: a `WebhookStore` (faramesh.storage.repositories)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def list_webhooks(self) -> list[WebhookRow]:
+        return list_webhooks(self.conn)
+
+    def get_webhook(self, webhook_id: str) -> WebhookRow | None:
+        return get_webhook(self.conn, webhook_id)
+
+    def insert_webhook(
+        self,
+        *,
+        webhook_id: str,
+        url: str,
+        secret: str,
+        events_json: str,
+        format: str,
+        description: str,
+        created_by: str | None,
+        created_at: float,
+    ) -> None:
+        insert_webhook(
+            self.conn,
+            webhook_id=webhook_id,
+            url=url,
+            secret=secret,
+            events_json=events_json,
+            format=format,
+            description=description,
+            created_by=created_by,
+            created_at=created_at,
+        )
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        delete_webhook(self.conn, webhook_id)
+
+    def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
+        enqueue(self.conn, rows)
+
+    def due(self, now: float, limit: int, exclude: Collection[str] = ()) -> list[DeliveryRow]:
+        return due(self.conn, now, limit, exclude)
+
+    def claim(self, candidates: Sequence[DeliveryRow], now: float, lease: float) -> list[DeliveryRow]:
+        return claim(self.conn, candidates, now, lease)
+
+    def record_attempt(
+        self,
+        *,
+        delivery_id: int,
+        attempts_before: int,
+        ok: bool,
+        http_status: int | None,
+        error: str | None,
+        now: float,
+        next_attempt_at: float | None,
+    ) -> None:
+        record_attempt(
+            self.conn,
+            delivery_id=delivery_id,
+            attempts_before=attempts_before,
+            ok=ok,
+            http_status=http_status,
+            error=error,
+            now=now,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def next_due(self) -> float | None:
+        return next_due(self.conn)
+
+    def list_deliveries(self, webhook_id: str | None = None, limit: int = 50) -> list[DeliveryRow]:
+        return list_deliveries(self.conn, webhook_id, limit)
+
+    def latest_delivery(self, webhook_id: str) -> DeliveryRow | None:
+        return latest_delivery(self.conn, webhook_id)
+
+    def count_pending(self) -> int:
+        return count_pending(self.conn)
