@@ -104,7 +104,7 @@ def gov(request: Request) -> Governor:
     return governor
 
 
-def _submission(body: SubmitBody, idempotency_key: str | None) -> Submission:
+def submission_of(body: SubmitBody, idempotency_key: str | None) -> Submission:
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200):
         raise InvalidInput("Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
     return Submission(
@@ -125,8 +125,14 @@ async def submit_action(
     identity: CurrentIdentity,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> FastJSONResponse:
-    g = gov(request)
-    action = await run_in_threadpool(g.submit, identity, _submission(body, idempotency_key))
+    return await answer_submit(gov(request), identity, body, idempotency_key)
+
+
+async def answer_submit(
+    g: Governor, identity: Identity, body: SubmitBody, idempotency_key: str | None
+) -> FastJSONResponse:
+    """Submit and answer: the one step this route and its fast path (submit_route.py) share."""
+    action = await run_in_threadpool(g.submit, identity, submission_of(body, idempotency_key))
     # 200, not 201: an identical held action was picked up instead of creating one.
     return FastJSONResponse(action, status_code=200 if action.get("reattached") else 201)
 
@@ -386,7 +392,7 @@ async def decide(body: SubmitBody, request: Request, identity: CurrentIdentity) 
     g = gov(request)
     # Pure computation (validation, the policy, one hash: microseconds), so on the event
     # loop: a worker thread's hand-off would cost more than the decision itself.
-    decision, agent_id, rhash = g.evaluate(identity, _submission(body, None))
+    decision, agent_id, rhash = g.evaluate(identity, submission_of(body, None))
     return {
         "decision": decision.effect.value,
         "reason": decision.reason,
@@ -404,7 +410,7 @@ _OUTCOMES = {Effect.ALLOW: "EXECUTE", Effect.REQUIRE_APPROVAL: "ABSTAIN", Effect
 @router.post("/gate/decide", summary="Dry-run decision in the published faramesh-sdk's gate form")
 async def gate_decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
     g = gov(request)
-    decision, agent_id, rhash = g.evaluate(identity, _submission(body, None))  # on the loop, as /decide
+    decision, agent_id, rhash = g.evaluate(identity, submission_of(body, None))  # on the loop, as /decide
     return {
         "outcome": _OUTCOMES[decision.effect],
         "decision": decision.effect.value,

@@ -27,6 +27,7 @@ from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
+from faramesh.server.submit_route import FastSubmit
 from faramesh.server.tracing_middleware import TracingMiddleware
 from faramesh.service import Governor
 from faramesh.storage import Store
@@ -218,6 +219,8 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.include_router(notify_routes.router)
     app.include_router(notify_routes.slack_router)
 
+    # Innermost, so the headers, metrics and tracing below wrap it as they wrap the routes.
+    app.add_middleware(FastSubmit, routes=api.router.routes, max_body_size=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, docs_paths=api_docs.install(app))
 
     @app.get("/health", tags=["ops"], summary="Liveness")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,7 +21,11 @@ def bearer_key(request: Request) -> str | None:
     No other header (such as X-API-Key) is read: one documented way in, so a proxy
     that strips or logs Authorization is not bypassed by a header it does not know.
     """
-    header = request.headers.get("authorization")
+    return bearer_secret(request.headers.get("authorization"))
+
+
+def bearer_secret(header: str | None) -> str | None:
+    """The key in an Authorization header's value, when it is `Bearer <key>`."""
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
@@ -39,13 +43,12 @@ bearer_scheme = HTTPBearer(
 )
 
 
-async def current_identity(
-    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None
-) -> Identity:
-    secret = bearer_key(request)
+async def identify(state: Any, secret: str | None) -> Identity:
+    """The identity behind a presented key, rate-limited per key; raises Unauthorized or
+    RateLimited. `state` is the app's state (its governor and rate limiter)."""
     if not secret:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    governor: Governor = request.app.state.governor
+    governor: Governor = state.governor
     # A key verified moments ago needs no database read and no worker thread.
     identity = governor.cached_identity(secret)
     if identity is None:
@@ -53,7 +56,7 @@ async def current_identity(
     if identity is None:
         raise Unauthorized("invalid or revoked API key")
     # Limited per key, after the key is known: floods without a valid key hold no state.
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    limiter: RateLimiter | None = getattr(state, "rate_limiter", None)
     if limiter is not None:
         wait = limiter.check(identity.key_id)
         if wait is not None:
@@ -62,6 +65,13 @@ async def current_identity(
                 f"too many requests for this API key (limit {limiter.rate}); retry in {seconds}s",
                 retry_after=seconds,
             )
+    return identity
+
+
+async def current_identity(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None
+) -> Identity:
+    identity = await identify(request.app.state, bearer_key(request))
     request.state.identity = identity
     return identity
 

@@ -48,15 +48,20 @@ def _is_json(request: Request) -> bool:
     return ctype == "application/json" or ctype.endswith("+json")
 
 
+def faramesh_error_response(exc: FarameshError) -> JSONResponse:
+    """The answer to a refusal the service or the edge raised (4xx, 503)."""
+    headers = None
+    if exc.status_code in (429, 503) and "retry_after" in exc.extra:
+        headers = {"Retry-After": str(int(exc.extra["retry_after"]) or 1)}
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FarameshError)
     async def _faramesh_error(request: Request, exc: FarameshError) -> JSONResponse:
-        headers = None
-        if exc.status_code in (429, 503) and "retry_after" in exc.extra:
-            headers = {"Retry-After": str(int(exc.extra["retry_after"]) or 1)}
-        if exc.status_code == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        return faramesh_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
