@@ -1,7 +1,7 @@
 """Throughput and latency against concurrency, as a PNG for docs/performance.md.
 
-Runs benchmarks/submit.py's measurement at several client counts (ours and the bare
-echo in the same run) and draws two panels: requests/s and p50/p99 latency.
+Runs benchmarks/submit.py's measurement at several client counts (submit, decide and
+the bare echo in the same run) and draws two panels: requests/s and p50/p99 latency.
 
     python benchmarks/chart.py [--levels 1,2,4,8,16] [--duration 8] [--out docs/images/submit-concurrency.png]
 """
@@ -39,6 +39,7 @@ def main() -> None:
     clients = [r["connections"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(clients, [r["faramesh"]["rps"] for r in rows], "o-", label="faramesh submit (durable)")
+    left.plot(clients, [r["decide"]["rps"] for r in rows], "^-", label="faramesh /v1/decide (stateless)")
     left.plot(clients, [r["echo"]["rps"] for r in rows], "s--", label="bare FastAPI echo")
     left.set_xscale("log", base=2)
     left.set_xticks(clients, [str(c) for c in clients])
@@ -48,6 +49,7 @@ def main() -> None:
     left.legend()
     right.plot(clients, [r["faramesh"]["p50_ms"] for r in rows], "o-", label="faramesh p50")
     right.plot(clients, [r["faramesh"]["p99_ms"] for r in rows], "o:", label="faramesh p99")
+    right.plot(clients, [r["decide"]["p99_ms"] for r in rows], "^:", label="decide p99")
     right.plot(clients, [r["echo"]["p99_ms"] for r in rows], "s--", label="echo p99")
     right.set_xscale("log", base=2)
     right.set_xticks(clients, [str(c) for c in clients])
