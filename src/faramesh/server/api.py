@@ -131,7 +131,7 @@ async def submit_action(
 async def answer_submit(
     g: Governor, identity: Identity, body: SubmitBody, idempotency_key: str | None
 ) -> FastJSONResponse:
-    """Submit and answer: the one step this route and its fast path (submit_route.py) share."""
+    """Submit and answer: the one step this route and its fast path (hot_path.py) share."""
     action = await run_in_threadpool(g.submit, identity, submission_of(body, idempotency_key))
     # 200, not 201: an identical held action was picked up instead of creating one.
     return FastJSONResponse(action, status_code=200 if action.get("reattached") else 201)
@@ -388,41 +388,53 @@ def _strip_token(action: dict[str, Any] | None, identity: Identity) -> dict[str,
 
 # -- dry runs ----------------------------------------------------------------------
 @router.post("/decide", summary="Evaluate an action against the policy without recording it")
-async def decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
-    g = gov(request)
-    # Pure computation (validation, the policy, one hash: microseconds), so on the event
-    # loop: a worker thread's hand-off would cost more than the decision itself.
+async def decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> FastJSONResponse:
+    return answer_decide(gov(request), identity, body)
+
+
+def answer_decide(g: Governor, identity: Identity, body: SubmitBody) -> FastJSONResponse:
+    """The dry run's answer: the one step this route and its fast path (hot_path.py) share.
+    Pure computation (validation, the policy, one hash: microseconds), so on the event
+    loop: a worker thread's hand-off would cost more than the decision itself."""
     decision, agent_id, rhash = g.evaluate(identity, submission_of(body, None))
-    return {
-        "decision": decision.effect.value,
-        "reason": decision.reason,
-        "risk_level": decision.risk,
-        "rule_id": decision.rule_id,
-        "policy_hash": g.policy.hash,
-        "request_hash": rhash,
-        "agent_id": agent_id,
-    }
+    return FastJSONResponse(
+        {
+            "decision": decision.effect.value,
+            "reason": decision.reason,
+            "risk_level": decision.risk,
+            "rule_id": decision.rule_id,
+            "policy_hash": g.policy.hash,
+            "request_hash": rhash,
+            "agent_id": agent_id,
+        }
+    )
 
 
 _OUTCOMES = {Effect.ALLOW: "EXECUTE", Effect.REQUIRE_APPROVAL: "ABSTAIN", Effect.DENY: "HALT"}
 
 
 @router.post("/gate/decide", summary="Dry-run decision in the published faramesh-sdk's gate form")
-async def gate_decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> dict[str, Any]:
-    g = gov(request)
-    decision, agent_id, rhash = g.evaluate(identity, submission_of(body, None))  # on the loop, as /decide
-    return {
-        "outcome": _OUTCOMES[decision.effect],
-        "decision": decision.effect.value,
-        "reason": decision.reason,
-        "reason_code": decision.rule_id or "default",
-        "risk_level": decision.risk,
-        "rule_id": decision.rule_id,
-        "policy_hash": g.policy.hash,
-        "policy_version": g.policy.hash[:12],
-        "request_hash": rhash,
-        "agent_id": agent_id,
-    }
+async def gate_decide(body: SubmitBody, request: Request, identity: CurrentIdentity) -> FastJSONResponse:
+    return answer_gate(gov(request), identity, body)
+
+
+def answer_gate(g: Governor, identity: Identity, body: SubmitBody) -> FastJSONResponse:
+    """The gate form of the dry run, shared with the fast path like `answer_decide`."""
+    decision, agent_id, rhash = g.evaluate(identity, submission_of(body, None))
+    return FastJSONResponse(
+        {
+            "outcome": _OUTCOMES[decision.effect],
+            "decision": decision.effect.value,
+            "reason": decision.reason,
+            "reason_code": decision.rule_id or "default",
+            "risk_level": decision.risk,
+            "rule_id": decision.rule_id,
+            "policy_hash": g.policy.hash,
+            "policy_version": g.policy.hash[:12],
+            "request_hash": rhash,
+            "agent_id": agent_id,
+        }
+    )
 
 
 # -- policy ------------------------------------------------------------------------

@@ -23,11 +23,11 @@ from faramesh.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from faramesh.policy import Policy, load_starter_policy
 from faramesh.server import api, api_docs, errors, grants_api, notify_routes, web
 from faramesh.server.guard import GuardedFastAPI
+from faramesh.server.hot_path import HotPath
 from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
-from faramesh.server.submit_route import FastSubmit
 from faramesh.server.tracing_middleware import TracingMiddleware
 from faramesh.service import Governor
 from faramesh.storage import Store
@@ -211,6 +211,10 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.state.draining = False
     app.guard_headers = SECURITY_HEADERS
     app.max_header_bytes = settings.max_header_bytes
+    if traces is None:  # a traced request goes through the tracing middleware instead
+        app.wrap_guard = lambda guard: HotPath(
+            guard, max_body_size=settings.max_body_bytes, security_headers=SECURITY_HEADERS
+        )
     rate = parse_rate(settings.rate_limit)
     app.state.rate_limiter = RateLimiter(rate) if rate is not None else None
     errors.install(app)
@@ -219,8 +223,6 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
     app.include_router(notify_routes.router)
     app.include_router(notify_routes.slack_router)
 
-    # Innermost, so the headers, metrics and tracing below wrap it as they wrap the routes.
-    app.add_middleware(FastSubmit, routes=api.router.routes, max_body_size=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, docs_paths=api_docs.install(app))
 
     @app.get("/health", tags=["ops"], summary="Liveness")

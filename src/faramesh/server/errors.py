@@ -114,26 +114,30 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Sent from outside the middleware that adds the security headers, so add them here.
-        headers = dict(getattr(request.app, "guard_headers", {}))
-        # Never claim a change was not applied: the failure may have come after its commit
-        # (e.g. the connection dropped while the answer was read, or during COMMIT itself).
-        changes = request.method not in SAFE_METHODS
-        if connection_lost(exc):
-            message = "the database is unavailable"
-            if changes:
-                message += "; the outcome of this request is unknown: re-read it before retrying"
-            return error_response(
-                503, message, code=ErrorCode.UNAVAILABLE, headers=headers | {"Retry-After": "1"}, outcome="unknown"
-            )
+        return unexpected_error_response(request.method, exc, dict(getattr(request.app, "guard_headers", {})))
+
+
+def unexpected_error_response(method: str, exc: Exception, headers: dict[str, str]) -> JSONResponse:
+    """The answer to a failure nobody expected: 503 when the database went away, else 500."""
+    # Never claim a change was not applied: the failure may have come after its commit
+    # (e.g. the connection dropped while the answer was read, or during COMMIT itself).
+    changes = method not in SAFE_METHODS
+    if connection_lost(exc):
+        message = "the database is unavailable"
         if changes:
-            return error_response(
-                500,
-                "internal error; the outcome of this request is unknown: re-read it before retrying",
-                code=ErrorCode.INTERNAL,
-                headers=headers,
-                outcome="unknown",
-            )
-        return error_response(500, "internal error", code=ErrorCode.INTERNAL, headers=headers)
+            message += "; the outcome of this request is unknown: re-read it before retrying"
+        return error_response(
+            503, message, code=ErrorCode.UNAVAILABLE, headers=headers | {"Retry-After": "1"}, outcome="unknown"
+        )
+    if changes:
+        return error_response(
+            500,
+            "internal error; the outcome of this request is unknown: re-read it before retrying",
+            code=ErrorCode.INTERNAL,
+            headers=headers,
+            outcome="unknown",
+        )
+    return error_response(500, "internal error", code=ErrorCode.INTERNAL, headers=headers)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -17,11 +17,12 @@ bodies are checked where they are parsed (`jsonbody`, the dashboard's forms).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -92,68 +93,72 @@ class RequestGuard:
         self.max_header_bytes = max_header_bytes
         self.headers = dict(headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.max_header_bytes is not None:
+    def refusal(self, scope: Scope) -> Response | None:
+        """The answer refusing an HTTP request's head, or None when the head is fine.
+        The fast routes (hot_path.py) ask the same question before they take a request."""
+        if self.max_header_bytes is not None:
             size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
             if size > self.max_header_bytes:
-                response = error_response(
+                return error_response(
                     431,
                     f"request line and headers are over the limit of {self.max_header_bytes} bytes",
                     field="headers",
                     headers={**self.headers, "Connection": "close"},
                 )
-                await response(scope, receive, send)
-                return
-        if scope["type"] == "http":
-            problem = framing_problem(scope)
-            if problem is not None:
-                response = error_response(
-                    400,
-                    f"ambiguous request body: {problem}",
-                    field="headers",
-                    headers={**self.headers, "Connection": "close"},
-                )
-                await response(scope, receive, send)
-                return
-        if scope["type"] == "http" and self.max_body_size is not None:
+        problem = framing_problem(scope)
+        if problem is not None:
+            return error_response(
+                400,
+                f"ambiguous request body: {problem}",
+                field="headers",
+                headers={**self.headers, "Connection": "close"},
+            )
+        if self.max_body_size is not None:
             length = declared_length(scope)
             if length is not None and length > self.max_body_size:
-                response = error_response(
+                return error_response(
                     413,
                     f"request body of {length} bytes is over the limit of {self.max_body_size} bytes",
                     field="body",
                     # The body stays unread, so the connection cannot carry another request.
                     headers={**self.headers, "Connection": "close"},
                 )
-                await response(scope, receive, send)
-                return
+        field = nul_field(scope, self.routes)
+        if field is not None:
+            return error_response(
+                422,
+                f"{field} must not contain the NUL character (\\u0000)",
+                code=ErrorCode.INVALID_INPUT,
+                field=field,
+                headers=self.headers,
+            )
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            field = nul_field(scope, self.routes)
-            if field is not None:
-                response = error_response(
-                    422,
-                    f"{field} must not contain the NUL character (\\u0000)",
-                    code=ErrorCode.INVALID_INPUT,
-                    field=field,
-                    headers=self.headers,
-                )
+            response = self.refusal(scope)
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
 class GuardedFastAPI(FastAPI):
-    """FastAPI with the request guard outside every other middleware."""
+    """FastAPI with the request guard outside every other middleware (and the fast routes
+    outside it, which ask the guard first)."""
 
     guard_headers: Mapping[str, str] = {}
     max_header_bytes: int | None = None
+    # What the app factory puts in front of the guard (the fast routes, hot_path.py), if anything.
+    wrap_guard: Callable[[RequestGuard], ASGIApp] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestGuard(
+        guard = RequestGuard(
             super().build_middleware_stack(),
             self.max_body_size,
             self.guard_headers,
             self.max_header_bytes,
             self.router.routes,
         )
+        return guard if self.wrap_guard is None else self.wrap_guard(guard)
