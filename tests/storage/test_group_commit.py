@@ -8,6 +8,7 @@ committed, and every caller must get its own answer.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -119,3 +120,61 @@ def test_a_duplicate_idempotency_key_is_refused_as_a_duplicate_row(store: Store)
     assert found is not None and found.idempotency_key == "other"
     # Columns left out take their schema defaults, as through SQLAlchemy's own insert.
     assert (found.version, found.approval_quorum) == (1, 1)
+
+
+@pytest.mark.backends("sqlite")
+def test_an_awaited_write_is_durable_even_when_its_caller_is_cancelled(store: Store) -> None:
+    """`write_async` (submit on the event loop): once queued, a write is written, as a
+    worker thread's would be; a caller that goes away does not break the writer."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> str:
+        started.set()
+        gate.wait(10)
+        return "held"
+
+    def insert(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    async def scenario() -> list[Any]:
+        held = asyncio.get_running_loop().run_in_executor(None, store.write, hold)
+        assert await asyncio.to_thread(started.wait, 10)
+        gone = asyncio.create_task(store.write_async(insert("cancelled")))
+        kept = asyncio.create_task(store.write_async(insert("kept")))
+        await asyncio.sleep(0.05)  # both queued behind the held job
+        gone.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return [await held, await kept, await store.write_async(insert("after"))]
+
+    assert asyncio.run(scenario()) == ["held", "kept", "after"]
+    for action_id in ("cancelled", "kept", "after"):
+        assert store.read(lambda conn, a=action_id: actions_repo.get(conn, a)) is not None, action_id
+
+
+@pytest.mark.backends("sqlite")
+def test_a_failed_awaited_write_raises_to_its_caller_and_leaves_nothing(store: Store) -> None:
+    def bad(conn: Connection) -> None:
+        actions_repo.insert(conn, _values("bad"))
+        raise Boom("bad")
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            await store.write_async(bad)
+
+    asyncio.run(scenario())
+    assert store.read(lambda conn: actions_repo.get(conn, "bad")) is None
+
+
+@pytest.mark.backends("postgresql")
+def test_an_awaited_write_needs_the_writer_thread(store: Store) -> None:
+    """PostgreSQL writes run in the caller's thread: the server submits from a worker
+    thread there, and `write_async` refuses rather than block an event loop."""
+    assert not store.has_writer_thread
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="writer thread"):
+            await store.write_async(lambda conn: None)
+
+    asyncio.run(scenario())

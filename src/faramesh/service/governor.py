@@ -10,6 +10,7 @@ exactly one wins.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -45,7 +46,7 @@ from faramesh.service import (
 )
 from faramesh.service.expiry import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
 from faramesh.service.key_cache import KeyCache
-from faramesh.service.submit import Submission
+from faramesh.service.submit import Submission, Submitted
 from faramesh.shadow import ShadowStats
 from faramesh.sso import SsoConfig
 from faramesh.storage import Store
@@ -261,12 +262,32 @@ class Governor:
     def submit(self, identity: Identity, sub: Submission) -> dict[str, Any]:
         started_ns = time.time_ns()
         done = submit.submit(self, identity, sub)
+        if done.reattached or not done.created:
+            return self._answer_found(identity, done)
+        return self._answer_created(identity, done, started_ns)
+
+    async def submit_async(self, identity: Identity, sub: Submission) -> dict[str, Any]:
+        """`submit` for the event loop, when the store has a writer thread (SQLite; see
+        `Store.has_writer_thread`): no worker thread per submit, whose two hand-offs cost
+        more than the decision. The validation, the policy, the signature and the answer
+        run on the loop; the write waits on the writer thread with the loop free."""
+        started_ns = time.time_ns()
+        done = await submit.submit_async(self, identity, sub)
+        if done.reattached or not done.created:
+            # Rare answers that read the database (and may renew a permit): off the loop.
+            return await asyncio.to_thread(self._answer_found, identity, done)
+        return self._answer_created(identity, done, started_ns)
+
+    def _answer_found(self, identity: Identity, done: Submitted) -> dict[str, Any]:
+        """The answer when submit found an action instead of creating one: the first one
+        of a repeated Idempotency-Key, or an identical held action re-attached."""
         if done.reattached:
             self._publish("action.reattached", done.row, done.seq)
             row = self._fresh_permit(identity, done.row)
             return self._view(row, identity, counted=reads.counted(self.store, row)) | {"reattached": True}
-        if not done.created:
-            return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": False}
+        return self._view(done.row, identity, counted=reads.counted(self.store, done.row)) | {"reattached": False}
+
+    def _answer_created(self, identity: Identity, done: Submitted, started_ns: int) -> dict[str, Any]:
         if done.shadow is not None:
             self.shadow_stats.record(done.decision.effect.value, done.shadow.decision)
             self._observe(self.telemetry.metrics.shadow, done.decision.effect.value, done.shadow.decision)

@@ -126,6 +126,33 @@ class _Request:
 
 
 def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
+    req = prepare(g, identity, sub)
+    try:
+        written = g.store.write(lambda conn: _txn(g, conn, req))
+    except DuplicateRow:
+        # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
+        if sub.idempotency_key is None:
+            raise
+        written = g.store.write(lambda conn: _txn(g, conn, req))
+    return _submitted(req, written)
+
+
+async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Submitted:
+    """`submit` on the event loop, for a store with a writer thread (SQLite): the work
+    before and after the write is computation and local reads, so it runs here, and only
+    the write waits, on the writer thread. (One writer: a racing Idempotency-Key cannot
+    surface as a duplicate row here, so there is no retry.)"""
+    req = prepare(g, identity, sub)
+    return _submitted(req, await g.store.write_async(lambda conn: _txn(g, conn, req)))
+
+
+def _submitted(req: _Request, written: tuple[Action | None, bool, int, bool, int | None]) -> Submitted:
+    row, created, seq, reattached, granted = written
+    return Submitted(row, created, seq, req.decision, req.shadow, reattached, granted)
+
+
+def prepare(g: Governor, identity: Identity, sub: Submission) -> _Request:
+    """Validate, evaluate, and sign what may need signing: everything before the write."""
     check_idempotency_key(sub.idempotency_key)
     decision, agent_id, rhash = g.evaluate(identity, sub)
     policy = g.policy
@@ -160,15 +187,7 @@ def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
             now=now,
         )
     signing = g.signing_keys.signing_key() if decision.effect is Effect.REQUIRE_APPROVAL else None
-    req = _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, action_id, now, permit, signing)
-    try:
-        row, created, seq, reattached, granted = g.store.write(lambda conn: _txn(g, conn, req))
-    except DuplicateRow:
-        # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
-        if sub.idempotency_key is None:
-            raise
-        row, created, seq, reattached, granted = g.store.write(lambda conn: _txn(g, conn, req))
-    return Submitted(row, created, seq, decision, shadow, reattached, granted)
+    return _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, action_id, now, permit, signing)
 
 
 def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, bool, int, bool, int | None]:

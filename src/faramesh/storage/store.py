@@ -14,6 +14,7 @@ LISTEN/NOTIFY (see `faramesh.storage.notify`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import secrets
@@ -132,13 +133,35 @@ class Store:
             yield conn
 
     # -- writes -------------------------------------------------------------
+    @property
+    def has_writer_thread(self) -> bool:
+        """True when writes go through this store's writer thread (SQLite): then
+        `write_async` keeps an event loop free without a worker thread of its own."""
+        return self.dialect == "sqlite"
+
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction and return its result once it is durable."""
         if self._closed:
             raise RuntimeError("store is closed")
-        if self.dialect != "sqlite":
+        if not self.has_writer_thread:
             with self.engine.begin() as conn:
                 return fn(conn)
+        result: T = self._enqueue(fn).result()
+        return result
+
+    async def write_async(self, fn: Callable[[Connection], T]) -> T:
+        """`write` for a caller on an event loop (SQLite's writer thread only): the loop
+        serves other requests until the write is durable. Cancelling the caller does not
+        cancel the write, as with a worker thread: once queued it is written."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        if not self.has_writer_thread:
+            raise RuntimeError("write_async needs the writer thread (SQLite)")
+        done = asyncio.wrap_future(self._enqueue(fn))
+        result: T = await asyncio.shield(done)
+        return result
+
+    def _enqueue(self, fn: Callable[[Connection], Any]) -> Future[Any]:
         self._ensure_writer()
         job = _Job(fn)
         # Under the lock close() takes too: a job is queued either before the writer's stop
@@ -148,8 +171,7 @@ class Store:
             if self._closed:
                 raise RuntimeError("store is closed")
             self._queue.put(job)
-        result: T = job.future.result()
-        return result
+        return job.future
 
     def _ensure_writer(self) -> None:
         if self._writer is not None:
