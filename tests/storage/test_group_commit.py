@@ -9,6 +9,7 @@ committed, and every caller must get its own answer.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 import uuid
@@ -178,3 +179,109 @@ def test_an_awaited_write_needs_the_writer_thread(store: Store) -> None:
             await store.write_async(lambda conn: None)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.backends("sqlite")
+def test_writes_awaited_together_commit_together_each_on_its_own(store: Store) -> None:
+    """The event loop's group commit: a failing write among those awaited together
+    leaves the others committed, and each caller gets its own answer."""
+
+    def good(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    def bad(conn: Connection) -> None:
+        actions_repo.insert(conn, _values("bad"))
+        raise Boom("bad")
+
+    async def scenario() -> list[Any]:
+        writes = [store.write_async(good(f"a{n}")) for n in range(3)] + [store.write_async(bad)]
+        writes += [store.write_async(good(f"a{n}")) for n in range(3, 6)]
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+    assert [a if isinstance(a, str) else type(a).__name__ for a in answers] == [
+        "a0",
+        "a1",
+        "a2",
+        "Boom",
+        "a3",
+        "a4",
+        "a5",
+    ]
+    stored = {a for a in [f"a{n}" for n in range(6)] + ["bad"] if store.read(lambda c, a=a: actions_repo.get(c, a))}
+    assert stored == {f"a{n}" for n in range(6)}
+
+
+@pytest.mark.backends("sqlite")
+def test_a_database_locked_by_another_process_never_stalls_the_event_loop(store: Store, tmp_path: Path) -> None:
+    """Another process (the CLI on the same file) holds the write lock: the awaited write
+    waits for it in a thread, the loop keeps serving, and the write lands once it can."""
+    path = store.url.split("///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> str:
+        ticking = asyncio.create_task(ticker())
+        write = asyncio.create_task(store.write_async(lambda conn: actions_repo.insert(conn, _values("x")) or "x"))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # still waiting for the other process
+        assert ticks >= 10  # and the loop went on meanwhile
+        other.execute("COMMIT")
+        answer = await asyncio.wait_for(write, 10)
+        ticking.cancel()
+        return answer
+
+    try:
+        assert asyncio.run(scenario()) == "x"
+    finally:
+        other.close()
+    assert store.read(lambda conn: actions_repo.get(conn, "x")) is not None
+    # The loop's connection is back to never waiting: a later awaited write is immediate.
+    assert asyncio.run(store.write_async(lambda conn: actions_repo.insert(conn, _values("y")) or "y")) == "y"
+
+
+@pytest.mark.backends("sqlite")
+def test_the_writer_thread_and_the_event_loop_write_side_by_side(store: Store) -> None:
+    """Writes from worker threads (approvals, sweeps) and awaited writes (submits) share
+    the database without refusing each other as locked."""
+
+    def insert(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    async def scenario() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(4) as pool:
+            threaded = [loop.run_in_executor(pool, store.write, insert(f"t{n}")) for n in range(40)]
+            awaited = [store.write_async(insert(f"l{n}")) for n in range(40)]
+            return await asyncio.gather(*threaded, *awaited)
+
+    answers = asyncio.run(scenario())
+    assert sorted(answers) == sorted([f"t{n}" for n in range(40)] + [f"l{n}" for n in range(40)])
+    count = store.read(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM actions").scalar())
+    assert count == 80
+
+
+@pytest.mark.backends("sqlite")
+def test_closing_the_store_commits_the_writes_already_accepted(store: Store) -> None:
+    async def scenario() -> None:
+        writes = [
+            asyncio.create_task(store.write_async(lambda conn, n=n: actions_repo.insert(conn, _values(f"c{n}"))))
+            for n in range(20)
+        ]
+        await asyncio.sleep(0)  # accepted, not yet committed
+        await asyncio.gather(asyncio.to_thread(store.close), *writes)
+
+    asyncio.run(scenario())
+    reopened = Store(store.url)
+    try:
+        count = reopened.read(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM actions").scalar())
+    finally:
+        reopened.close()
+    assert count == 20

@@ -6,6 +6,11 @@ transaction, commits once (one fsync, `synchronous=FULL`) and only then answers 
 caller: group commit. A caller is told "done" only after its change is on disk, so an
 acknowledged action survives `kill -9`.
 
+Submits come from the event loop (`write_async`): the writes awaited together are one
+group commit too, run on the loop's own connection (their statements on the loop, the
+COMMIT and its fsync in a thread). One lock keeps the two writing connections from
+ever holding transactions at the same time.
+
 PostgreSQL runs each write in its own transaction from a connection pool; the row
 locks taken inside the transactions serialize what must be serialized, so several
 server processes can share one database. They tell each other about changes with
@@ -20,12 +25,13 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from faramesh.storage import migrate
 from faramesh.storage.notify import Listener, send_notice
@@ -33,6 +39,7 @@ from faramesh.storage.notify import Listener, send_notice
 T = TypeVar("T")
 
 _STOP = object()
+_BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's transaction
 _MAX_BATCH = 256
 
 
@@ -64,7 +71,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -81,6 +88,43 @@ def database_file(url: str) -> Path | None:
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         return Path(parsed.database).expanduser().absolute()
     return None
+
+
+Outcomes = list[tuple[bool, Any]]
+
+
+def _run_jobs(conn: Connection, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+    """Run writes inside the open transaction, each succeeding or failing on its own:
+    (True, result) or (False, exception) per write. A write alone needs no SAVEPOINT:
+    its failure is raised and rolls back the transaction, which holds nothing else."""
+    if len(fns) == 1:
+        return [(True, fns[0](conn))]
+    outcomes: Outcomes = []
+    # Each write in its own SAVEPOINT, so a failing one leaves the others' writes. Issued
+    # on the driver's cursor: SQLAlchemy's nested transactions cost several times more.
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    for fn in fns:
+        cursor.execute("SAVEPOINT faramesh_job")
+        try:
+            value = fn(conn)
+        except BaseException as exc:
+            cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
+            cursor.execute("RELEASE SAVEPOINT faramesh_job")
+            outcomes.append((False, exc))
+        else:
+            cursor.execute("RELEASE SAVEPOINT faramesh_job")
+            outcomes.append((True, value))
+    return outcomes
+
+
+def _busy_timeout(conn: Connection, ms: int) -> None:
+    """Set how long SQLite waits for another process's lock, outside any transaction
+    (on the driver's connection: through SQLAlchemy the statement would begin one)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.cursor().execute(f"PRAGMA busy_timeout={int(ms)}")
 
 
 class _Job:
@@ -109,6 +153,18 @@ class Store:
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
+        # Held while a transaction is open on either writing connection (the writer
+        # thread's, the event loop's), so the two never wait on each other inside SQLite.
+        self._db_lock = threading.Lock()
+        self._loop_conn: Connection | None = None
+        self._loop_jobs: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._loop_flushing = False
+        self._loop_idle = threading.Event()
+        self._loop_idle.set()
+        self._loop_flusher: asyncio.Task[None] | None = None
+        # The loop's batches wait and commit in a thread of their own: a shared pool could
+        # be full of callers waiting for the writer, which waits for this commit.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faramesh-commit")
 
     # -- schema -------------------------------------------------------------
     def upgrade(self) -> None:
@@ -150,16 +206,107 @@ class Store:
         return result
 
     async def write_async(self, fn: Callable[[Connection], T]) -> T:
-        """`write` for a caller on an event loop (SQLite's writer thread only): the loop
-        serves other requests until the write is durable. Cancelling the caller does not
-        cancel the write, as with a worker thread: once queued it is written."""
-        if self._closed:
-            raise RuntimeError("store is closed")
+        """`write` for a caller on an event loop (SQLite only): the loop serves other
+        requests until the write is durable. Cancelling the caller does not cancel the
+        write: once accepted, it is written, as a worker thread's would be.
+
+        Writes awaited together are one group commit, run by the loop itself: their
+        statements execute here (local, microseconds, no other thread involved) and only
+        the COMMIT with its fsync goes to a thread. A thread per statement would hand the
+        interpreter lock back and forth between the writer and the loop several times per
+        write. When the writer thread holds the database, or another process does (the
+        CLI on the same file), the batch waits in a thread instead, never on the loop.
+        """
         if not self.has_writer_thread:
             raise RuntimeError("write_async needs the writer thread (SQLite)")
-        done = asyncio.wrap_future(self._enqueue(fn))
-        result: T = await asyncio.shield(done)
-        return result
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        with self._writer_lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            self._loop_jobs.append((fn, done))
+            self._loop_idle.clear()
+            start = not self._loop_flushing
+            self._loop_flushing = True
+        if start:
+            self._loop_flusher = loop.create_task(self._flush_loop_jobs(loop))
+        # Shielded: the caller going away must not drop a write already accepted.
+        return await asyncio.shield(done)
+
+    async def _flush_loop_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            with self._writer_lock:
+                batch = self._loop_jobs[:_MAX_BATCH]
+                del self._loop_jobs[: len(batch)]
+                if not batch:
+                    self._loop_flushing = False
+                    self._loop_idle.set()
+                    return
+            try:
+                outcomes = await self._commit_on_loop(loop, [fn for fn, _ in batch])
+            except BaseException as exc:  # the commit itself failed: nothing is durable
+                outcomes = [(False, exc)] * len(batch)
+            for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
+                if done.cancelled():
+                    continue
+                if ok:
+                    done.set_result(value)
+                else:
+                    done.set_exception(value)
+
+    async def _commit_on_loop(
+        self, loop: asyncio.AbstractEventLoop, fns: list[Callable[[Connection], Any]]
+    ) -> Outcomes:
+        if not self._db_lock.acquire(blocking=False):  # the writer thread is writing: wait in a thread
+            await loop.run_in_executor(self._committer, self._db_lock.acquire)
+        clean = False  # the connection is left outside any transaction
+        try:
+            conn = self._loop_connection()
+            try:
+                trans = conn.begin()  # BEGIN IMMEDIATE; the loop's connection never waits for it
+            except OperationalError:  # another process holds the database: wait in a thread
+                outcomes = await loop.run_in_executor(self._committer, self._write_waiting, conn, fns)
+                clean = True
+                return outcomes
+            try:
+                outcomes = _run_jobs(conn, fns)
+            except BaseException:  # a write alone failed: nothing else to keep
+                trans.rollback()
+                clean = True
+                raise
+            await loop.run_in_executor(self._committer, trans.commit)  # the fsync, off the loop
+            clean = True
+            return outcomes
+        finally:
+            if not clean:  # a failed commit or rollback (a full disk, say): start afresh next time
+                self._drop_loop_connection()
+            self._db_lock.release()
+
+    def _drop_loop_connection(self) -> None:
+        conn, self._loop_conn = self._loop_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _loop_connection(self) -> Connection:
+        if self._loop_conn is None:
+            conn = self.engine.connect()
+            conn.info["writer"] = True
+            _busy_timeout(conn, 0)
+            self._loop_conn = conn
+        return self._loop_conn
+
+    @staticmethod
+    def _write_waiting(conn: Connection, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+        """The loop's batch, in a thread, waiting for the database like the writer does."""
+        _busy_timeout(conn, _BUSY_TIMEOUT_MS)
+        try:
+            with conn.begin():
+                return _run_jobs(conn, fns)
+        finally:
+            _busy_timeout(conn, 0)
 
     def _enqueue(self, fn: Callable[[Connection], Any]) -> Future[Any]:
         self._ensure_writer()
@@ -208,30 +355,10 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
-        if len(batch) == 1:
-            self._run_alone(conn, batch[0])
-            return
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            with conn.begin():
-                # Each job in its own SAVEPOINT, so a failing one leaves the others' writes.
-                # Issued on the driver's cursor: SQLAlchemy's nested transactions cost
-                # several times more, and the writer thread is where every write queues.
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                cursor = dbapi.cursor()
-                for job in batch:
-                    cursor.execute("SAVEPOINT faramesh_job")
-                    try:
-                        value = job.fn(conn)
-                    except BaseException as exc:
-                        cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
-                        cursor.execute("RELEASE SAVEPOINT faramesh_job")
-                        outcomes.append((False, exc))
-                    else:
-                        cursor.execute("RELEASE SAVEPOINT faramesh_job")
-                        outcomes.append((True, value))
-        except BaseException as exc:  # the commit itself failed: nothing is durable
+            with self._db_lock, conn.begin():
+                outcomes = _run_jobs(conn, [job.fn for job in batch])
+        except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
             for job in batch:
                 job.future.set_exception(exc)
             return
@@ -240,18 +367,6 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
-
-    @staticmethod
-    def _run_alone(conn: Connection, job: _Job) -> None:
-        """A batch of one needs no SAVEPOINT: its failure rolls back the whole transaction,
-        which holds nothing else."""
-        try:
-            with conn.begin():
-                value = job.fn(conn)
-        except BaseException as exc:  # the job or the commit failed: nothing is durable
-            job.future.set_exception(exc)
-            return
-        job.future.set_result(value)
 
     # -- readiness --------------------------------------------------------------
     def probe_read(self) -> None:
@@ -295,6 +410,11 @@ class Store:
             writer = self._writer
             if writer is not None:
                 self._queue.put(_STOP)
+        self._loop_idle.wait(timeout=30)  # the event loop's accepted writes are committed
         if writer is not None:
             writer.join(timeout=30)
+        with self._db_lock:
+            if self._loop_conn is not None:
+                self._loop_conn.close()
+        self._committer.shutdown(wait=False)
         self.engine.dispose()
