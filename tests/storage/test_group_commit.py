@@ -285,3 +285,46 @@ def test_closing_the_store_commits_the_writes_already_accepted(store: Store) -> 
     finally:
         reopened.close()
     assert count == 20
+
+
+@pytest.mark.backends("sqlite")
+def test_a_stream_of_awaited_writes_never_starves_the_writer_thread(store: Store) -> None:
+    """Submits keep the event loop's group commit busy; an approval written from a worker
+    thread still gets its turn at the database, between two of the loop's batches."""
+    cap = 3000  # loop writes; the threaded write must land long before this many
+
+    def insert(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    landed = threading.Event()
+
+    def threaded_write() -> str:
+        answer = store.write(insert("from-a-thread"))
+        landed.set()
+        return str(answer)
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        written = 0
+
+        async def producer(name: str) -> None:
+            nonlocal written
+            n = 0
+            while not landed.is_set() and written < cap:
+                await store.write_async(insert(f"{name}-{n}"))
+                n += 1
+                written += 1
+
+        await store.write_async(insert("warm"))
+        with ThreadPoolExecutor(1) as pool:
+            # Sixteen producers keep writes waiting at every moment: the loop's batches follow
+            # one another with no pause between them.
+            producers = [asyncio.create_task(producer(f"p{n}")) for n in range(16)]
+            await asyncio.sleep(0.01)
+            threaded = loop.run_in_executor(pool, threaded_write)
+            await asyncio.gather(*producers)
+            assert await threaded == "from-a-thread"
+            return written
+
+    written = asyncio.run(scenario())
+    assert written < cap, "the writer thread never got the database while the loop kept writing"

@@ -156,6 +156,7 @@ class Store:
         # Held while a transaction is open on either writing connection (the writer
         # thread's, the event loop's), so the two never wait on each other inside SQLite.
         self._db_lock = threading.Lock()
+        self._writer_waiting = False
         self._loop_conn: Connection | None = None
         self._loop_jobs: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._loop_flushing = False
@@ -257,7 +258,8 @@ class Store:
     async def _commit_on_loop(
         self, loop: asyncio.AbstractEventLoop, fns: list[Callable[[Connection], Any]]
     ) -> Outcomes:
-        if not self._db_lock.acquire(blocking=False):  # the writer thread is writing: wait in a thread
+        # The writer thread writing, or waiting to: wait for the database in a thread.
+        if self._writer_waiting or not self._db_lock.acquire(blocking=False):
             await loop.run_in_executor(self._committer, self._db_lock.acquire)
         clean = False  # the connection is left outside any transaction
         try:
@@ -355,9 +357,12 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        self._writer_waiting = True  # the loop's next batch lets this one go first
         try:
-            with self._db_lock, conn.begin():
-                outcomes = _run_jobs(conn, [job.fn for job in batch])
+            with self._db_lock:
+                self._writer_waiting = False
+                with conn.begin():
+                    outcomes = _run_jobs(conn, [job.fn for job in batch])
         except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
             for job in batch:
                 job.future.set_exception(exc)
