@@ -13,7 +13,8 @@ import httpx
 
 from tests.conftest import ServerProcess, auth
 
-PROMPT_EXIT = 3.0  # well under uvicorn's 5 s cut, after which open requests got a 500
+# What uvicorn logs when open requests outlive its graceful shutdown and are cut (500).
+CUT = "timeout graceful shutdown exceeded"
 
 
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -64,23 +65,21 @@ def test_sigterm_answers_open_waits_with_503_and_exits_promptly(start_server: Ca
     assert wait.is_alive()
 
     assert srv.proc is not None
-    sent = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
     wait.join(timeout=10)
     feed.join(timeout=10)
     srv.proc.wait(timeout=10)
-    exited = time.monotonic()
 
     response = waited["value"]
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "1"
     body = response.json()
     assert body["error"]["code"] == "server_draining" and body["detail"] == body["error"]["message"]
-    assert waited["at"] - sent < PROMPT_EXIT
     # The stream ended normally (no cut connection) and told the client when to reconnect.
     assert "error" not in fed, fed
     assert any(line.startswith("retry:") for line in streamed), streamed
-    assert exited - sent < PROMPT_EXIT, "".join(srv.output)
+    # Nothing was left for uvicorn to cut: the drain ended every wait and stream itself.
+    assert CUT not in "".join(srv.output), "".join(srv.output)
     # uvicorn re-raises the signal once shut down cleanly, so the exit is by SIGTERM.
     assert srv.proc.returncode in (0, -signal.SIGTERM), "".join(srv.output)
     assert "Traceback" not in "".join(srv.output)
