@@ -66,6 +66,12 @@ class DroppingStore(Store):
             self.drop_after_commit, self.armed = False, True
         return result
 
+    def write_grouped(self, fn: Callable[[Any], T]) -> T:
+        # An allowed submit's write, run by the writer thread in a group.
+        if self.drop_in_write:
+            self.drop_in_write, self.armed = False, True
+        return super().write_grouped(fn)
+
     def _maybe_drop(self, conn: Any, *_args: Any) -> None:
         if not self.armed or IN_BACKGROUND.get():
             return
@@ -181,3 +187,22 @@ def test_a_read_that_loses_its_connection_is_a_503_without_an_outcome(rig: Rig) 
     r = rig.client.get(f"/v1/actions/{action_id}", headers=rig.h(rig.approver))
     body = assert_error(r, 503, "unavailable")
     assert "re-read" not in body["detail"] and "not applied" not in r.text
+
+
+def test_a_grouped_submit_that_loses_its_connection_is_a_503_and_the_next_one_lands(rig: Rig) -> None:
+    """An allowed submit is written in a group by the writer thread (PostgreSQL). Its
+    connection dies inside the transaction: the caller is told to re-read, nothing was
+    written, and the next group gets a fresh connection."""
+    small = {"tool": "refund", "operation": "process", "params": {"amount": 5}}
+    rig.store.drop_in_write = True
+    r = rig.client.post("/v1/actions", json=small, headers=rig.h(rig.agent))
+    assert rig.store.dropped == 1
+    body = assert_error(r, 503, "unavailable")
+    assert "re-read" in body["detail"] and body["error"]["outcome"] == "unknown"
+    listed = rig.client.get("/v1/actions", headers=rig.h(rig.approver)).json()["actions"]
+    assert listed == []  # re-reading tells the truth: the submit was not recorded
+    again = rig.client.post("/v1/actions", json=small, headers=rig.h(rig.agent))
+    assert again.status_code == 201 and again.json()["status"] == "allowed", again.text
+    assert [a["id"] for a in rig.client.get("/v1/actions", headers=rig.h(rig.approver)).json()["actions"]] == [
+        again.json()["id"]
+    ]

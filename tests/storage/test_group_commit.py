@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from faramesh.storage import DuplicateRow, Store, actions_repo
@@ -61,8 +62,9 @@ def store(backend: str, tmp_path: Path) -> Any:
             s.close()
 
 
-@pytest.mark.backends("sqlite")
 def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) -> None:
+    """Grouped writes: every write on SQLite; on PostgreSQL, submits that lock no existing
+    row, which the writer thread groups the same way."""
     gate, started = threading.Event(), threading.Event()
 
     def hold(conn: Connection) -> str:
@@ -86,11 +88,11 @@ def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) ->
 
     ids = [str(uuid.uuid4()) for _ in range(5)]
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(store.write, hold)
+        first = pool.submit(store.write_grouped, hold)
         assert started.wait(10)
         futures: list[Future[str]] = []
         for n, action_id in enumerate(ids):
-            futures.append(pool.submit(store.write, bad(action_id) if n == 2 else good(action_id)))
+            futures.append(pool.submit(store.write_grouped, bad(action_id) if n == 2 else good(action_id)))
         deadline = time.monotonic() + 10
         while store._queue.qsize() < len(ids):  # all five queued behind the held job: one batch
             assert time.monotonic() < deadline, "the writes never queued"
@@ -328,3 +330,46 @@ def test_a_stream_of_awaited_writes_never_starves_the_writer_thread(store: Store
 
     written = asyncio.run(scenario())
     assert written < cap, "the writer thread never got the database while the loop kept writing"
+
+
+@pytest.mark.backends("postgresql")
+def test_a_group_takes_the_audit_head_before_anything_else(store: Store) -> None:
+    """The lock order that keeps groups of two processes from deadlocking: a group holds
+    the chain's head from its first statement, before any of its writes locks a row."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> str:
+        started.set()
+        gate.wait(10)
+        return "held"
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(store.write_grouped, hold)
+        assert started.wait(10)
+        try:
+            dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(dsn) as other, pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE NOWAIT")
+        finally:
+            gate.set()
+        assert held.result(10) == "held"
+
+
+@pytest.mark.backends("postgresql")
+def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store) -> None:
+    """Each group takes a connection from the pool (checked before use), so a connection
+    the server ended between groups is replaced, not reused."""
+
+    def insert(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    assert store.write_grouped(insert("first")) == "first"
+    dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+    assert store.write_grouped(insert("second")) == "second"
+    assert store.read(lambda conn: actions_repo.get(conn, "second")) is not None

@@ -127,14 +127,25 @@ class _Request:
 
 def submit(g: Governor, identity: Identity, sub: Submission) -> Submitted:
     req = prepare(g, identity, sub)
+    write = g.store.write_grouped if locks_no_existing_row(req.decision) else g.store.write
     try:
-        written = g.store.write(lambda conn: _txn(g, conn, req))
+        written = write(lambda conn: _txn(g, conn, req))
     except DuplicateRow:
         # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
         if sub.idempotency_key is None:
             raise
-        written = g.store.write(lambda conn: _txn(g, conn, req))
+        written = write(lambda conn: _txn(g, conn, req))
     return _submitted(req, written)
+
+
+def locks_no_existing_row(decision: Decision) -> bool:
+    """Whether recording this decision only reads, inserts and appends to the audit log,
+    so that it may share a transaction with other submits (`Store.write_grouped`). A
+    held action may re-attach to an existing one or be approved by a standing grant, and
+    limits update their counters: those lock rows that exist already."""
+    if decision.effect is Effect.REQUIRE_APPROVAL:
+        return False
+    return decision.effect is Effect.DENY or not decision.limits
 
 
 async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Submitted:

@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from faramesh.storage import migrate
+from faramesh.storage import audit_log, migrate
 from faramesh.storage.notify import Listener, send_notice
 
 T = TypeVar("T")
@@ -206,6 +206,26 @@ class Store:
         result: T = self._enqueue(fn).result()
         return result
 
+    def write_grouped(self, fn: Callable[[Connection], T]) -> T:
+        """`write` for a write that may share its transaction with others (group commit).
+
+        On SQLite every write does. On PostgreSQL the caller vouches that `fn` locks no
+        row that exists already: it reads, inserts and appends to the audit log (an
+        allowed or denied submit without limits). Such writes wait together for this
+        process's writer thread, which runs them in one transaction (each in its own
+        SAVEPOINT) that takes the audit chain's head first: one BEGIN, COMMIT and head
+        lock per group instead of per write. A write that locks existing rows (approvals,
+        re-attaching a held action, limit counters) must use `write`: a group holding the
+        head while it waits for such a row could deadlock with a transaction that holds
+        the row and waits for the head.
+        """
+        if self.has_writer_thread:
+            return self.write(fn)
+        if self._closed:
+            raise RuntimeError("store is closed")
+        result: T = self._enqueue(fn).result()
+        return result
+
     async def write_async(self, fn: Callable[[Connection], T]) -> T:
         """`write` for a caller on an event loop (SQLite only): the loop serves other
         requests until the write is durable. Cancelling the caller does not cancel the
@@ -332,8 +352,11 @@ class Store:
                 self._writer = thread
 
     def _write_loop(self) -> None:
-        conn = self.engine.connect()
-        conn.info["writer"] = True
+        # SQLite: one connection for the thread's life. PostgreSQL: one from the pool per
+        # batch, so a connection the server dropped is replaced at the next batch.
+        conn = self.engine.connect() if self.has_writer_thread else None
+        if conn is not None:
+            conn.info["writer"] = True
         try:
             while True:
                 item = self._queue.get()
@@ -354,15 +377,25 @@ class Store:
                 if stop:
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
-    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
-        self._writer_waiting = True  # the loop's next batch lets this one go first
+    def _run_batch(self, conn: Connection | None, batch: list[_Job]) -> None:
+        fns = [job.fn for job in batch]
         try:
-            with self._db_lock:
-                self._writer_waiting = False
-                with conn.begin():
-                    outcomes = _run_jobs(conn, [job.fn for job in batch])
+            if conn is None:
+                with self.engine.connect() as pooled, pooled.begin():
+                    # The audit chain's head first: every grouped transaction then waits
+                    # for the one before it before it locks anything else, so two
+                    # processes' groups can never each hold what the other one needs.
+                    audit_log.lock_head(pooled)
+                    outcomes = _run_jobs(pooled, fns)
+            else:
+                self._writer_waiting = True  # the loop's next batch lets this one go first
+                with self._db_lock:
+                    self._writer_waiting = False
+                    with conn.begin():
+                        outcomes = _run_jobs(conn, fns)
         except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
             for job in batch:
                 job.future.set_exception(exc)
