@@ -373,3 +373,39 @@ def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store)
         )
     assert store.write_grouped(insert("second")) == "second"
     assert store.read(lambda conn: actions_repo.get(conn, "second")) is not None
+
+
+@pytest.mark.backends("sqlite")
+def test_a_loop_stopping_mid_batch_leaves_no_lock_behind_and_answers_its_writes(store: Store) -> None:
+    """The loop's flush task is cancelled (its loop stopping) while its batch waits for
+    the database in the committer thread: the batch still gets the database, commits and
+    answers, and the lock it took there is released, so later writes are not stuck."""
+
+    def insert(action_id: str) -> Any:
+        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+    holding, cancelled = threading.Event(), threading.Event()
+
+    def writer_thread_busy() -> None:  # holds the database as the writer thread would
+        with store._db_lock:
+            holding.set()
+            cancelled.wait(10)
+            time.sleep(0.05)
+
+    async def scenario() -> str:
+        busy = threading.Thread(target=writer_thread_busy)
+        busy.start()
+        assert await asyncio.to_thread(holding.wait, 10)
+        write = asyncio.ensure_future(store.write_async(insert("during")))
+        await asyncio.sleep(0.05)  # the batch now waits for the lock in the committer
+        assert store._loop_flusher is not None and not store._loop_flusher.done()
+        store._loop_flusher.cancel()
+        cancelled.set()
+        answer = await asyncio.wait_for(write, 10)
+        await asyncio.to_thread(busy.join, 10)
+        return answer
+
+    assert asyncio.run(scenario()) == "during"
+    assert store.read(lambda conn: actions_repo.get(conn, "during")) is not None
+    assert store.write(insert("after-thread")) == "after-thread"  # the lock was not leaked
+    assert asyncio.run(store.write_async(insert("after-loop"))) == "after-loop"

@@ -250,11 +250,11 @@ class Store:
             start = not self._loop_flushing
             self._loop_flushing = True
         if start:
-            self._loop_flusher = loop.create_task(self._flush_loop_jobs(loop))
+            self._loop_flusher = loop.create_task(self._flush_loop_jobs())
         # Shielded: the caller going away must not drop a write already accepted.
         return await asyncio.shield(done)
 
-    async def _flush_loop_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _flush_loop_jobs(self) -> None:
         while True:
             with self._writer_lock:
                 batch = self._loop_jobs[:_MAX_BATCH]
@@ -264,7 +264,7 @@ class Store:
                     self._loop_idle.set()
                     return
             try:
-                outcomes = await self._commit_on_loop(loop, [fn for fn, _ in batch])
+                outcomes = await self._commit_on_loop([fn for fn, _ in batch])
             except BaseException as exc:  # the commit itself failed: nothing is durable
                 outcomes = [(False, exc)] * len(batch)
             for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
@@ -275,19 +275,17 @@ class Store:
                 else:
                     done.set_exception(value)
 
-    async def _commit_on_loop(
-        self, loop: asyncio.AbstractEventLoop, fns: list[Callable[[Connection], Any]]
-    ) -> Outcomes:
+    async def _commit_on_loop(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
         # The writer thread writing, or waiting to: wait for the database in a thread.
         if self._writer_waiting or not self._db_lock.acquire(blocking=False):
-            await loop.run_in_executor(self._committer, self._db_lock.acquire)
+            await self._in_committer(self._db_lock.acquire)
         clean = False  # the connection is left outside any transaction
         try:
             conn = self._loop_connection()
             try:
                 trans = conn.begin()  # BEGIN IMMEDIATE; the loop's connection never waits for it
             except OperationalError:  # another process holds the database: wait in a thread
-                outcomes = await loop.run_in_executor(self._committer, self._write_waiting, conn, fns)
+                outcomes = await self._in_committer(self._write_waiting, conn, fns)
                 clean = True
                 return outcomes
             try:
@@ -296,13 +294,24 @@ class Store:
                 trans.rollback()
                 clean = True
                 raise
-            await loop.run_in_executor(self._committer, trans.commit)  # the fsync, off the loop
+            await self._in_committer(trans.commit)  # the fsync, off the loop
             clean = True
             return outcomes
         finally:
             if not clean:  # a failed commit or rollback (a full disk, say): start afresh next time
                 self._drop_loop_connection()
             self._db_lock.release()
+
+    async def _in_committer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` in the committer thread and wait for it to end, even when this task
+        is cancelled: a lock taken or a commit begun there must never be left behind.
+        The flush task is cancelled only when its loop stops; it then still finishes
+        (and answers) the writes it accepted."""
+        done = self._committer.submit(fn, *args)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(done))
+        except asyncio.CancelledError:
+            return done.result()
 
     def _drop_loop_connection(self) -> None:
         conn, self._loop_conn = self._loop_conn, None
