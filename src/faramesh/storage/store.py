@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from faramesh.storage import audit_log, migrate
 from faramesh.storage.notify import Listener, send_notice
@@ -52,16 +53,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, unpooled: bool = False) -> Engine:
+    """The engine for a SQLite file; `unpooled` for one that opens a new connection each
+    time (the event loop's writing connection: see `Store._loop_connection`)."""
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=16,
-        max_overflow=32,
-    )
+    sizes: dict[str, Any] = {"poolclass": NullPool} if unpooled else {"pool_size": 16, "max_overflow": 32}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **sizes)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -143,6 +142,7 @@ class Store:
         self.dialect = make_url(self.url).get_backend_name()
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
+            self._loop_engine = _sqlite_engine(self.url, unpooled=True)
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
@@ -290,9 +290,13 @@ class Store:
                 return outcomes
             try:
                 outcomes = _run_jobs(conn, fns)
-            except BaseException:  # a write alone failed: nothing else to keep
+            except BaseException as exc:  # a write alone failed: nothing else to keep
                 trans.rollback()
-                clean = True
+                # A refusal (a constraint, the service's own checks) leaves the connection
+                # as it was; a database error (a read-only or failing disk) may not: a
+                # connection that met a read-only file can stay read-only after it is
+                # writable again, so the next batch starts on a fresh one.
+                clean = not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError)
                 raise
             await self._in_committer(trans.commit)  # the fsync, off the loop
             clean = True
@@ -323,7 +327,10 @@ class Store:
 
     def _loop_connection(self) -> Connection:
         if self._loop_conn is None:
-            conn = self.engine.connect()
+            # Opened now, not taken from the readers' pool: SQLite opens a file it cannot
+            # write (a read-only or immutable file, for a while) read-only, and such a
+            # connection stays read-only after the file is writable again.
+            conn = self._loop_engine.connect()
             conn.info["writer"] = True
             _busy_timeout(conn, 0)
             self._loop_conn = conn
@@ -464,4 +471,6 @@ class Store:
             if self._loop_conn is not None:
                 self._loop_conn.close()
         self._committer.shutdown(wait=False)
+        if self.has_writer_thread:
+            self._loop_engine.dispose()
         self.engine.dispose()
