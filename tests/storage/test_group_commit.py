@@ -51,6 +51,24 @@ class Boom(Exception):
     pass
 
 
+class HeldWrite:
+    """A write that keeps the writer busy until `gate` is set: the writes queued
+    meanwhile are run together as one batch."""
+
+    def __init__(self) -> None:
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    def __call__(self, conn: Connection) -> str:
+        self.started.set()
+        self.gate.wait(10)
+        return "held"
+
+
+def _insert(action_id: str) -> Any:
+    """A write that inserts an action with this id and answers the id."""
+    return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+
+
 @pytest.fixture
 def store(backend: str, tmp_path: Path) -> Any:
     with fresh_database(backend, tmp_path) as url:
@@ -65,12 +83,7 @@ def store(backend: str, tmp_path: Path) -> Any:
 def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) -> None:
     """Grouped writes: every write on SQLite; on PostgreSQL, submits that lock no existing
     row, which the writer thread groups the same way."""
-    gate, started = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> str:
-        started.set()
-        gate.wait(10)
-        return "held"
+    hold = HeldWrite()
 
     def good(action_id: str) -> Any:
         def write(conn: Connection) -> str:
@@ -89,7 +102,7 @@ def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) ->
     ids = [str(uuid.uuid4()) for _ in range(5)]
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(store.write_grouped, hold)
-        assert started.wait(10)
+        assert hold.started.wait(10)
         futures: list[Future[str]] = []
         for n, action_id in enumerate(ids):
             futures.append(pool.submit(store.write_grouped, bad(action_id) if n == 2 else good(action_id)))
@@ -97,7 +110,7 @@ def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) ->
         while store._queue.qsize() < len(ids):  # all five queued behind the held job: one batch
             assert time.monotonic() < deadline, "the writes never queued"
             time.sleep(0.005)
-        gate.set()
+        hold.gate.set()
         assert first.result(10) == "held"
         answers: list[Any] = []
         for f in futures:
@@ -129,27 +142,19 @@ def test_a_duplicate_idempotency_key_is_refused_as_a_duplicate_row(store: Store)
 def test_an_awaited_write_is_durable_even_when_its_caller_is_cancelled(store: Store) -> None:
     """`write_async` (submit on the event loop): once queued, a write is written, as a
     worker thread's would be; a caller that goes away does not break the writer."""
-    gate, started = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> str:
-        started.set()
-        gate.wait(10)
-        return "held"
-
-    def insert(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
+    hold = HeldWrite()
 
     async def scenario() -> list[Any]:
         held = asyncio.get_running_loop().run_in_executor(None, store.write, hold)
-        assert await asyncio.to_thread(started.wait, 10)
-        gone = asyncio.create_task(store.write_async(insert("cancelled")))
-        kept = asyncio.create_task(store.write_async(insert("kept")))
+        assert await asyncio.to_thread(hold.started.wait, 10)
+        gone = asyncio.create_task(store.write_async(_insert("cancelled")))
+        kept = asyncio.create_task(store.write_async(_insert("kept")))
         await asyncio.sleep(0.05)  # both queued behind the held job
         gone.cancel()
-        gate.set()
+        hold.gate.set()
         with pytest.raises(asyncio.CancelledError):
             await gone
-        return [await held, await kept, await store.write_async(insert("after"))]
+        return [await held, await kept, await store.write_async(_insert("after"))]
 
     assert asyncio.run(scenario()) == ["held", "kept", "after"]
     for action_id in ("cancelled", "kept", "after"):
@@ -188,16 +193,13 @@ def test_writes_awaited_together_commit_together_each_on_its_own(store: Store) -
     """The event loop's group commit: a failing write among those awaited together
     leaves the others committed, and each caller gets its own answer."""
 
-    def good(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
-
     def bad(conn: Connection) -> None:
         actions_repo.insert(conn, _values("bad"))
         raise Boom("bad")
 
     async def scenario() -> list[Any]:
-        writes = [store.write_async(good(f"a{n}")) for n in range(3)] + [store.write_async(bad)]
-        writes += [store.write_async(good(f"a{n}")) for n in range(3, 6)]
+        writes = [store.write_async(_insert(f"a{n}")) for n in range(3)] + [store.write_async(bad)]
+        writes += [store.write_async(_insert(f"a{n}")) for n in range(3, 6)]
         return await asyncio.gather(*writes, return_exceptions=True)
 
     answers = asyncio.run(scenario())
@@ -254,14 +256,11 @@ def test_the_writer_thread_and_the_event_loop_write_side_by_side(store: Store) -
     """Writes from worker threads (approvals, sweeps) and awaited writes (submits) share
     the database without refusing each other as locked."""
 
-    def insert(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
-
     async def scenario() -> list[Any]:
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(4) as pool:
-            threaded = [loop.run_in_executor(pool, store.write, insert(f"t{n}")) for n in range(40)]
-            awaited = [store.write_async(insert(f"l{n}")) for n in range(40)]
+            threaded = [loop.run_in_executor(pool, store.write, _insert(f"t{n}")) for n in range(40)]
+            awaited = [store.write_async(_insert(f"l{n}")) for n in range(40)]
             return await asyncio.gather(*threaded, *awaited)
 
     answers = asyncio.run(scenario())
@@ -295,13 +294,10 @@ def test_a_stream_of_awaited_writes_never_starves_the_writer_thread(store: Store
     thread still gets its turn at the database, between two of the loop's batches."""
     cap = 3000  # loop writes; the threaded write must land long before this many
 
-    def insert(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
-
     landed = threading.Event()
 
     def threaded_write() -> str:
-        answer = store.write(insert("from-a-thread"))
+        answer = store.write(_insert("from-a-thread"))
         landed.set()
         return str(answer)
 
@@ -313,11 +309,11 @@ def test_a_stream_of_awaited_writes_never_starves_the_writer_thread(store: Store
             nonlocal written
             n = 0
             while not landed.is_set() and written < cap:
-                await store.write_async(insert(f"{name}-{n}"))
+                await store.write_async(_insert(f"{name}-{n}"))
                 n += 1
                 written += 1
 
-        await store.write_async(insert("warm"))
+        await store.write_async(_insert("warm"))
         with ThreadPoolExecutor(1) as pool:
             # Sixteen producers keep writes waiting at every moment: the loop's batches follow
             # one another with no pause between them.
@@ -336,22 +332,17 @@ def test_a_stream_of_awaited_writes_never_starves_the_writer_thread(store: Store
 def test_a_group_takes_the_audit_head_before_anything_else(store: Store) -> None:
     """The lock order that keeps groups of two processes from deadlocking: a group holds
     the chain's head from its first statement, before any of its writes locks a row."""
-    gate, started = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> str:
-        started.set()
-        gate.wait(10)
-        return "held"
+    hold = HeldWrite()
 
     with ThreadPoolExecutor(1) as pool:
         held = pool.submit(store.write_grouped, hold)
-        assert started.wait(10)
+        assert hold.started.wait(10)
         try:
             dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
             with psycopg.connect(dsn) as other, pytest.raises(psycopg.errors.LockNotAvailable):
                 other.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE NOWAIT")
         finally:
-            gate.set()
+            hold.gate.set()
         assert held.result(10) == "held"
 
 
@@ -360,10 +351,7 @@ def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store)
     """Each group takes a connection from the pool (checked before use), so a connection
     the server ended between groups is replaced, not reused."""
 
-    def insert(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
-
-    assert store.write_grouped(insert("first")) == "first"
+    assert store.write_grouped(_insert("first")) == "first"
     dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
     name = dsn.rsplit("/", 1)[1]
     with psycopg.connect(dsn, autocommit=True) as admin:
@@ -371,7 +359,7 @@ def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store)
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
-    assert store.write_grouped(insert("second")) == "second"
+    assert store.write_grouped(_insert("second")) == "second"
     assert store.read(lambda conn: actions_repo.get(conn, "second")) is not None
 
 
@@ -380,9 +368,6 @@ def test_a_loop_stopping_mid_batch_leaves_no_lock_behind_and_answers_its_writes(
     """The loop's flush task is cancelled (its loop stopping) while its batch waits for
     the database in the committer thread: the batch still gets the database, commits and
     answers, and the lock it took there is released, so later writes are not stuck."""
-
-    def insert(action_id: str) -> Any:
-        return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
 
     holding, cancelled = threading.Event(), threading.Event()
 
@@ -396,7 +381,7 @@ def test_a_loop_stopping_mid_batch_leaves_no_lock_behind_and_answers_its_writes(
         busy = threading.Thread(target=writer_thread_busy)
         busy.start()
         assert await asyncio.to_thread(holding.wait, 10)
-        write = asyncio.ensure_future(store.write_async(insert("during")))
+        write = asyncio.ensure_future(store.write_async(_insert("during")))
         await asyncio.sleep(0.05)  # the batch now waits for the lock in the committer
         assert store._loop_flusher is not None and not store._loop_flusher.done()
         store._loop_flusher.cancel()
@@ -407,5 +392,5 @@ def test_a_loop_stopping_mid_batch_leaves_no_lock_behind_and_answers_its_writes(
 
     assert asyncio.run(scenario()) == "during"
     assert store.read(lambda conn: actions_repo.get(conn, "during")) is not None
-    assert store.write(insert("after-thread")) == "after-thread"  # the lock was not leaked
-    assert asyncio.run(store.write_async(insert("after-loop"))) == "after-loop"
+    assert store.write(_insert("after-thread")) == "after-thread"  # the lock was not leaked
+    assert asyncio.run(store.write_async(_insert("after-loop"))) == "after-loop"
