@@ -176,13 +176,13 @@ def test_a_failed_awaited_write_raises_to_its_caller_and_leaves_nothing(store: S
 
 
 @pytest.mark.backends("postgresql")
-def test_an_awaited_write_needs_the_writer_thread(store: Store) -> None:
-    """PostgreSQL writes run in the caller's thread: the server submits from a worker
-    thread there, and `write_async` refuses rather than block an event loop."""
-    assert not store.has_writer_thread
+def test_an_awaited_write_needs_the_embedded_database(store: Store) -> None:
+    """PostgreSQL statements are round trips over the network: the server submits from
+    a worker thread there, and `write_async` refuses rather than block an event loop."""
+    assert not store.embedded
 
     async def scenario() -> None:
-        with pytest.raises(RuntimeError, match="writer thread"):
+        with pytest.raises(RuntimeError, match="embedded database"):
             await store.write_async(lambda conn: None)
 
     asyncio.run(scenario())

@@ -133,7 +133,7 @@ async def answer_submit(
 ) -> FastJSONResponse:
     """Submit and answer: the one step this route and its fast path (hot_path.py) share."""
     sub = submission_of(body, idempotency_key)
-    if g.store.has_writer_thread:  # SQLite: on the loop, the write on the writer thread
+    if g.store.embedded:  # SQLite: on the loop, the write in the loop's group commit
         action = await g.submit_async(identity, sub)
     else:  # PostgreSQL: reads and the write go over the network, so off the loop
         action = await run_in_threadpool(g.submit, identity, sub)

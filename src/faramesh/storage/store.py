@@ -191,16 +191,17 @@ class Store:
 
     # -- writes -------------------------------------------------------------
     @property
-    def has_writer_thread(self) -> bool:
-        """True when writes go through this store's writer thread (SQLite): then
-        `write_async` keeps an event loop free without a worker thread of its own."""
+    def embedded(self) -> bool:
+        """True for the embedded database (SQLite): every write goes through this
+        process (its writer thread, or the event loop's group commit, `write_async`);
+        statements are local calls, not round trips over the network."""
         return self.dialect == "sqlite"
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction and return its result once it is durable."""
         if self._closed:
             raise RuntimeError("store is closed")
-        if not self.has_writer_thread:
+        if not self.embedded:
             with self.engine.begin() as conn:
                 return fn(conn)
         result: T = self._enqueue(fn).result()
@@ -219,7 +220,7 @@ class Store:
         head while it waits for such a row could deadlock with a transaction that holds
         the row and waits for the head.
         """
-        if self.has_writer_thread:
+        if self.embedded:
             return self.write(fn)
         if self._closed:
             raise RuntimeError("store is closed")
@@ -238,8 +239,8 @@ class Store:
         write. When the writer thread holds the database, or another process does (the
         CLI on the same file), the batch waits in a thread instead, never on the loop.
         """
-        if not self.has_writer_thread:
-            raise RuntimeError("write_async needs the writer thread (SQLite)")
+        if not self.embedded:
+            raise RuntimeError("write_async needs the embedded database (SQLite): writer thread or event loop")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         with self._writer_lock:
@@ -370,7 +371,7 @@ class Store:
     def _write_loop(self) -> None:
         # SQLite: one connection for the thread's life. PostgreSQL: one from the pool per
         # batch, so a connection the server dropped is replaced at the next batch.
-        conn = self.engine.connect() if self.has_writer_thread else None
+        conn = self.engine.connect() if self.embedded else None
         if conn is not None:
             conn.info["writer"] = True
         try:
@@ -471,6 +472,6 @@ class Store:
             if self._loop_conn is not None:
                 self._loop_conn.close()
         self._committer.shutdown(wait=False)
-        if self.has_writer_thread:
+        if self.embedded:
             self._loop_engine.dispose()
         self.engine.dispose()
