@@ -159,7 +159,7 @@ class Store:
         self._writer_waiting = False
         self._loop_conn: Connection | None = None
         self._loop_jobs: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
-        self._loop_flushing = False
+        # Set while no flush task runs: nothing accepted on the loop is left to commit.
         self._loop_idle = threading.Event()
         self._loop_idle.set()
         self._loop_flusher: asyncio.Task[None] | None = None
@@ -247,9 +247,8 @@ class Store:
             if self._closed:
                 raise RuntimeError("store is closed")
             self._loop_jobs.append((fn, done))
+            start = self._loop_idle.is_set()  # no flush task yet: start one
             self._loop_idle.clear()
-            start = not self._loop_flushing
-            self._loop_flushing = True
         if start:
             self._loop_flusher = loop.create_task(self._flush_loop_jobs())
         # Shielded: the caller going away must not drop a write already accepted.
@@ -261,7 +260,6 @@ class Store:
                 batch = self._loop_jobs[:_MAX_BATCH]
                 del self._loop_jobs[: len(batch)]
                 if not batch:
-                    self._loop_flushing = False
                     self._loop_idle.set()
                     return
             try:
