@@ -268,10 +268,11 @@ def serve(
     import uvicorn
 
     from faramesh.policy import PolicyError
-    from faramesh.server.app import SECURITY_HEADERS, create_app, load_policy
+    from faramesh.server.app import create_app, load_policy
     from faramesh.server.policy_reload import load_shadow_policy
     from faramesh.server.protocol import bounded_http_protocol
     from faramesh.server.ratelimit import parse_rate
+    from faramesh.server.security_headers import SECURITY_HEADERS
     from faramesh.service import keys as service_keys
     from faramesh.service import permit_keys
     from faramesh.storage import Store

@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faramesh import __version__, notify, service_reads
 from faramesh.config import Settings
@@ -28,18 +27,12 @@ from faramesh.server.http_metrics import HttpMetrics
 from faramesh.server.policy_reload import PolicyReloader, load_shadow_policy
 from faramesh.server.ratelimit import RateLimiter, parse_rate
 from faramesh.server.readiness import WriteProbe
+from faramesh.server.security_headers import SECURITY_HEADERS, SecurityHeaders
 from faramesh.server.tracing_middleware import TracingMiddleware
 from faramesh.service import Governor
 from faramesh.storage import Store
 
 log = logging.getLogger("faramesh.server")
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-}
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -97,39 +90,6 @@ def begin_drain(app: FastAPI) -> None:
     if governor is not None:
         woken = governor.hub.drain(DRAIN_RETRY_AFTER)
         log.info("stopping: ended %d open waits and streams", woken)
-
-
-class SecurityHeaders:
-    """Add the security headers to every response that does not set its own.
-
-    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs a stream and a task
-    per request, which showed up in profiles of the submit path.
-    """
-
-    def __init__(self, app: ASGIApp, docs_paths: tuple[str | None, ...] = ()) -> None:
-        self.app = app
-        self.docs_paths = {p for p in docs_paths if p}
-        self.defaults = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
-        self.docs_csp = (b"content-security-policy", api_docs.DOCS_CSP.encode("latin-1"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = [self.docs_csp] if scope.get("path") in self.docs_paths else []
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                for name, value in (*extra, *self.defaults):
-                    if name not in present:
-                        headers.append((name, value))
-                        present.add(name)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None, *, governor: Governor | None = None) -> FastAPI:

@@ -43,6 +43,7 @@ from faramesh.server.api import SubmitBody, answer_decide, answer_gate, answer_s
 from faramesh.server.auth import bearer_secret, identify
 from faramesh.server.errors import faramesh_error_response, unexpected_error_response
 from faramesh.server.guard import RequestGuard
+from faramesh.server.security_headers import raw_headers, with_defaults
 from faramesh.service import Governor
 
 log = logging.getLogger("faramesh.server")
@@ -81,7 +82,7 @@ class HotPath:
     ) -> None:
         self.app = app
         self.max_body_size = max_body_size
-        self.security = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in security_headers.items()]
+        self.security = raw_headers(security_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -112,9 +113,7 @@ class HotPath:
         )
 
     async def _respond(self, send: Send, response: Response) -> None:
-        headers = response.raw_headers
-        present = {name for name, _ in headers}
-        headers.extend(h for h in self.security if h[0] not in present)
+        headers = with_defaults(response.raw_headers, self.security)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
