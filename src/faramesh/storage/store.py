@@ -72,6 +72,7 @@ def _sqlite_engine(url: str, *, unpooled: bool = False) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine, "begin")
