@@ -72,6 +72,8 @@ def _sqlite_engine(url: str, *, unpooled: bool = False) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Temporary files in memory: a group commit's savepoints journal the pages each job
+        # changes, and on disk that journal was a file created, written and deleted per batch.
         cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
