@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,6 @@ import orjson
 from faramesh import audit
 from faramesh.canonical import request_hash
 from faramesh.errors import Conflict, InvalidInput
-from faramesh.ids import new_action_id
 from faramesh.model import Action, Identity, Status
 from faramesh.policy import Decision, Effect, Policy
 from faramesh.service import execution, grants, limits, permits, reattach
@@ -180,7 +180,7 @@ def prepare(g: Governor, identity: Identity, sub: Submission) -> _Request:
             agent=_agent(identity, agent_id),
             now=datetime.fromtimestamp(now, UTC),
         )
-    action_id = new_action_id()  # time-ordered: see faramesh/ids.py
+    action_id = str(uuid.uuid4())
     permit = None
     if decision.effect is Effect.ALLOW:
         # Signed here, not in the transaction, so the SQLite writer never waits on a signature.
