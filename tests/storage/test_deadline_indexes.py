@@ -4,7 +4,6 @@ sweeper's questions use them, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,8 +61,16 @@ def test_the_sweepers_questions_use_the_partial_index(engine: sa.Engine, index: 
     for ask in QUESTIONS[index]:
         statements: list[tuple[str, Any]] = []
 
-        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
-            statements.append((statement, parameters))
+        def capture(
+            _conn: Any,
+            _cursor: Any,
+            statement: str,
+            parameters: Any,
+            _ctx: Any,
+            _many: bool,
+            seen: list[tuple[str, Any]] = statements,
+        ) -> None:
+            seen.append((statement, parameters))
 
         with engine.connect() as conn:
             event.listen(conn, "before_cursor_execute", capture)
