@@ -95,10 +95,15 @@ def database_file(url: str) -> Path | None:
 Outcomes = list[tuple[bool, Any]]
 
 
-def _run_jobs(conn: Connection, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+def _run_jobs(
+    conn: Connection, fns: list[Callable[[Connection], Any]], head: tuple[int, str] | None = None
+) -> Outcomes:
     """Run writes inside the open transaction, each succeeding or failing on its own:
     (True, result) or (False, exception) per write. A write alone needs no SAVEPOINT:
-    its failure is raised and rolls back the transaction, which holds nothing else."""
+    its failure is raised and rolls back the transaction, which holds nothing else.
+    Writes run together share the audit chain's head in memory (`audit_log.held_head`;
+    `head`: the head the caller read and locked already), so the head row is read and
+    written once per group instead of once per record."""
     if len(fns) == 1:
         return [(True, fns[0](conn))]
     outcomes: Outcomes = []
@@ -107,17 +112,20 @@ def _run_jobs(conn: Connection, fns: list[Callable[[Connection], Any]]) -> Outco
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
-    for fn in fns:
-        cursor.execute("SAVEPOINT faramesh_job")
-        try:
-            value = fn(conn)
-        except BaseException as exc:
-            cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
-            cursor.execute("RELEASE SAVEPOINT faramesh_job")
-            outcomes.append((False, exc))
-        else:
-            cursor.execute("RELEASE SAVEPOINT faramesh_job")
-            outcomes.append((True, value))
+    with audit_log.held_head(conn, head) as held:
+        for fn in fns:
+            saved = held.save()
+            cursor.execute("SAVEPOINT faramesh_job")
+            try:
+                value = fn(conn)
+            except BaseException as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
+                cursor.execute("RELEASE SAVEPOINT faramesh_job")
+                held.restore(saved)  # its records were rolled back with it
+                outcomes.append((False, exc))
+            else:
+                cursor.execute("RELEASE SAVEPOINT faramesh_job")
+                outcomes.append((True, value))
     return outcomes
 
 
@@ -406,8 +414,8 @@ class Store:
                     # The audit chain's head first: every grouped transaction then waits
                     # for the one before it before it locks anything else, so two
                     # processes' groups can never each hold what the other one needs.
-                    audit_log.lock_head(pooled)
-                    outcomes = _run_jobs(pooled, fns)
+                    head = audit_log.lock_head(pooled)
+                    outcomes = _run_jobs(pooled, fns, head)
             else:
                 self._writer_waiting = True  # the loop's next batch lets this one go first
                 with self._db_lock:

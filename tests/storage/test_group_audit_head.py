@@ -1,0 +1,140 @@
+"""A group commit holds the audit chain's head in memory: its writes' records still form
+one line, a write rolled back takes its records with it, every write in the group sees
+the head as the writes before it left it, and the head row is read and written once per
+group instead of once per record. On SQLite (the loop's and the writer thread's groups)
+and on PostgreSQL (the writer thread's groups)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faramesh import audit
+from faramesh.audit.chain import events_after, head
+from faramesh.storage import Store
+from faramesh.storage.actions_repo import Connection
+from tests.conftest import fresh_database
+from tests.storage.test_group_commit import Boom, HeldWrite
+
+
+@pytest.fixture
+def store(backend: str, tmp_path: Path) -> Any:
+    with fresh_database(backend, tmp_path) as url:
+        s = Store(url)
+        s.upgrade()
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def _append(name: str, *, fail: bool = False, seen: list[tuple[str, int, int]] | None = None) -> Any:
+    """A write appending one record; with `seen`, it notes (name, its seq, the head it
+    then reads); with `fail`, it raises after appending."""
+
+    def write(conn: Connection) -> int:
+        seq = audit.append(conn, event="test.appended", ts=time.time(), data={"name": name})
+        if seen is not None:
+            seen.append((name, seq, head(conn)[0]))
+        if fail:
+            raise Boom(name)
+        return seq
+
+    return write
+
+
+def _grouped(store: Store, writes: list[Any]) -> list[Any]:
+    """Run `writes` as one group (behind a held write, so they queue together) and
+    return each one's answer or exception."""
+    hold = HeldWrite()
+    with ThreadPoolExecutor(len(writes) + 1) as pool:
+        first = pool.submit(store.write_grouped, hold)
+        assert hold.started.wait(10)
+        futures: list[Future[Any]] = [pool.submit(store.write_grouped, w) for w in writes]
+        deadline = time.monotonic() + 10
+        while store._queue.qsize() < len(writes):
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.005)
+        hold.gate.set()
+        assert first.result(10) == "held"
+        answers: list[Any] = []
+        for f in futures:
+            try:
+                answers.append(f.result(10))
+            except Boom as exc:
+                answers.append(exc)
+        return answers
+
+
+def _chain(store: Store) -> tuple[list[tuple[int, str]], tuple[int, str], bool]:
+    """(seq, name) of every record, the head row, and whether the log verifies."""
+
+    def read(conn: Connection) -> tuple[list[tuple[int, str]], tuple[int, str]]:
+        records = [(r.seq, r.data.get("name", "")) for r in events_after(conn, 0)]
+        return records, head(conn)
+
+    records, head_row = store.read(read)
+    with store.connect() as conn:
+        ok = audit.verify_database(conn).ok
+    return records, head_row, ok
+
+
+def test_a_groups_records_form_one_line_and_a_failed_write_takes_its_own(store: Store) -> None:
+    seen: list[tuple[str, int, int]] = []
+    names = ["a", "b", "bad", "c", "d"]
+    answers = _grouped(store, [_append(n, fail=n == "bad", seen=seen) for n in names])
+    assert [a if isinstance(a, int) else "boom" for a in answers] == [1, 2, "boom", 3, 4]
+    # Each write saw the head it left; the failed write's seq was given to the next one.
+    assert seen == [("a", 1, 1), ("b", 2, 2), ("bad", 3, 3), ("c", 3, 3), ("d", 4, 4)]
+    records, head_row, ok = _chain(store)
+    assert records == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    last_hash = store.read(lambda conn: events_after(conn, 3)[0].hash)
+    assert head_row == (4, last_hash) and ok
+
+
+def test_a_group_whose_every_write_fails_leaves_the_head_where_it_was(store: Store) -> None:
+    store.write(_append("before"))
+    before = store.read(head)
+    answers = _grouped(store, [_append(n, fail=True) for n in ("x", "y")])
+    assert all(isinstance(a, Boom) for a in answers)
+    records, head_row, ok = _chain(store)
+    assert records == [(1, "before")] and head_row == before and ok
+
+
+def test_groups_after_groups_continue_the_same_line(store: Store) -> None:
+    for round_ in range(3):
+        _grouped(store, [_append(f"{round_}-{n}") for n in range(3)])
+    store.write(_append("alone"))  # a write on its own moves the head row itself
+    records, head_row, ok = _chain(store)
+    assert [seq for seq, _ in records] == list(range(1, 11)) and head_row[0] == 10 and ok
+
+
+@pytest.mark.backends("sqlite")
+def test_the_head_row_is_read_and_written_once_per_group(store: Store) -> None:
+    """The loop's group commit: five appends, one read and one write of the head row."""
+    statements: list[str] = []
+
+    def trace_on(conn: Connection) -> None:
+        conn.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+
+    def trace_off(conn: Connection) -> None:
+        conn.connection.dbapi_connection.set_trace_callback(None)  # type: ignore[union-attr]
+
+    async def scenario() -> list[Any]:
+        writes = [store.write_async(trace_on)] + [store.write_async(_append(f"n{n}")) for n in range(5)]
+        answers = await asyncio.gather(*writes)  # one group
+        await store.write_async(trace_off)  # the next one
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers[1:] == [1, 2, 3, 4, 5]
+    on_head = [s.split()[0].upper() for s in statements if "audit_head" in s]
+    assert on_head == ["SELECT", "UPDATE"], statements
+    assert statements.index("COMMIT") > max(i for i, s in enumerate(statements) if "audit_head" in s)
+    records, head_row, ok = _chain(store)
+    assert [seq for seq, _ in records] == [1, 2, 3, 4, 5] and head_row[0] == 5 and ok
