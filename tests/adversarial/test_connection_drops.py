@@ -72,6 +72,13 @@ class DroppingStore(Store):
             self.drop_in_write, self.armed = False, True
         return super().write_grouped(fn)
 
+    async def write_async(self, fn: Callable[[Any], T], *, grouped: bool = False) -> T:
+        # A submit's write awaited by the event loop: grouped, in the writer thread's
+        # group; alone, through `write` in a worker thread (which arms the cut itself).
+        if grouped and self.drop_in_write:
+            self.drop_in_write, self.armed = False, True
+        return await super().write_async(fn, grouped=grouped)
+
     def _maybe_drop(self, conn: Any, *_args: Any) -> None:
         if not self.armed or IN_BACKGROUND.get():
             return

@@ -138,54 +138,61 @@ def test_a_duplicate_idempotency_key_is_refused_as_a_duplicate_row(store: Store)
     assert (found.version, found.approval_quorum) == (1, 1)
 
 
-@pytest.mark.backends("sqlite")
 def test_an_awaited_write_is_durable_even_when_its_caller_is_cancelled(store: Store) -> None:
-    """`write_async` (submit on the event loop): once queued, a write is written, as a
-    worker thread's would be; a caller that goes away does not break the writer."""
+    """`write_async` (submit on the event loop; on PostgreSQL a grouped one, awaited in
+    the writer thread's group): once queued, a write is written, as a worker thread's
+    would be; a caller that goes away does not break the writer."""
     hold = HeldWrite()
 
     async def scenario() -> list[Any]:
-        held = asyncio.get_running_loop().run_in_executor(None, store.write, hold)
+        held = asyncio.get_running_loop().run_in_executor(None, store.write_grouped, hold)
         assert await asyncio.to_thread(hold.started.wait, 10)
-        gone = asyncio.create_task(store.write_async(_insert("cancelled")))
-        kept = asyncio.create_task(store.write_async(_insert("kept")))
+        gone = asyncio.create_task(store.write_async(_insert("cancelled"), grouped=True))
+        kept = asyncio.create_task(store.write_async(_insert("kept"), grouped=True))
         await asyncio.sleep(0.05)  # both queued behind the held job
         gone.cancel()
         hold.gate.set()
         with pytest.raises(asyncio.CancelledError):
             await gone
-        return [await held, await kept, await store.write_async(_insert("after"))]
+        return [await held, await kept, await store.write_async(_insert("after"), grouped=True)]
 
     assert asyncio.run(scenario()) == ["held", "kept", "after"]
     for action_id in ("cancelled", "kept", "after"):
         assert store.read(lambda conn, a=action_id: actions_repo.get(conn, a)) is not None, action_id
 
 
-@pytest.mark.backends("sqlite")
-def test_a_failed_awaited_write_raises_to_its_caller_and_leaves_nothing(store: Store) -> None:
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "alone"])
+def test_a_failed_awaited_write_raises_to_its_caller_and_leaves_nothing(store: Store, grouped: bool) -> None:
     def bad(conn: Connection) -> None:
         actions_repo.insert(conn, _values("bad"))
         raise Boom("bad")
 
     async def scenario() -> None:
         with pytest.raises(Boom):
-            await store.write_async(bad)
+            await store.write_async(bad, grouped=grouped)
 
     asyncio.run(scenario())
     assert store.read(lambda conn: actions_repo.get(conn, "bad")) is None
 
 
 @pytest.mark.backends("postgresql")
-def test_an_awaited_write_needs_the_embedded_database(store: Store) -> None:
-    """PostgreSQL statements are round trips over the network: the server submits from
-    a worker thread there, and `write_async` refuses rather than block an event loop."""
-    assert not store.embedded
+def test_an_awaited_write_that_may_not_be_grouped_runs_on_its_own(store: Store) -> None:
+    """PostgreSQL: a write that locks existing rows (a held submit, limits) must not join
+    the writer thread's group (see `write_grouped`): awaited, it runs in its own
+    transaction in a worker thread, and commits while the writer thread is busy."""
+    hold = HeldWrite()
 
-    async def scenario() -> None:
-        with pytest.raises(RuntimeError, match="embedded database"):
-            await store.write_async(lambda conn: None)
+    async def scenario() -> list[Any]:
+        held = asyncio.get_running_loop().run_in_executor(None, store.write_grouped, hold)
+        assert await asyncio.to_thread(hold.started.wait, 10)
+        try:
+            alone = await asyncio.wait_for(store.write_async(_insert("alone")), 10)
+        finally:
+            hold.gate.set()
+        return [alone, await held]
 
-    asyncio.run(scenario())
+    assert asyncio.run(scenario()) == ["alone", "held"]
+    assert store.read(lambda conn: actions_repo.get(conn, "alone")) is not None
 
 
 @pytest.mark.backends("sqlite")

@@ -132,11 +132,7 @@ async def answer_submit(
     g: Governor, identity: Identity, body: SubmitBody, idempotency_key: str | None
 ) -> FastJSONResponse:
     """Submit and answer: the one step this route and its fast path (hot_path.py) share."""
-    sub = submission_of(body, idempotency_key)
-    if g.store.embedded:  # SQLite: on the loop, the write in the loop's group commit
-        action = await g.submit_async(identity, sub)
-    else:  # PostgreSQL: reads and the write go over the network, so off the loop
-        action = await run_in_threadpool(g.submit, identity, sub)
+    action = await g.submit_async(identity, submission_of(body, idempotency_key))
     # 200, not 201: an identical held action was picked up instead of creating one.
     return FastJSONResponse(action, status_code=200 if action.get("reattached") else 201)
 

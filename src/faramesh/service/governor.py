@@ -267,10 +267,10 @@ class Governor:
         return self._answer_created(identity, done, started_ns)
 
     async def submit_async(self, identity: Identity, sub: Submission) -> dict[str, Any]:
-        """`submit` for the event loop, with the embedded database (SQLite; see
-        `Store.embedded`): no worker thread per submit, whose two hand-offs cost more
-        than the decision. The validation, the policy, the signature and the answer run
-        on the loop; the write joins the loop's group commit (`Store.write_async`)."""
+        """`submit` for the event loop: no worker thread per submit, whose hand-offs cost
+        more than the decision. The validation, the policy, the signature and the answer
+        run on the loop; only the write is awaited (`submit.submit_async`: on SQLite in
+        the loop's group commit, on PostgreSQL in the writer thread's group)."""
         started_ns = time.time_ns()
         done = await submit.submit_async(self, identity, sub)
         if done.reattached or not done.created:

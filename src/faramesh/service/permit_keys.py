@@ -273,6 +273,16 @@ class SigningKeys:
                 raise PermitKeyError("no permit signing key: restart the server, or run `faramesh permits rotate-key`")
             return self._signing
 
+    def loaded_key(self) -> SigningKey | None:
+        """The key to sign with now if that needs no database read (loaded less than
+        RELOAD_INTERVAL ago and usable); None when `signing_key` would read the keys.
+        For a caller that must not wait on the database (the event loop, PostgreSQL)."""
+        with self._lock:
+            now = self._clock()
+            if self._loaded_at is None or not 0 <= now - self._loaded_at < RELOAD_INTERVAL:
+                return None
+            return self._signing if self._problem is None else None
+
     def jwks(self) -> dict[str, Any]:
         """The published public keys; served even when this process cannot sign."""
         with self._lock:

@@ -3,6 +3,7 @@ action with its audit record in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
@@ -149,12 +150,29 @@ def locks_no_existing_row(decision: Decision) -> bool:
 
 
 async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Submitted:
-    """`submit` on the event loop, for a store with a writer thread (SQLite): the work
-    before and after the write is computation and local reads, so it runs here, and only
-    the write waits, on the writer thread. (One writer: a racing Idempotency-Key cannot
-    surface as a duplicate row here, so there is no retry.)"""
-    req = prepare(g, identity, sub)
-    return _submitted(req, await g.store.write_async(lambda conn: _txn(g, conn, req)))
+    """`submit` for the event loop: the work before and after the write is computation,
+    so it runs on the loop, and only the write is awaited (`Store.write_async`), with no
+    worker thread per submit. On SQLite the write joins the loop's own group commit. On
+    PostgreSQL a write that may be grouped joins the writer thread's group, any other
+    runs in a worker thread; and when the permit keys are due a reload (a read over the
+    network), the preparation runs in a worker thread too, never on the loop."""
+    if g.store.embedded:
+        req = prepare(g, identity, sub)
+        return _submitted(req, await g.store.write_async(lambda conn: _txn(g, conn, req)))
+    key = g.signing_keys.loaded_key()
+    if key is None:
+        req = await asyncio.to_thread(prepare, g, identity, sub)
+    else:
+        req = prepare(g, identity, sub, key=key)
+    grouped = locks_no_existing_row(req.decision)
+    try:
+        written = await g.store.write_async(lambda conn: _txn(g, conn, req), grouped=grouped)
+    except DuplicateRow:
+        # Two submits raced on one Idempotency-Key: the other one won.
+        if sub.idempotency_key is None:
+            raise
+        written = await g.store.write_async(lambda conn: _txn(g, conn, req), grouped=grouped)
+    return _submitted(req, written)
 
 
 def _submitted(req: _Request, written: tuple[Action | None, bool, int, bool, int | None]) -> Submitted:
@@ -162,8 +180,10 @@ def _submitted(req: _Request, written: tuple[Action | None, bool, int, bool, int
     return Submitted(row, created, seq, req.decision, req.shadow, reattached, granted)
 
 
-def prepare(g: Governor, identity: Identity, sub: Submission) -> _Request:
-    """Validate, evaluate, and sign what may need signing: everything before the write."""
+def prepare(g: Governor, identity: Identity, sub: Submission, *, key: SigningKey | None = None) -> _Request:
+    """Validate, evaluate, and sign what may need signing: everything before the write.
+    `key`: the permit signing key, when the caller has it (else it is fetched: see
+    `SigningKeys.signing_key`, which may read the database)."""
     check_idempotency_key(sub.idempotency_key)
     decision, agent_id, rhash = g.evaluate(identity, sub)
     policy = g.policy
@@ -196,8 +216,9 @@ def prepare(g: Governor, identity: Identity, sub: Submission) -> _Request:
             status=Status.ALLOWED,
             approvers=(),
             now=now,
+            key=key,
         )
-    signing = g.signing_keys.signing_key() if decision.effect is Effect.REQUIRE_APPROVAL else None
+    signing = (key or g.signing_keys.signing_key()) if decision.effect is Effect.REQUIRE_APPROVAL else None
     return _Request(identity, sub, decision, agent_id, rhash, policy.hash, shadow, action_id, now, permit, signing)
 
 

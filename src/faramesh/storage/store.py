@@ -9,7 +9,8 @@ acknowledged action survives `kill -9`.
 Submits come from the event loop (`write_async`): the writes awaited together are one
 group commit too, run on the loop's own connection (their statements on the loop, the
 COMMIT and its fsync in a thread). One lock keeps the two writing connections from
-ever holding transactions at the same time.
+ever holding transactions at the same time. On PostgreSQL an awaited submit that locks
+no existing row joins the writer thread's group (`write_grouped`), awaited by the loop.
 
 PostgreSQL runs each write in its own transaction from a connection pool; the row
 locks taken inside the transactions serialize what must be serialized, so several
@@ -238,20 +239,35 @@ class Store:
         result: T = self._enqueue(fn).result()
         return result
 
-    async def write_async(self, fn: Callable[[Connection], T]) -> T:
-        """`write` for a caller on an event loop (SQLite only): the loop serves other
-        requests until the write is durable. Cancelling the caller does not cancel the
-        write: once accepted, it is written, as a worker thread's would be.
+    async def write_async(self, fn: Callable[[Connection], T], *, grouped: bool = False) -> T:
+        """`write` (or, with `grouped`, `write_grouped`) for a caller on an event loop: the
+        loop serves other requests until the write is durable. Cancelling the caller does
+        not cancel the write: once accepted, it is written, as a worker thread's would be.
 
-        Writes awaited together are one group commit, run by the loop itself: their
-        statements execute here (local, microseconds, no other thread involved) and only
-        the COMMIT with its fsync goes to a thread. A thread per statement would hand the
-        interpreter lock back and forth between the writer and the loop several times per
-        write. When the writer thread holds the database, or another process does (the
-        CLI on the same file), the batch waits in a thread instead, never on the loop.
+        SQLite: the writes awaited together are one group commit, run by the loop itself
+        (`_write_on_loop`). PostgreSQL: a grouped write joins the writer thread's next
+        group and the loop awaits it there, with no worker thread in between; any other
+        write runs in a worker thread in its own transaction.
         """
-        if not self.embedded:
-            raise RuntimeError("write_async needs the embedded database (SQLite): writer thread or event loop")
+        if self.embedded:
+            return await self._write_on_loop(fn)
+        if not grouped:
+            return await asyncio.to_thread(self.write, fn)
+        if self._closed:
+            raise RuntimeError("store is closed")
+        # Shielded: the caller going away must not cancel a write the writer may be running.
+        result: T = await asyncio.shield(asyncio.wrap_future(self._enqueue(fn)))
+        return result
+
+    async def _write_on_loop(self, fn: Callable[[Connection], T]) -> T:
+        """SQLite's `write_async`. Writes awaited together are one group commit, run by the
+        loop itself: their statements execute here (local, microseconds, no other thread
+        involved) and only the COMMIT with its fsync goes to a thread. A thread per
+        statement would hand the interpreter lock back and forth between the writer and
+        the loop several times per write. When the writer thread holds the database, or
+        another process does (the CLI on the same file), the batch waits in a thread
+        instead, never on the loop.
+        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         with self._writer_lock:
