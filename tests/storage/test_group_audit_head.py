@@ -12,12 +12,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from faramesh import audit
 from faramesh.audit.chain import events_after, head
 from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.errors import connection_lost
 from tests.conftest import fresh_database
 from tests.storage.test_group_commit import Boom, HeldWrite
 
@@ -138,3 +141,40 @@ def test_the_head_row_is_read_and_written_once_per_group(store: Store) -> None:
     assert statements.index("COMMIT") > max(i for i, s in enumerate(statements) if "audit_head" in s)
     records, head_row, ok = _chain(store)
     assert [seq for seq, _ in records] == [1, 2, 3, 4, 5] and head_row[0] == 5 and ok
+
+
+@pytest.mark.backends("postgresql")
+def test_a_connection_lost_in_the_middle_of_a_group_fails_the_group_and_the_next_one_lands(store: Store) -> None:
+    """The server ends the group's connection between two of its appends: every write of
+    the group is told what failed (the lost connection, not a follow-up error about the
+    held head), nothing of it is kept, and the next group continues the line."""
+
+    def cut(conn: Connection) -> int:
+        seq = audit.append(conn, event="test.appended", ts=time.time(), data={"name": "cut"})
+        pid = conn.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(store.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        return seq
+
+    answers = _grouped_raising(store, [_append("a"), cut, _append("c")])
+    assert all(isinstance(a, DBAPIError) and connection_lost(a) for a in answers), answers
+    assert _chain(store)[0] == []
+    assert _grouped(store, [_append("d"), _append("e")]) == [1, 2]
+    records, head_row, ok = _chain(store)
+    assert records == [(1, "d"), (2, "e")] and head_row[0] == 2 and ok
+
+
+def _grouped_raising(store: Store, writes: list[Any]) -> list[Any]:
+    """`_grouped`, answering any exception instead of raising it."""
+    hold = HeldWrite()
+    with ThreadPoolExecutor(len(writes) + 1) as pool:
+        first = pool.submit(store.write_grouped, hold)
+        assert hold.started.wait(10)
+        futures = [pool.submit(store.write_grouped, w) for w in writes]
+        deadline = time.monotonic() + 10
+        while store._queue.qsize() < len(writes):
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.005)
+        hold.gate.set()
+        first.exception(10)
+        return [f.exception(10) or f.result() for f in futures]

@@ -111,14 +111,15 @@ def held_head(conn: Connection, head: tuple[int, str] | None = None) -> Iterator
     """Hold the chain head in memory for the writes run in `conn`'s open transaction
     inside this block (`head`: already read and locked by the caller). On a normal exit
     the head row is written once; on an exception it is not (the caller rolls back)."""
-    if _HELD in conn.info:
+    info = conn.info  # kept: after a lost connection, `conn.info` itself may raise
+    if _HELD in info:
         raise RuntimeError("the audit head is already held on this connection")
     held = HeldHead(*head) if head is not None else HeldHead()
-    conn.info[_HELD] = held
+    info[_HELD] = held
     try:
         yield held
     finally:
-        del conn.info[_HELD]
+        info.pop(_HELD, None)
     if held.moved:
         _MOVE_HEAD.execute(conn, {"new_seq": held.seq, "new_hash": held.hash})
 
