@@ -178,3 +178,19 @@ def _grouped_raising(store: Store, writes: list[Any]) -> list[Any]:
         hold.gate.set()
         first.exception(10)
         return [f.exception(10) or f.result() for f in futures]
+
+
+def test_a_savepoint_a_write_rolls_back_itself_takes_its_records_off_the_held_head(store: Store) -> None:
+    """A write may open savepoints of its own (`begin_nested`) and roll one back after
+    appending inside it: the held head goes back with the records."""
+
+    def tries_twice(conn: Connection) -> int:
+        attempt = conn.begin_nested()
+        audit.append(conn, event="test.appended", ts=time.time(), data={"name": "undone"})
+        attempt.rollback()
+        with conn.begin_nested():
+            return audit.append(conn, event="test.appended", ts=time.time(), data={"name": "kept"})
+
+    assert _grouped(store, [_append("a"), tries_twice, _append("b")]) == [1, 2, 3]
+    records, head_row, ok = _chain(store)
+    assert records == [(1, "a"), (2, "kept"), (3, "b")] and head_row[0] == 3 and ok

@@ -10,12 +10,13 @@ exactly one wins.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import anyio.to_thread
 
 from faramesh import audit
 from faramesh.config import DEFAULT_EXECUTION_LEASE, DEFAULT_PERMIT_TTL
@@ -275,7 +276,7 @@ class Governor:
         done = await submit.submit_async(self, identity, sub)
         if done.reattached or not done.created:
             # Rare answers that read the database (and may renew a permit): off the loop.
-            return await asyncio.to_thread(self._answer_found, identity, done)
+            return await anyio.to_thread.run_sync(self._answer_found, identity, done)
         return self._answer_created(identity, done, started_ns)
 
     def _answer_found(self, identity: Identity, done: Submitted) -> dict[str, Any]:

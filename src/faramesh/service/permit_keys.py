@@ -276,12 +276,17 @@ class SigningKeys:
     def loaded_key(self) -> SigningKey | None:
         """The key to sign with now if that needs no database read (loaded less than
         RELOAD_INTERVAL ago and usable); None when `signing_key` would read the keys.
-        For a caller that must not wait on the database (the event loop, PostgreSQL)."""
-        with self._lock:
+        For a caller that must not wait on the database (the event loop, PostgreSQL):
+        it never waits for the lock either, which a reload holds while it reads."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
             now = self._clock()
             if self._loaded_at is None or not 0 <= now - self._loaded_at < RELOAD_INTERVAL:
                 return None
             return self._signing if self._problem is None else None
+        finally:
+            self._lock.release()
 
     def jwks(self) -> dict[str, Any]:
         """The published public keys; served even when this process cannot sign."""

@@ -3,7 +3,6 @@ action with its audit record in one transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import uuid
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import orjson
 
 from faramesh import audit
@@ -161,7 +161,7 @@ async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Subm
         return _submitted(req, await g.store.write_async(lambda conn: _txn(g, conn, req)))
     key = g.signing_keys.loaded_key()
     if key is None:
-        req = await asyncio.to_thread(prepare, g, identity, sub)
+        req = await anyio.to_thread.run_sync(prepare, g, identity, sub)
     else:
         req = prepare(g, identity, sub, key=key)
     grouped = locks_no_existing_row(req.decision)

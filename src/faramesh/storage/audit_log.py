@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy.engine import Connection, Engine
 
 from faramesh.storage.prepared import Prepared
 from faramesh.storage.rows import AuditRow
@@ -91,12 +91,14 @@ _HELD = "faramesh.audit_head"
 class HeldHead:
     """The chain head while a group holds it: None until the first append reads it."""
 
-    __slots__ = ("hash", "moved", "seq")
+    __slots__ = ("hash", "marks", "moved", "seq")
 
     def __init__(self, seq: int | None = None, hash: str = "") -> None:
         self.seq = seq
         self.hash = hash
         self.moved = False  # records were appended: the head row must be written
+        # The head at each open SQLAlchemy savepoint (`begin_nested`), innermost last.
+        self.marks: list[tuple[int | None, str, bool]] = []
 
     def save(self) -> tuple[int | None, str, bool]:
         return self.seq, self.hash, self.moved
@@ -104,6 +106,33 @@ class HeldHead:
     def restore(self, saved: tuple[int | None, str, bool]) -> None:
         """Back to `saved`, after the write that followed it was rolled back."""
         self.seq, self.hash, self.moved = saved
+
+
+def follow_savepoints(engine: Engine) -> None:
+    """Keep a held head right across the savepoints a write opens itself
+    (`conn.begin_nested()`): rolling one back puts the head back where it was at the
+    savepoint, as it does to the records appended after it. SQLAlchemy names its
+    savepoints only after announcing them, and they end in reverse order of opening,
+    so the heads are kept as a stack. (The group's own savepoint per write is handled
+    by `_run_jobs`, through `HeldHead.save` and `restore`.)"""
+
+    @event.listens_for(engine, "savepoint")
+    def _opened(conn: Connection, _name: str | None) -> None:
+        held = conn.info.get(_HELD)
+        if held is not None:
+            held.marks.append(held.save())
+
+    @event.listens_for(engine, "rollback_savepoint")
+    def _rolled_back(conn: Connection, _name: str, _context: Any) -> None:
+        held = conn.info.get(_HELD)
+        if held is not None and held.marks:
+            held.restore(held.marks.pop())
+
+    @event.listens_for(engine, "release_savepoint")
+    def _released(conn: Connection, _name: str, _context: Any) -> None:
+        held = conn.info.get(_HELD)
+        if held is not None and held.marks:
+            held.marks.pop()
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -123,6 +124,7 @@ def _run_jobs(
                 cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
                 cursor.execute("RELEASE SAVEPOINT faramesh_job")
                 held.restore(saved)  # its records were rolled back with it
+                held.marks.clear()  # and any savepoints it left open
                 outcomes.append((False, exc))
             else:
                 cursor.execute("RELEASE SAVEPOINT faramesh_job")
@@ -161,6 +163,8 @@ class Store:
             )
         else:
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+        for engine in {self.engine, getattr(self, "_loop_engine", self.engine)}:
+            audit_log.follow_savepoints(engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
@@ -251,8 +255,8 @@ class Store:
         """
         if self.embedded:
             return await self._write_on_loop(fn)
-        if not grouped:
-            return await asyncio.to_thread(self.write, fn)
+        if not grouped:  # in the worker threads the HTTP routes use (AnyIO's, 40 at most)
+            return await anyio.to_thread.run_sync(self.write, fn)
         if self._closed:
             raise RuntimeError("store is closed")
         # Shielded: the caller going away must not cancel a write the writer may be running.
