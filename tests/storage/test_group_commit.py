@@ -9,6 +9,8 @@ committed, and every caller must get its own answer.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import sqlite3
 import threading
 import time
@@ -159,6 +161,36 @@ def test_an_awaited_write_is_durable_even_when_its_caller_is_cancelled(store: St
     assert asyncio.run(scenario()) == ["held", "kept", "after"]
     for action_id in ("cancelled", "kept", "after"):
         assert store.read(lambda conn, a=action_id: actions_repo.get(conn, a)) is not None, action_id
+
+
+def test_a_failed_write_whose_caller_went_away_is_not_reported_as_unread(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller of an awaited write is cancelled, then the write fails: nobody is left to
+    be told, and asyncio must not log "Future exception was never retrieved" for it."""
+    hold = HeldWrite()
+
+    def bad(conn: Connection) -> None:
+        actions_repo.insert(conn, _values("bad"))
+        raise Boom("bad")
+
+    async def scenario() -> None:
+        held = asyncio.get_running_loop().run_in_executor(None, store.write_grouped, hold)
+        assert await asyncio.to_thread(hold.started.wait, 10)
+        gone = asyncio.create_task(store.write_async(bad, grouped=True))
+        await asyncio.sleep(0.05)  # queued behind the held job
+        gone.cancel()
+        hold.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await held
+        await store.write_async(_insert("after"), grouped=True)  # the failed one is answered by now
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(scenario())
+        gc.collect()
+    assert "never retrieved" not in caplog.text
+    assert store.read(lambda conn: actions_repo.get(conn, "bad")) is None
 
 
 @pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "alone"])

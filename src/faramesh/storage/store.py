@@ -107,7 +107,10 @@ def _run_jobs(
     `head`: the head the caller read and locked already), so the head row is read and
     written once per group instead of once per record."""
     if len(fns) == 1:
-        return [(True, fns[0](conn))]
+        if head is None:
+            return [(True, fns[0](conn))]
+        with audit_log.held_head(conn, head):  # the caller read the head already: reuse it
+            return [(True, fns[0](conn))]
     outcomes: Outcomes = []
     # Each write in its own SAVEPOINT, so a failing one leaves the others' writes. Issued
     # on the driver's cursor: SQLAlchemy's nested transactions cost several times more.
@@ -130,6 +133,14 @@ def _run_jobs(
                 cursor.execute("RELEASE SAVEPOINT faramesh_job")
                 outcomes.append((True, value))
     return outcomes
+
+
+async def _shielded(done: asyncio.Future[T]) -> T:
+    """Await `done` without cancelling it when the caller is cancelled. A caller that went
+    away leaves nobody to read a failure: it is read here, so asyncio does not report an
+    exception that was never retrieved (the write failed; nobody was told it landed)."""
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return await asyncio.shield(done)
 
 
 def _busy_timeout(conn: Connection, ms: int) -> None:
@@ -257,10 +268,8 @@ class Store:
             return await self._write_on_loop(fn)
         if not grouped:  # in the worker threads the HTTP routes use (AnyIO's, 40 at most)
             return await anyio.to_thread.run_sync(self.write, fn)
-        if self._closed:
-            raise RuntimeError("store is closed")
         # Shielded: the caller going away must not cancel a write the writer may be running.
-        result: T = await asyncio.shield(asyncio.wrap_future(self._enqueue(fn)))
+        result: T = await _shielded(asyncio.wrap_future(self._enqueue(fn)))
         return result
 
     async def _write_on_loop(self, fn: Callable[[Connection], T]) -> T:
@@ -283,7 +292,7 @@ class Store:
         if start:
             self._loop_flusher = loop.create_task(self._flush_loop_jobs())
         # Shielded: the caller going away must not drop a write already accepted.
-        return await asyncio.shield(done)
+        return await _shielded(done)
 
     async def _flush_loop_jobs(self) -> None:
         while True:

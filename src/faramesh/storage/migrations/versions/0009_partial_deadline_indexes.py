@@ -5,6 +5,8 @@ questions ("which held action expired first", "which approval lapsed", "which st
 ran out"). Most actions never get those deadlines (an allowed or denied submit has none),
 yet every insert added an entry with a null deadline to all three. They are now partial
 indexes over the rows whose deadline is set, so a submit writes to three indexes fewer.
+Building each reads the whole `actions` table once; on PostgreSQL writes to the table
+wait meanwhile.
 
 Revision ID: 0009
 Revises: 0008
