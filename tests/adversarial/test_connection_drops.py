@@ -55,6 +55,9 @@ class DroppingStore(Store):
         self.armed = False  # cut the connection of the very next statement
         self.dropped = 0
         event.listen(self.engine, "before_cursor_execute", self._maybe_drop)
+        # A grouped write's statements go straight to the driver (storage/prepared.py),
+        # past the hook above: its transaction's start is where that cut comes.
+        event.listen(self.engine, "begin", self._maybe_drop)
 
     def write(self, fn: Callable[[Any], T]) -> T:
         if IN_BACKGROUND.get():

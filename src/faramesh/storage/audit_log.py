@@ -9,14 +9,15 @@ driver, because verification and export touch every row.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, event, func, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
 
+from faramesh.storage import group
+from faramesh.storage.group import Group
 from faramesh.storage.prepared import Prepared
 from faramesh.storage.rows import AuditRow
 from faramesh.storage.schema import GENESIS_HASH, actions, api_keys, approvals, audit_head, audit_log
@@ -57,109 +58,40 @@ _MOVE_HEAD = Prepared(
 
 def lock_head(conn: Connection) -> tuple[int, str]:
     """The chain head's seq and hash, locked until the caller's transaction ends."""
-    held = conn.info.get(_HELD)
-    if held is not None and held.seq is not None:
-        return held.seq, held.hash
+    held = group.current(conn)  # a group commit holds the head: see storage/group.py
+    if held is not None and held.head_seq is not None:
+        return held.head_seq, held.head_hash
     row = _LOCK_HEAD.first(conn)
     if row is None:
         raise RuntimeError("the audit log has no head row: the database was not migrated")
     if held is not None:
-        held.seq, held.hash = int(row[0]), str(row[1])
+        held.head_seq, held.head_hash = int(row[0]), str(row[1])
     return int(row[0]), str(row[1])
 
 
 def write_record(conn: Connection, row: dict[str, Any]) -> None:
     """Insert a sealed record (the audit_log columns) and make it the chain head."""
     _INSERT_RECORD.execute(conn, row, columns=True)
-    held = conn.info.get(_HELD)
-    if held is not None and held.seq is not None:
-        held.seq, held.hash, held.moved = int(row["seq"]), str(row["hash"]), True
+    held = group.current(conn)
+    if held is not None and held.head_seq is not None:
+        held.head_seq, held.head_hash, held.head_moved = int(row["seq"]), str(row["hash"]), True
         return
     _MOVE_HEAD.execute(conn, {"new_seq": row["seq"], "new_hash": row["hash"]})
 
 
-# -- a group's head -------------------------------------------------------------
-# A group commit (storage/store.py) runs many writes in one transaction. Reading and
-# moving the head row for each record would be two statements per record (two round
-# trips on PostgreSQL); instead the group holds the head here: read (and locked) at
-# the first append, kept current in memory, written once when the group's writes are
-# done. Only `held_head` turns this on, for one transaction, and always turns it off.
-
-_HELD = "faramesh.audit_head"
-
-
-class HeldHead:
-    """The chain head while a group holds it: None until the first append reads it."""
-
-    __slots__ = ("hash", "marks", "moved", "seq")
-
-    def __init__(self, seq: int | None = None, hash: str = "") -> None:
-        self.seq = seq
-        self.hash = hash
-        self.moved = False  # records were appended: the head row must be written
-        # The head at each open SQLAlchemy savepoint (`begin_nested`), innermost last.
-        self.marks: list[tuple[int | None, str, bool]] = []
-
-    def save(self) -> tuple[int | None, str, bool]:
-        return self.seq, self.hash, self.moved
-
-    def restore(self, saved: tuple[int | None, str, bool]) -> None:
-        """Back to `saved`, after the write that followed it was rolled back."""
-        self.seq, self.hash, self.moved = saved
-
-
-def follow_savepoints(engine: Engine) -> None:
-    """Keep a held head right across the savepoints a write opens itself
-    (`conn.begin_nested()`): rolling one back puts the head back where it was at the
-    savepoint, as it does to the records appended after it. SQLAlchemy names its
-    savepoints only after announcing them, and they end in reverse order of opening,
-    so the heads are kept as a stack. (The group's own savepoint per write is handled
-    by `_run_jobs`, through `HeldHead.save` and `restore`.)"""
-
-    @event.listens_for(engine, "savepoint")
-    def _opened(conn: Connection, _name: str | None) -> None:
-        held = conn.info.get(_HELD)
-        if held is not None:
-            held.marks.append(held.save())
-
-    @event.listens_for(engine, "rollback_savepoint")
-    def _rolled_back(conn: Connection, _name: str, _context: Any) -> None:
-        held = conn.info.get(_HELD)
-        if held is not None and held.marks:
-            held.restore(held.marks.pop())
-
-    @event.listens_for(engine, "release_savepoint")
-    def _released(conn: Connection, _name: str, _context: Any) -> None:
-        held = conn.info.get(_HELD)
-        if held is not None and held.marks:
-            held.marks.pop()
-
-
-@contextlib.contextmanager
-def held_head(conn: Connection, head: tuple[int, str] | None = None) -> Iterator[HeldHead]:
-    """Hold the chain head in memory for the writes run in `conn`'s open transaction
-    inside this block (`head`: already read and locked by the caller). On a normal exit
-    the head row is written once; on an exception it is not (the caller rolls back)."""
-    info = conn.info  # kept: after a lost connection, `conn.info` itself may raise
-    if _HELD in info:
-        raise RuntimeError("the audit head is already held on this connection")
-    held = HeldHead(*head) if head is not None else HeldHead()
-    info[_HELD] = held
-    try:
-        yield held
-    finally:
-        info.pop(_HELD, None)
-    if held.moved:
-        _MOVE_HEAD.execute(conn, {"new_seq": held.seq, "new_hash": held.hash})
+def write_held_head(conn: Connection, held: Group) -> None:
+    """After a group's writes: move the head row to where they left the head, once."""
+    if held.head_moved:
+        _MOVE_HEAD.execute(conn, {"new_seq": held.head_seq, "new_hash": held.head_hash})
 
 
 # -- reads -------------------------------------------------------------------------
 
 
 def read_head(conn: Connection) -> tuple[int, str]:
-    held = conn.info.get(_HELD)
-    if held is not None and held.seq is not None:  # a group holds it: the row may be behind
-        return held.seq, held.hash
+    held = group.current(conn)
+    if held is not None and held.head_seq is not None:  # a group holds it: the row may be behind
+        return held.head_seq, held.head_hash
     row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     return int(row.seq), str(row.hash)
 

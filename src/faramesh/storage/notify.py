@@ -22,15 +22,34 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from faramesh.storage import group
+from faramesh.storage.group import Group
+from faramesh.storage.prepared import Prepared
+
 log = logging.getLogger("faramesh.storage.notify")
 
 CHANNEL = "faramesh_events"
-_SEND = text("SELECT pg_notify(:channel, :payload)")
+# Every write that changes an action sends one: straight to the driver (see prepared.py).
+_SEND = Prepared(text("SELECT pg_notify(:channel, :payload)"))
+# A group commit's notices in one statement, sent in the order given.
+_SEND_ALL = Prepared(text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"))
 
 
 def send_notice(conn: Connection, notice: Mapping[str, Any]) -> None:
-    """Queue a notice in the caller's transaction; listeners get it when (if) it commits."""
-    conn.execute(_SEND, {"channel": CHANNEL, "payload": orjson.dumps(dict(notice)).decode()})
+    """Queue a notice in the caller's transaction; listeners get it when (if) it commits.
+    Inside a group commit it waits for the group's end (`send_held`)."""
+    payload = orjson.dumps(dict(notice)).decode()
+    held = group.current(conn)
+    if held is not None:
+        held.notices.append(payload)
+        return
+    _SEND.execute(conn, {"channel": CHANNEL, "payload": payload})
+
+
+def send_held(conn: Connection, held: Group) -> None:
+    """After a group's writes: send the notices they queued, in one statement."""
+    if held.notices:
+        _SEND_ALL.execute(conn, {"channel": CHANNEL, "payloads": held.notices})
 
 
 def send_notice_if_shared(conn: Connection, notice: Mapping[str, Any]) -> None:

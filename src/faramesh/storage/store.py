@@ -36,8 +36,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from faramesh.storage import audit_log, migrate
-from faramesh.storage.notify import Listener, send_notice
+from faramesh.storage import audit_log, group, migrate
+from faramesh.storage.notify import Listener, send_held, send_notice
 
 T = TypeVar("T")
 
@@ -103,35 +103,37 @@ def _run_jobs(
     """Run writes inside the open transaction, each succeeding or failing on its own:
     (True, result) or (False, exception) per write. A write alone needs no SAVEPOINT:
     its failure is raised and rolls back the transaction, which holds nothing else.
-    Writes run together share the audit chain's head in memory (`audit_log.held_head`;
-    `head`: the head the caller read and locked already), so the head row is read and
-    written once per group instead of once per record."""
-    if len(fns) == 1:
-        if head is None:
-            return [(True, fns[0](conn))]
-        with audit_log.held_head(conn, head):  # the caller read the head already: reuse it
-            return [(True, fns[0](conn))]
+    Writes run together hold the audit chain's head and their change notices in memory
+    (storage/group.py; `head`: the head the caller read and locked already), written
+    out once when they are done."""
+    if len(fns) == 1 and head is None:
+        return [(True, fns[0](conn))]
     outcomes: Outcomes = []
-    # Each write in its own SAVEPOINT, so a failing one leaves the others' writes. Issued
-    # on the driver's cursor: SQLAlchemy's nested transactions cost several times more.
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    with audit_log.held_head(conn, head) as held:
-        for fn in fns:
-            saved = held.save()
-            cursor.execute("SAVEPOINT faramesh_job")
-            try:
-                value = fn(conn)
-            except BaseException as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
-                cursor.execute("RELEASE SAVEPOINT faramesh_job")
-                held.restore(saved)  # its records were rolled back with it
-                held.marks.clear()  # and any savepoints it left open
-                outcomes.append((False, exc))
-            else:
-                cursor.execute("RELEASE SAVEPOINT faramesh_job")
-                outcomes.append((True, value))
+    with group.holding(conn, head) as held:
+        if len(fns) == 1:
+            outcomes.append((True, fns[0](conn)))
+        else:
+            # Each write in its own SAVEPOINT, so a failing one leaves the others' writes.
+            # Issued on the driver's cursor: SQLAlchemy's nested transactions cost more.
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            cursor = dbapi.cursor()
+            for fn in fns:
+                saved = held.save()
+                cursor.execute("SAVEPOINT faramesh_job")
+                try:
+                    value = fn(conn)
+                except BaseException as exc:
+                    cursor.execute("ROLLBACK TO SAVEPOINT faramesh_job")
+                    cursor.execute("RELEASE SAVEPOINT faramesh_job")
+                    held.restore(saved)  # what it held was rolled back with it
+                    held.marks.clear()  # and so were any savepoints it left open
+                    outcomes.append((False, exc))
+                else:
+                    cursor.execute("RELEASE SAVEPOINT faramesh_job")
+                    outcomes.append((True, value))
+    audit_log.write_held_head(conn, held)
+    send_held(conn, held)
     return outcomes
 
 
@@ -175,7 +177,7 @@ class Store:
         else:
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
         for engine in {self.engine, getattr(self, "_loop_engine", self.engine)}:
-            audit_log.follow_savepoints(engine)
+            group.follow_savepoints(engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()

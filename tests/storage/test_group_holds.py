@@ -1,8 +1,9 @@
-"""A group commit holds the audit chain's head in memory: its writes' records still form
-one line, a write rolled back takes its records with it, every write in the group sees
-the head as the writes before it left it, and the head row is read and written once per
-group instead of once per record. On SQLite (the loop's and the writer thread's groups)
-and on PostgreSQL (the writer thread's groups)."""
+"""What a group commit holds in memory (storage/group.py): the audit chain's head, whose
+records still form one line, a write rolled back taking its records with it, every write
+in the group seeing the head as the writes before it left it, and the head row read and
+written once per group instead of once per record; and on PostgreSQL the change notices,
+sent once at the group's end without those of the writes rolled back. On SQLite (the
+loop's and the writer thread's groups) and on PostgreSQL (the writer thread's groups)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
 from faramesh import audit
 from faramesh.audit.chain import events_after, head
-from faramesh.storage import Store
+from faramesh.storage import Store, notify
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.errors import connection_lost
 from tests.conftest import fresh_database
@@ -194,3 +196,31 @@ def test_a_savepoint_a_write_rolls_back_itself_takes_its_records_off_the_held_he
     assert _grouped(store, [_append("a"), tries_twice, _append("b")]) == [1, 2, 3]
     records, head_row, ok = _chain(store)
     assert records == [(1, "a"), (2, "kept"), (3, "b")] and head_row[0] == 3 and ok
+
+
+@pytest.mark.backends("postgresql")
+def test_a_groups_change_notices_are_sent_once_at_its_end_without_the_failed_writes(store: Store) -> None:
+    """PostgreSQL: the change notices of a group's writes wait for the group's end and go
+    out together; another process hears those of the writes that committed, in order,
+    and nothing of a write that was rolled back."""
+    dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
+    listener = psycopg.connect(dsn, autocommit=True)
+    listener.execute(f"LISTEN {notify.CHANNEL}")
+
+    def changes(name: str, *, fail: bool = False) -> Any:
+        def write(conn: Connection) -> int:
+            seq = audit.append(conn, event="test.appended", ts=time.time(), data={"name": name})
+            store.notify(conn, type="test.changed", action_id=name, seq=seq)
+            if fail:
+                raise Boom(name)
+            return seq
+
+        return write
+
+    try:
+        answers = _grouped(store, [changes("a"), changes("bad", fail=True), changes("b"), changes("c")])
+        assert [a if isinstance(a, int) else "boom" for a in answers] == [1, "boom", 2, 3]
+        heard = [orjson.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=3)]
+    finally:
+        listener.close()
+    assert [(n["action_id"], n["seq"]) for n in heard] == [("a", 1), ("b", 2), ("c", 3)]
