@@ -1,11 +1,15 @@
-"""Fixtures of the repository contract (tests/storage/test_repository_contract_*.py)."""
+"""Fixtures of the repository contract (tests/storage/test_repository_contract_*.py) and
+a fresh `Store` for the tests of its writes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from faramesh.storage import Store
+from tests.conftest import fresh_database
 from tests.storage.contract import CONTRACT_BACKENDS, RepoBackend, open_backend
 
 
@@ -22,3 +26,15 @@ def db(contract_backend: RepoBackend) -> RepoBackend:
     """The module's backend, emptied for this test: open transactions with `db.transaction()`."""
     contract_backend.empty()
     return contract_backend
+
+
+@pytest.fixture
+def store(backend: str, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on a fresh database of the test's backend, closed afterwards."""
+    with fresh_database(backend, tmp_path) as url:
+        s = Store(url)
+        s.upgrade()
+        try:
+            yield s
+        finally:
+            s.close()

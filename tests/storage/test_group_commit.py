@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ import pytest
 
 from faramesh.storage import DuplicateRow, Store, actions_repo
 from faramesh.storage.actions_repo import Connection
-from tests.conftest import fresh_database
 
 
 def _values(action_id: str, **extra: Any) -> dict[str, Any]:
@@ -66,26 +66,31 @@ class HeldWrite:
         return "held"
 
 
+def run_as_one_group(store: Store, writes: list[Callable[[Connection], Any]]) -> list[Any]:
+    """Run `writes` through `write_grouped` as one group: they queue behind a write that
+    holds the writer busy, then go together. Each one's answer, or what it raised."""
+    hold = HeldWrite()
+    with ThreadPoolExecutor(len(writes) + 1) as pool:
+        first = pool.submit(store.write_grouped, hold)
+        assert hold.started.wait(10)
+        futures: list[Future[Any]] = [pool.submit(store.write_grouped, w) for w in writes]
+        deadline = time.monotonic() + 10
+        while store._queue.qsize() < len(writes):  # all queued behind the held job: one group
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.005)
+        hold.gate.set()
+        assert first.result(10) == "held"
+        return [f.exception(10) or f.result() for f in futures]
+
+
 def _insert(action_id: str) -> Any:
     """A write that inserts an action with this id and answers the id."""
     return lambda conn: actions_repo.insert(conn, _values(action_id)) or action_id
 
 
-@pytest.fixture
-def store(backend: str, tmp_path: Path) -> Any:
-    with fresh_database(backend, tmp_path) as url:
-        s = Store(url)
-        s.upgrade()
-        try:
-            yield s
-        finally:
-            s.close()
-
-
 def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) -> None:
     """Grouped writes: every write on SQLite; on PostgreSQL, submits that lock no existing
     row, which the writer thread groups the same way."""
-    hold = HeldWrite()
 
     def good(action_id: str) -> Any:
         def write(conn: Connection) -> str:
@@ -102,24 +107,7 @@ def test_a_failing_write_in_a_batch_leaves_the_others_committed(store: Store) ->
         return write
 
     ids = [str(uuid.uuid4()) for _ in range(5)]
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(store.write_grouped, hold)
-        assert hold.started.wait(10)
-        futures: list[Future[str]] = []
-        for n, action_id in enumerate(ids):
-            futures.append(pool.submit(store.write_grouped, bad(action_id) if n == 2 else good(action_id)))
-        deadline = time.monotonic() + 10
-        while store._queue.qsize() < len(ids):  # all five queued behind the held job: one batch
-            assert time.monotonic() < deadline, "the writes never queued"
-            time.sleep(0.005)
-        hold.gate.set()
-        assert first.result(10) == "held"
-        answers: list[Any] = []
-        for f in futures:
-            try:
-                answers.append(f.result(10))
-            except Boom as exc:
-                answers.append(exc)
+    answers = run_as_one_group(store, [bad(a) if n == 2 else good(a) for n, a in enumerate(ids)])
     assert [a if isinstance(a, str) else "boom" for a in answers] == [ids[0], ids[1], "boom", ids[3], ids[4]]
     stored = {a for a in ids if store.read(lambda conn, a=a: actions_repo.get(conn, a)) is not None}
     assert stored == {ids[0], ids[1], ids[3], ids[4]}

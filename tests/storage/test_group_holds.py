@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,19 +21,7 @@ from faramesh.audit.chain import events_after, head
 from faramesh.storage import Store, notify
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.errors import connection_lost
-from tests.conftest import fresh_database
-from tests.storage.test_group_commit import Boom, HeldWrite
-
-
-@pytest.fixture
-def store(backend: str, tmp_path: Path) -> Any:
-    with fresh_database(backend, tmp_path) as url:
-        s = Store(url)
-        s.upgrade()
-        try:
-            yield s
-        finally:
-            s.close()
+from tests.storage.test_group_commit import Boom, run_as_one_group
 
 
 def _append(name: str, *, fail: bool = False, seen: list[tuple[str, int, int]] | None = None) -> Any:
@@ -51,29 +37,6 @@ def _append(name: str, *, fail: bool = False, seen: list[tuple[str, int, int]] |
         return seq
 
     return write
-
-
-def _grouped(store: Store, writes: list[Any]) -> list[Any]:
-    """Run `writes` as one group (behind a held write, so they queue together) and
-    return each one's answer or exception."""
-    hold = HeldWrite()
-    with ThreadPoolExecutor(len(writes) + 1) as pool:
-        first = pool.submit(store.write_grouped, hold)
-        assert hold.started.wait(10)
-        futures: list[Future[Any]] = [pool.submit(store.write_grouped, w) for w in writes]
-        deadline = time.monotonic() + 10
-        while store._queue.qsize() < len(writes):
-            assert time.monotonic() < deadline, "the writes never queued"
-            time.sleep(0.005)
-        hold.gate.set()
-        assert first.result(10) == "held"
-        answers: list[Any] = []
-        for f in futures:
-            try:
-                answers.append(f.result(10))
-            except Boom as exc:
-                answers.append(exc)
-        return answers
 
 
 def _chain(store: Store) -> tuple[list[tuple[int, str]], tuple[int, str], bool]:
@@ -92,7 +55,7 @@ def _chain(store: Store) -> tuple[list[tuple[int, str]], tuple[int, str], bool]:
 def test_a_groups_records_form_one_line_and_a_failed_write_takes_its_own(store: Store) -> None:
     seen: list[tuple[str, int, int]] = []
     names = ["a", "b", "bad", "c", "d"]
-    answers = _grouped(store, [_append(n, fail=n == "bad", seen=seen) for n in names])
+    answers = run_as_one_group(store, [_append(n, fail=n == "bad", seen=seen) for n in names])
     assert [a if isinstance(a, int) else "boom" for a in answers] == [1, 2, "boom", 3, 4]
     # Each write saw the head it left; the failed write's seq was given to the next one.
     assert seen == [("a", 1, 1), ("b", 2, 2), ("bad", 3, 3), ("c", 3, 3), ("d", 4, 4)]
@@ -105,7 +68,7 @@ def test_a_groups_records_form_one_line_and_a_failed_write_takes_its_own(store: 
 def test_a_group_whose_every_write_fails_leaves_the_head_where_it_was(store: Store) -> None:
     store.write(_append("before"))
     before = store.read(head)
-    answers = _grouped(store, [_append(n, fail=True) for n in ("x", "y")])
+    answers = run_as_one_group(store, [_append(n, fail=True) for n in ("x", "y")])
     assert all(isinstance(a, Boom) for a in answers)
     records, head_row, ok = _chain(store)
     assert records == [(1, "before")] and head_row == before and ok
@@ -113,7 +76,7 @@ def test_a_group_whose_every_write_fails_leaves_the_head_where_it_was(store: Sto
 
 def test_groups_after_groups_continue_the_same_line(store: Store) -> None:
     for round_ in range(3):
-        _grouped(store, [_append(f"{round_}-{n}") for n in range(3)])
+        run_as_one_group(store, [_append(f"{round_}-{n}") for n in range(3)])
     store.write(_append("alone"))  # a write on its own moves the head row itself
     records, head_row, ok = _chain(store)
     assert [seq for seq, _ in records] == list(range(1, 11)) and head_row[0] == 10 and ok
@@ -158,28 +121,12 @@ def test_a_connection_lost_in_the_middle_of_a_group_fails_the_group_and_the_next
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         return seq
 
-    answers = _grouped_raising(store, [_append("a"), cut, _append("c")])
+    answers = run_as_one_group(store, [_append("a"), cut, _append("c")])
     assert all(isinstance(a, DBAPIError) and connection_lost(a) for a in answers), answers
     assert _chain(store)[0] == []
-    assert _grouped(store, [_append("d"), _append("e")]) == [1, 2]
+    assert run_as_one_group(store, [_append("d"), _append("e")]) == [1, 2]
     records, head_row, ok = _chain(store)
     assert records == [(1, "d"), (2, "e")] and head_row[0] == 2 and ok
-
-
-def _grouped_raising(store: Store, writes: list[Any]) -> list[Any]:
-    """`_grouped`, answering any exception instead of raising it."""
-    hold = HeldWrite()
-    with ThreadPoolExecutor(len(writes) + 1) as pool:
-        first = pool.submit(store.write_grouped, hold)
-        assert hold.started.wait(10)
-        futures = [pool.submit(store.write_grouped, w) for w in writes]
-        deadline = time.monotonic() + 10
-        while store._queue.qsize() < len(writes):
-            assert time.monotonic() < deadline, "the writes never queued"
-            time.sleep(0.005)
-        hold.gate.set()
-        first.exception(10)
-        return [f.exception(10) or f.result() for f in futures]
 
 
 def test_a_savepoint_a_write_rolls_back_itself_takes_its_records_off_the_held_head(store: Store) -> None:
@@ -193,7 +140,7 @@ def test_a_savepoint_a_write_rolls_back_itself_takes_its_records_off_the_held_he
         with conn.begin_nested():
             return audit.append(conn, event="test.appended", ts=time.time(), data={"name": "kept"})
 
-    assert _grouped(store, [_append("a"), tries_twice, _append("b")]) == [1, 2, 3]
+    assert run_as_one_group(store, [_append("a"), tries_twice, _append("b")]) == [1, 2, 3]
     records, head_row, ok = _chain(store)
     assert records == [(1, "a"), (2, "kept"), (3, "b")] and head_row[0] == 3 and ok
 
@@ -218,7 +165,7 @@ def test_a_groups_change_notices_are_sent_once_at_its_end_without_the_failed_wri
         return write
 
     try:
-        answers = _grouped(store, [changes("a"), changes("bad", fail=True), changes("b"), changes("c")])
+        answers = run_as_one_group(store, [changes("a"), changes("bad", fail=True), changes("b"), changes("c")])
         assert [a if isinstance(a, int) else "boom" for a in answers] == [1, "boom", 2, 3]
         heard = [orjson.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=3)]
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -69,33 +71,22 @@ actions = Table(
 Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
 Index("ix_actions_tool_seq", actions.c.tool, actions.c.seq)
 Index("ix_actions_agent_seq", actions.c.agent_id, actions.c.seq)
-# Deadline indexes for the sweeper: partial, over the rows that have the deadline (most
-# actions never do, and a submit then writes no entry to them).
-Index(
-    "ix_actions_pending_expiry",
-    actions.c.status,
-    actions.c.expires_at,
-    sqlite_where=actions.c.expires_at.is_not(None),
-    postgresql_where=actions.c.expires_at.is_not(None),
-)
 Index("ix_actions_submitter_seq", actions.c.submitted_by, actions.c.seq)
 Index("ix_actions_risk_seq", actions.c.risk_level, actions.c.seq)
 Index("ix_actions_created", actions.c.created_at)
 Index("ix_actions_reattach", actions.c.submitted_hash, actions.c.status)
-Index(
-    "ix_actions_lapse",
-    actions.c.status,
-    actions.c.lapses_at,
-    sqlite_where=actions.c.lapses_at.is_not(None),
-    postgresql_where=actions.c.lapses_at.is_not(None),
-)
-Index(
-    "ix_actions_lease",
-    actions.c.status,
-    actions.c.lease_expires_at,
-    sqlite_where=actions.c.lease_expires_at.is_not(None),
-    postgresql_where=actions.c.lease_expires_at.is_not(None),
-)
+
+
+def _deadline_index(name: str, deadline: Column[Any]) -> Index:
+    """One of the sweeper's indexes: partial, over the rows that have the deadline (most
+    actions never do, and a submit then writes no entry to it)."""
+    where = deadline.is_not(None)
+    return Index(name, actions.c.status, deadline, sqlite_where=where, postgresql_where=where)
+
+
+_deadline_index("ix_actions_pending_expiry", actions.c.expires_at)
+_deadline_index("ix_actions_lapse", actions.c.lapses_at)
+_deadline_index("ix_actions_lease", actions.c.lease_expires_at)
 
 # The Ed25519 keys that sign permits, shared by every replica (see service/permit_keys.py).
 permit_keys = Table(
