@@ -154,11 +154,8 @@ async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Subm
     so it runs on the loop, and only the write is awaited (`Store.write_async`), with no
     worker thread per submit. On SQLite the write joins the loop's own group commit. On
     PostgreSQL a write that may be grouped joins the writer thread's group, any other
-    runs in a worker thread; and when the permit keys are due a reload (a read over the
-    network), the preparation runs in a worker thread too, never on the loop."""
-    if g.store.embedded:
-        req = prepare(g, identity, sub)
-        return _submitted(req, await g.store.write_async(lambda conn: _txn(g, conn, req)))
+    runs in a worker thread. When the permit keys are due a reload (a database read),
+    the preparation runs in a worker thread, never on the loop."""
     key = g.signing_keys.loaded_key()
     if key is None:
         req = await anyio.to_thread.run_sync(prepare, g, identity, sub)
@@ -168,7 +165,7 @@ async def submit_async(g: Governor, identity: Identity, sub: Submission) -> Subm
     try:
         written = await g.store.write_async(lambda conn: _txn(g, conn, req), grouped=grouped)
     except DuplicateRow:
-        # Two submits raced on one Idempotency-Key: the other one won.
+        # Two submits raced on one Idempotency-Key (PostgreSQL): the other one won.
         if sub.idempotency_key is None:
             raise
         written = await g.store.write_async(lambda conn: _txn(g, conn, req), grouped=grouped)

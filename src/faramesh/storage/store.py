@@ -170,14 +170,14 @@ class Store:
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
             self._loop_engine = _sqlite_engine(self.url, unpooled=True)
+            group.follow_savepoints(self._loop_engine)
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
             )
         else:
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
-        for engine in {self.engine, getattr(self, "_loop_engine", self.engine)}:
-            group.follow_savepoints(engine)
+        group.follow_savepoints(self.engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
