@@ -129,6 +129,10 @@ def test_an_identical_retry_of_an_unknown_outcome_is_refused_until_someone_recon
     error = retry.json()["error"]
     assert error["code"] == "outcome_unknown" and error["action_id"] == action["id"]
     assert action["id"] in retry.json()["detail"] and "reconcile" in retry.json()["detail"]
+    # The refused retry left no action behind (its row is rolled back with its write).
+    listed = app.get("/v1/actions?limit=100", headers={"Authorization": f"Bearer {k['admin']}"})
+    assert listed.status_code == 200, listed.text
+    assert [a["id"] for a in listed.json()["actions"]] == [action["id"]]
     # A different call, or the same call by another agent, is not held up.
     assert (
         post(app, "/v1/actions", k["agent"], SMALL | {"params": {"amount": 50, "customer_id": "cus_9"}}).status_code

@@ -193,6 +193,37 @@ def test_find_same_call_in_names_the_submitter_and_key(db: RepoBackend) -> None:
         assert repos.actions.find_same_call_in("agent-1", "h1", "executing") is None
 
 
+def test_insert_finding_unknown_twin_inserts_and_names_this_agents_call_of_unknown_outcome(db: RepoBackend) -> None:
+    with db.transaction() as repos:
+        repos.actions.insert(action("a1", submitted_hash="h1", status="outcome_unknown"))
+        repos.actions.insert(action("a2", submitted_hash="h2", status="succeeded"))
+        assert repos.actions.insert_finding_unknown_twin(action("b1", submitted_hash="h1", status="allowed")) == "a1"
+        # the same call in another state, or another agent's, is no twin
+        assert repos.actions.insert_finding_unknown_twin(action("b2", submitted_hash="h2", status="allowed")) is None
+        assert repos.actions.insert_finding_unknown_twin(action("b3", submitted_hash="h1", agent_id="agent-2")) is None
+        # nor is the inserted row itself
+        assert (
+            repos.actions.insert_finding_unknown_twin(action("b4", submitted_hash="h4", status="outcome_unknown"))
+            is None
+        )
+    with db.transaction() as repos:
+        assert [repos.actions.current_status(i) for i in ("b1", "b2", "b3", "b4")] == [
+            "allowed",
+            "allowed",
+            "pending_approval",
+            "outcome_unknown",
+        ]
+
+
+def test_insert_finding_unknown_twin_raises_duplicate_row_like_insert(db: RepoBackend) -> None:
+    with db.transaction() as repos:
+        repos.actions.insert(action("a1"))
+    with pytest.raises(DuplicateRow), db.transaction() as repos:
+        repos.actions.insert_finding_unknown_twin(action("a1", tool="other"))
+    with db.transaction() as repos:
+        assert repos.actions.get("a1").tool == "shell"
+
+
 # -- list_page -------------------------------------------------------------------------------
 def _fill(db: RepoBackend) -> None:
     with db.transaction() as repos:

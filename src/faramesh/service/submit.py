@@ -232,9 +232,9 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, b
                     code="idempotency_mismatch",
                 )
             return existing, False, 0, False, None
-    # An identical call whose earlier run may or may not have happened must be reconciled first.
-    execution.refuse_unknown_retry(conn, req.identity, req.agent_id, req.rhash, sub.idempotency_key)
     if decision.effect is Effect.REQUIRE_APPROVAL and sub.reattach:
+        # Refused before a held twin is picked up: see the insert below.
+        execution.refuse_unknown_retry(conn, req.identity, req.agent_id, req.rhash, sub.idempotency_key)
         attached = reattach.find_and_attach(conn, g.store, req.identity, req.agent_id, req.rhash, req.now)
         if attached is not None:
             return attached[0], False, attached[1], True, None
@@ -256,7 +256,11 @@ def _txn(g: Governor, conn: Connection, req: _Request) -> tuple[Action | None, b
     values = _row_values(g, req, status, effect, reason)
     if issued is not None:
         values |= issued.row_values()
-    repos.actions.insert(values)
+    # An identical call whose earlier run may or may not have happened must be reconciled
+    # first. The insert itself says whether there is one (one statement fewer per submit);
+    # the refusal then rolls the insert back with the rest of this write.
+    if repos.actions.insert_finding_unknown_twin(values) is not None:
+        execution.refuse_unknown_retry(conn, req.identity, req.agent_id, req.rhash, sub.idempotency_key)
     seq = audit.append(
         conn,
         event="action.submitted",

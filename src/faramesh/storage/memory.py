@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from faramesh.model import Action
+from faramesh.model import Action, Status
 from faramesh.storage.errors import DuplicateRow
 from faramesh.storage.repositories import Repositories
 from faramesh.storage.rows import (
@@ -481,6 +481,11 @@ class MemoryActionStore:
 
     def insert(self, values: Mapping[str, Any]) -> None:
         self.t.insert(values)
+
+    def insert_finding_unknown_twin(self, values: Mapping[str, Any]) -> str | None:
+        twin = self.find_same_call_in(values["agent_id"], values["submitted_hash"], Status.OUTCOME_UNKNOWN.value)
+        self.insert(values)
+        return None if twin is None else twin.id
 
     def compare_and_set(
         self, action_id: str, *, statuses: Collection[str], version: int, values: Mapping[str, Any]

@@ -70,6 +70,11 @@ class ActionStore(Protocol):
         """Insert a new action; a duplicate id or Idempotency-Key raises `DuplicateRow`."""
         ...
 
+    def insert_finding_unknown_twin(self, values: Mapping[str, Any]) -> str | None:
+        """`insert`, and the id of another action of this agent with the same submitted
+        hash now `outcome_unknown`, if any (one statement on SQL databases)."""
+        ...
+
     def compare_and_set(
         self, action_id: str, *, statuses: Collection[str], version: int, values: Mapping[str, Any]
     ) -> bool:
