@@ -25,6 +25,7 @@ from faramesh.model import EXECUTABLE, Identity, Status
 from faramesh.service import access, keys
 from faramesh.service.approvals import check_reason
 from faramesh.service.durations import humanize
+from faramesh.service.expiry import sweep_due
 from faramesh.service.permits import permit_sha256
 from faramesh.service.results import check_result
 from faramesh.storage import Store
@@ -220,14 +221,7 @@ def refuse_unknown_retry(
 def lease_due(store: Store, now: float, batch: int, lease: float, on_expired: Callable[[Any, int], None]) -> int:
     """Mark up to `batch` started actions whose lease (`lease` seconds, for the reason)
     ran out `outcome_unknown`, calling `on_expired(row, seq)` after each commit. Returns how many."""
-    done = 0
-    for _ in range(batch):
-        outcome = store.write(lambda conn: _expire_next_lease(store, conn, now, lease))
-        if outcome is None:
-            break
-        done += 1
-        on_expired(*outcome)
-    return done
+    return sweep_due(store, batch, lambda conn: _expire_next_lease(store, conn, now, lease), on_expired)
 
 
 def _expire_next_lease(store: Store, conn: Connection, now: float, lease: float) -> tuple[Any, int] | None:

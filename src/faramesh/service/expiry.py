@@ -28,7 +28,7 @@ from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.repositories import Repositories
 
-__all__ = ["DEFAULT_APPROVAL_LAPSE", "DEFAULT_APPROVAL_TIMEOUT", "expire_due", "lapse_due", "next_expiry"]
+__all__ = ["DEFAULT_APPROVAL_LAPSE", "DEFAULT_APPROVAL_TIMEOUT", "expire_due", "lapse_due", "next_expiry", "sweep_due"]
 
 ACTOR = "system:expiry"
 LAPSE_ACTOR = "system:lapse"
@@ -36,17 +36,31 @@ _PENDING = Status.PENDING_APPROVAL.value
 _APPROVED = Status.APPROVED.value
 
 
+Change = tuple[Any, int]  # the row after a deadline's change, and its audit seq
+
+
+def sweep_due(
+    store: Store, batch: int, step: Callable[[Connection], Change | None], on_done: Callable[[Any, int], None]
+) -> int:
+    """Run `step` (one due action's change, or None when none is due) up to `batch` times,
+    each in its own transaction, calling `on_done(row, seq)` after each commit. Returns
+    how many changed. The sweeper's deadlines (held expiry, approval lapse, execution
+    lease) all go this way: one action a transaction, so a failure leaves the ones
+    before it committed and announced."""
+    done = 0
+    for _ in range(batch):
+        outcome = store.write(step)
+        if outcome is None:
+            break
+        done += 1
+        on_done(*outcome)
+    return done
+
+
 def expire_due(store: Store, now: float, batch: int, on_expired: Callable[[Any, int], None]) -> int:
     """Deny up to `batch` pending actions due at `now`, calling `on_expired(row, seq)` after
     each commit. Returns how many."""
-    expired = 0
-    for _ in range(batch):
-        outcome = store.write(lambda conn: _expire_next(store, conn, now))
-        if outcome is None:
-            break
-        expired += 1
-        on_expired(*outcome)
-    return expired
+    return sweep_due(store, batch, lambda conn: _expire_next(store, conn, now), on_expired)
 
 
 def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] | None:
@@ -83,14 +97,7 @@ def _expire_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] 
 def lapse_due(store: Store, now: float, batch: int, on_lapsed: Callable[[Any, int], None]) -> int:
     """Cancel up to `batch` approvals not picked up by their lapse time, calling
     `on_lapsed(row, seq)` after each commit. Returns how many."""
-    lapsed = 0
-    for _ in range(batch):
-        outcome = store.write(lambda conn: _lapse_next(store, conn, now))
-        if outcome is None:
-            break
-        lapsed += 1
-        on_lapsed(*outcome)
-    return lapsed
+    return sweep_due(store, batch, lambda conn: _lapse_next(store, conn, now), on_lapsed)
 
 
 def _lapse_next(store: Store, conn: Connection, now: float) -> tuple[Any, int] | None:
