@@ -33,6 +33,11 @@ def authenticate(governor: Governor, secret: str) -> Identity | None:
     return governor.authenticate(secret)
 
 
+def refresh_key(governor: Governor, secret: str) -> None:
+    """Re-read a remembered API key before its cache entry expires (see service/key_cache.py)."""
+    governor.refresh_key(secret)
+
+
 def dashboard_identity(governor: Governor, key_id: str) -> Identity | None:
     """The identity behind a dashboard session's key id, while that key may still use
     the dashboard: it exists, is not revoked and may decide (approver or admin)."""

@@ -123,3 +123,93 @@ def test_the_cache_holds_a_bounded_number_of_keys() -> None:
     for n in range(5):
         cache.put(f"digest{n}", Identity(key_id=f"k{n}", role=Role.AGENT), verified_at=cache.now())
     assert [cache.get(f"digest{n}") is not None for n in range(5)] == [False, False, True, True, True]
+
+
+# -- re-reading a key in use ahead of its expiry ------------------------------------------
+def test_a_key_in_use_is_claimed_for_a_re_read_once_half_its_bound_has_passed() -> None:
+    from faramesh.model import Identity
+
+    ticks = Ticks()
+    cache = KeyCache(ttl=2.0, clock=ticks)
+    identity = Identity(key_id="k1", role=Role.AGENT)
+    cache.put("d1", identity, verified_at=ticks())
+    assert not cache.claim_refresh("d1")  # fresh
+    ticks.now += 1.0
+    assert cache.claim_refresh("d1")
+    assert not cache.claim_refresh("d1")  # one re-read at a time
+    assert cache.get("d1") == identity  # still answered from memory meanwhile
+    cache.put("d1", identity, verified_at=ticks())  # the re-read landed
+    assert not cache.claim_refresh("d1")
+    ticks.now += 1.0
+    assert cache.claim_refresh("d1")
+    cache.release_refresh("d1")  # that re-read failed: the next caller may try again
+    assert cache.claim_refresh("d1")
+    assert not cache.claim_refresh("never-seen")
+
+
+def test_a_read_that_began_before_an_eviction_does_not_put_the_key_back() -> None:
+    from faramesh.model import Identity
+
+    cache = KeyCache(ttl=60.0, clock=Ticks())
+    identity = Identity(key_id="k1", role=Role.AGENT)
+    token = cache.evictions()  # taken before the database is read
+    cache.evict_key("k1")  # a revocation lands while the read runs
+    cache.put("d1", identity, verified_at=cache.now(), evictions=token)
+    assert cache.get("d1") is None
+    cache.put("d1", identity, verified_at=cache.now(), evictions=cache.evictions())
+    assert cache.get("d1") == identity
+
+
+def test_a_re_read_keeps_a_key_in_use_remembered_past_its_first_bound(two_processes: tuple[Governor, Store]) -> None:
+    g, _ = two_processes
+    ticks = Ticks()
+    g.key_cache = KeyCache(ttl=2.0, clock=ticks)
+    _, secret = service_keys.create_key(g.store, role=Role.AGENT, name="busy")
+    assert g.authenticate(secret) is not None
+    ticks.now += 1.5
+    assert g.key_refresh_due(secret)
+    g.refresh_key(secret)
+    ticks.now += 1.5  # 3 s after the first read, 1.5 s after the re-read
+    assert g.cached_identity(secret) is not None
+
+
+def test_a_re_read_finds_a_key_revoked_behind_the_servers_back_within_half_the_bound(
+    two_processes: tuple[Governor, Store],
+) -> None:
+    g, other = two_processes
+    ticks = Ticks()
+    g.key_cache = KeyCache(ttl=2.0, clock=ticks)
+    info, secret = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
+    assert g.authenticate(secret) is not None
+    service_keys.revoke_key(other, info.id, actor="cli")  # no notice reaches g
+    ticks.now += 1.0
+    assert g.cached_identity(secret) is not None and g.key_refresh_due(secret)
+    g.refresh_key(secret)
+    assert g.cached_identity(secret) is None  # forgotten 1 s in, not 2
+    assert g.authenticate(secret) is None
+
+
+def test_a_request_answered_from_memory_re_reads_its_key_in_the_background(client: InProcessServer) -> None:
+    """Over HTTP: the request that finds its key due a re-read is answered at once, and
+    the re-read it started forgets a key revoked where no notice reached the server
+    (on PostgreSQL the CLI's revocation is also announced, which forgets it too)."""
+    from tests.inprocess import poll
+
+    saved = client.governor.key_cache
+    ticks = Ticks()
+    client.governor.key_cache = KeyCache(ttl=2.0, clock=ticks)
+    try:
+        made = client.post("/v1/keys", json={"role": "agent", "name": "busy"}, headers=auth(client.admin_key))
+        assert made.status_code == 201, made.text
+        key_id, key = made.json()["id"], made.json()["key"]
+        assert client.get("/v1/actions", headers=auth(key)).status_code == 200  # read, remembered
+        other = Store(client.database_url)
+        try:
+            service_keys.revoke_key(other, key_id, actor="cli")
+        finally:
+            other.close()
+        ticks.now += 1.2  # past half the bound, within it: the clock stays here
+        assert poll(lambda: client.get("/v1/actions", headers=auth(key)).status_code == 401, timeout=10)
+        assert client.governor.cached_identity(key) is None
+    finally:
+        client.governor.key_cache = saved

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,6 +15,11 @@ from faramesh.errors import Forbidden, RateLimited, Unauthorized
 from faramesh.model import Identity
 from faramesh.server.ratelimit import RateLimiter, retry_after_header
 from faramesh.service import Governor
+
+log = logging.getLogger("faramesh.server")
+
+# Background re-reads of remembered keys, held so they are not collected mid-run.
+_refreshes: set[asyncio.Task[None]] = set()
 
 
 def bearer_key(request: Request) -> str | None:
@@ -53,6 +60,8 @@ async def identify(state: Any, secret: str | None) -> Identity:
     identity = governor.cached_identity(secret)
     if identity is None:
         identity = await run_in_threadpool(service_reads.authenticate, governor, secret)
+    elif governor.key_refresh_due(secret):
+        _refresh_in_background(governor, secret)
     if identity is None:
         raise Unauthorized("invalid or revoked API key")
     # Limited per key, after the key is known: floods without a valid key hold no state.
@@ -66,6 +75,23 @@ async def identify(state: Any, secret: str | None) -> Identity:
                 retry_after=seconds,
             )
     return identity
+
+
+def _refresh_in_background(governor: Governor, secret: str) -> None:
+    """Re-read a remembered key while its requests go on being answered from memory
+    (service/key_cache.py): the request that claimed the re-read does not wait for it."""
+    task = asyncio.get_running_loop().create_task(_refresh(governor, secret))
+    _refreshes.add(task)
+    task.add_done_callback(_refreshes.discard)
+
+
+async def _refresh(governor: Governor, secret: str) -> None:
+    try:
+        await run_in_threadpool(service_reads.refresh_key, governor, secret)
+    except Exception:
+        # The entry still expires when it would have; its next request then reads the
+        # key itself and fails closed if the database still cannot answer.
+        log.warning("re-reading an API key in the background failed", exc_info=True)
 
 
 async def current_identity(

@@ -9,6 +9,14 @@ the same bound within which such a key's open streams and waits are ended.
 
 Unknown or revoked keys are never remembered, so a flood of wrong keys costs a read
 each and holds no memory. Entries are keyed by the key's SHA-256 digest, never the secret.
+
+A key in use is read again ahead of its expiry: once an entry is half its `ttl` old, one
+request claims the refresh (`claim_refresh`) and re-verifies the key in the background
+while every request, that one included, is still answered from memory. A key in steady
+use thus never makes a request wait for the database (without this, every `ttl` seconds
+all requests then in flight each read the key, and under load the pool opened new
+connections for them), and a revocation no notice announced is found within half the
+bound. A key idle for longer than `ttl` is read in the foreground, as before.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from faramesh.events import KEY_RECHECK_SECONDS
 from faramesh.model import Identity
 
 MAX_ENTRIES = 10_000
+REFRESH_AFTER = 0.5  # of the ttl: a used key is re-verified in the background from then on
 
 
 class KeyCache:
@@ -37,6 +46,10 @@ class KeyCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._refreshing: set[str] = set()  # digests a caller is re-verifying now
+        # Bumped by every eviction: a read that began before one must not put back
+        # what the eviction took out (the read may predate the revocation).
+        self._evictions = 0
 
     def get(self, digest: str) -> Identity | None:
         """The identity verified for this digest within the last `ttl` seconds, if any."""
@@ -50,11 +63,46 @@ class KeyCache:
                 return None
             return identity
 
-    def put(self, digest: str, identity: Identity, verified_at: float) -> None:
+    def claim_refresh(self, digest: str) -> bool:
+        """True, to one caller, when this remembered key is due a background re-read: its
+        entry is at least `REFRESH_AFTER` of the ttl old and nobody is re-reading it. The
+        caller ends the claim with `put`, `drop` or `release_refresh`."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or digest in self._refreshing:
+                return False
+            if self._clock() - entry[1] < self.ttl * REFRESH_AFTER:
+                return False
+            self._refreshing.add(digest)
+            return True
+
+    def release_refresh(self, digest: str) -> None:
+        """End a claim whose read failed: the entry expires when it would have."""
+        with self._lock:
+            self._refreshing.discard(digest)
+
+    def evictions(self) -> int:
+        """A token to pass to `put`, read before the database is."""
+        with self._lock:
+            return self._evictions
+
+    def drop(self, digest: str) -> None:
+        """Forget one key (a re-read found it revoked or gone)."""
+        with self._lock:
+            self._entries.pop(digest, None)
+            self._refreshing.discard(digest)
+            self._evictions += 1
+
+    def put(self, digest: str, identity: Identity, verified_at: float, evictions: int | None = None) -> None:
         """Remember a key verified against the database at `verified_at` (this cache's
         clock, read before the database was), so a revocation that commits during the read
-        is not remembered past its bound."""
+        is not remembered past its bound. With `evictions` (the token read before the
+        database): nothing is remembered when a revocation evicted keys meanwhile."""
         with self._lock:
+            self._refreshing.discard(digest)
+            if evictions is not None and evictions != self._evictions:
+                self._entries.pop(digest, None)
+                return
             self._entries[digest] = (identity, verified_at)
             self._entries.move_to_end(digest)
             while len(self._entries) > self.max_entries:
@@ -66,9 +114,11 @@ class KeyCache:
     def evict_key(self, key_id: str) -> None:
         """Forget a revoked key: its next request reads the database and is refused."""
         with self._lock:
+            self._evictions += 1
             for digest in [d for d, (identity, _) in self._entries.items() if identity.key_id == key_id]:
                 del self._entries[digest]
 
     def clear(self) -> None:
         with self._lock:
+            self._evictions += 1
             self._entries.clear()

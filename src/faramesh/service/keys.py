@@ -140,11 +140,35 @@ def cached_identity(cache: KeyCache, secret: str) -> Identity | None:
 
 def authenticate_into(store: Store, secret: str, cache: KeyCache) -> Identity | None:
     """`authenticate`, remembering a key that verified in `cache`."""
-    verified_at = cache.now()  # before the read: a revocation during it keeps its bound
+    # Both read before the database: a revocation during the read keeps its bound, and
+    # one evicted meanwhile is not put back.
+    verified_at, evictions = cache.now(), cache.evictions()
     identity = authenticate(store, secret)
     if identity is not None:
-        cache.put(hash_key(secret), identity, verified_at)
+        cache.put(hash_key(secret), identity, verified_at, evictions)
     return identity
+
+
+def claim_refresh(cache: KeyCache, secret: str) -> bool:
+    """Whether this caller should re-verify a remembered key now (see `KeyCache.claim_refresh`)."""
+    return bool(secret) and len(secret) <= MAX_SECRET and cache.claim_refresh(hash_key(secret))
+
+
+def refresh_into(store: Store, secret: str, cache: KeyCache) -> None:
+    """Re-verify a remembered key ahead of its expiry (after `claim_refresh`): remembered
+    afresh when it is still valid, forgotten at once when it was revoked or deleted. A
+    failed read raises and leaves the entry to expire when it would have."""
+    digest = hash_key(secret)
+    verified_at, evictions = cache.now(), cache.evictions()
+    try:
+        identity = authenticate(store, secret)
+    except BaseException:
+        cache.release_refresh(digest)
+        raise
+    if identity is None:
+        cache.drop(digest)
+    else:
+        cache.put(digest, identity, verified_at, evictions)
 
 
 def identity_for_key(store: Store, key_id: str) -> Identity | None:
