@@ -240,3 +240,32 @@ def test_broken_slack_config_stops_the_server_with_a_message(tmp_path: Path) -> 
         timeout=60,
     )
     assert out.returncode == 2 and "signing_secret is required" in out.stderr
+
+
+def test_a_key_id_yaml_reads_as_a_number_is_refused_with_how_to_fix_it(tmp_path: Path) -> None:
+    """YAML reads an unquoted id of digits as a number (with a leading 0, as octal), which
+    no longer names the key: the message says to quote it. Quoted, it loads as written."""
+    from faramesh.errors import InvalidInput
+    from faramesh.notify.slack import load_slack_config
+
+    config = tmp_path / "slack.yaml"
+    config.write_text("signing_secret: s3cret\nusers:\n  U0LEAD0001: 1234567890123456\n")
+    with pytest.raises(InvalidInput) as refused:
+        load_slack_config(config)
+    assert refused.value.field == "users.U0LEAD0001"
+    assert "read as the number" in refused.value.message and "quotes" in refused.value.message
+    config.write_text('signing_secret: s3cret\nusers:\n  U0LEAD0001: "1234567890123456"\n')
+    assert dict(load_slack_config(config).users) == {"U0LEAD0001": "1234567890123456"}
+
+
+def test_new_key_ids_never_read_as_numbers_in_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key id goes into YAML files as it is: a draw that could read as a number there
+    (digits, an exponent, a binary literal, a leading zero) is drawn again."""
+    from faramesh.policy.parser import load_plain
+    from faramesh.service import keys
+
+    numbers = ["1234567890123456", "3e41234567890123", "0b01101001011010", "0123456701234567", "9e9e9e9e9e9e9e9e"]
+    assert [type(load_plain(f"id: {n}")["id"]) for n in numbers[:3]] == [int, float, int]
+    draws = iter([*numbers, "12ab34cd56ef7890"])
+    monkeypatch.setattr(keys.secrets, "token_hex", lambda n: next(draws))
+    assert keys.new_key_id() == "12ab34cd56ef7890"

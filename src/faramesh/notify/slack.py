@@ -132,6 +132,13 @@ def load_slack_config(path: str | Path) -> SlackConfig:
     for user, key_id in users.items():
         if not isinstance(user, str) or not SLACK_USER_RE.fullmatch(user):
             raise InvalidInput(f"{path}: {user!r} is not a Slack user id (like U0123ABCD)", field="users")
+        if isinstance(key_id, int | float) and not isinstance(key_id, bool):
+            # YAML read an unquoted id of digits as a number; its digits may have changed.
+            raise InvalidInput(
+                f"{path}: users.{user} was read as the number {key_id!r}, not a key id: put the key id "
+                "in quotes, exactly as `faramesh keys list` shows it",
+                field=f"users.{user}",
+            )
         if not isinstance(key_id, str) or not key_id.strip():
             raise InvalidInput(f"{path}: users.{user} must be a Faramesh key id", field=f"users.{user}")
         mapped[user] = key_id.strip()

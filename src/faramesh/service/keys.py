@@ -45,6 +45,21 @@ def _check_new_key(
     return role, name, agent_id, tuple(sorted({g.strip() for g in listed if g.strip()}))
 
 
+# Hex letters no YAML number can hold ("b" and "e" can: 0b101, 1e5).
+_NEVER_IN_A_NUMBER = frozenset("acdf")
+
+
+def new_key_id() -> str:
+    """16 hex digits with at least one of a, c, d, f. Operators paste key ids unquoted
+    into YAML files (the Slack users map), and YAML reads some hex strings as numbers
+    (all digits; 1e5; 0b101; with a leading 0, as octal in YAML 1.1), which then no
+    longer name the key. About 1 draw in 100 is drawn again."""
+    while True:
+        key_id = secrets.token_hex(8)
+        if not _NEVER_IN_A_NUMBER.isdisjoint(key_id):
+            return key_id
+
+
 def create_key(
     store: Store,
     *,
@@ -58,7 +73,7 @@ def create_key(
     """Create a key; return its info and the secret (shown once, never stored)."""
     role, name, agent_id, group_set = _check_new_key(role, name, agent_id, groups)
     ts = time.time() if now is None else now
-    key_id = secrets.token_hex(8)
+    key_id = new_key_id()
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     digest = hash_key(secret)
 
