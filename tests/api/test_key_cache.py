@@ -49,6 +49,17 @@ def two_processes(backend: str, tmp_path: Path) -> Iterator[tuple[Governor, Stor
             store.close()
 
 
+def _remembered_then_revoked_behind_the_back(g: Governor, other: Store) -> tuple[Ticks, str]:
+    """A key `g` verified and remembers (for 2 s of the returned clock), then revoked
+    through `other` with no notice reaching `g` (SQLite; or a lost one)."""
+    ticks = Ticks()
+    g.key_cache = KeyCache(ttl=2.0, clock=ticks)
+    info, secret = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
+    assert g.authenticate(secret) is not None
+    service_keys.revoke_key(other, info.id, actor="cli")
+    return ticks, secret
+
+
 def test_a_key_revoked_through_the_api_is_refused_on_its_next_request(client: InProcessServer) -> None:
     admin = auth(client.admin_key)
     made = client.post("/v1/keys", json={"role": "agent", "name": "remembered"}, headers=admin)
@@ -70,11 +81,7 @@ def test_a_key_revoked_behind_the_servers_back_is_refused_once_the_bound_has_pas
     two_processes: tuple[Governor, Store],
 ) -> None:
     g, other = two_processes
-    ticks = Ticks()
-    g.key_cache = KeyCache(ttl=2.0, clock=ticks)
-    info, secret = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
-    assert g.authenticate(secret) is not None
-    service_keys.revoke_key(other, info.id, actor="cli")  # no notice reaches g (SQLite; or a lost one)
+    ticks, secret = _remembered_then_revoked_behind_the_back(g, other)
     assert service_keys.authenticate(g.store, secret) is None  # the database already says so
     ticks.now += 1.9
     assert g.authenticate(secret) is not None  # remembered, within the bound
@@ -177,11 +184,7 @@ def test_a_re_read_finds_a_key_revoked_behind_the_servers_back_within_half_the_b
     two_processes: tuple[Governor, Store],
 ) -> None:
     g, other = two_processes
-    ticks = Ticks()
-    g.key_cache = KeyCache(ttl=2.0, clock=ticks)
-    info, secret = service_keys.create_key(g.store, role=Role.AGENT, name="agent")
-    assert g.authenticate(secret) is not None
-    service_keys.revoke_key(other, info.id, actor="cli")  # no notice reaches g
+    ticks, secret = _remembered_then_revoked_behind_the_back(g, other)
     ticks.now += 1.0
     assert g.cached_identity(secret) is not None and g.key_refresh_due(secret)
     g.refresh_key(secret)
