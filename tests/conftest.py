@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from faramesh.storage import Store
 from tests.inprocess import FakeClock, InProcessServer, inprocess_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -134,6 +135,18 @@ def fresh_database(backend: str, directory: Path, name: str = "faramesh") -> Ite
         yield url
     finally:
         drop_pg_database(url)
+
+
+@contextlib.contextmanager
+def migrated_store(backend: str, directory: Path) -> Iterator[Store]:
+    """A `Store` on a fresh database of the given backend, migrated; closed afterwards."""
+    with fresh_database(backend, directory) as url:
+        store = Store(url)
+        store.upgrade()
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def free_port() -> int:

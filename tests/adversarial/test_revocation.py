@@ -34,7 +34,7 @@ from faramesh.service import Governor
 from faramesh.service import keys as service_keys
 from faramesh.storage import Store
 from tests.adversarial.support import assert_error
-from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database
+from tests.conftest import SEED_POLICY, ServerProcess, auth, faramesh_cmd, free_port, fresh_database, migrated_store
 from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -348,13 +348,8 @@ def test_a_subscription_opened_after_the_revocation_is_already_ended() -> None:
 # -- changes already in flight when the key is revoked ------------------------------------
 @pytest.fixture
 def governor(backend: str, tmp_path: Path) -> Iterator[Governor]:
-    with fresh_database(backend, tmp_path) as url:
-        store = Store(url)
-        store.upgrade()
-        try:
-            yield Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
-        finally:
-            store.close()
+    with migrated_store(backend, tmp_path) as store:
+        yield Governor(store, Policy.from_file(SEED_POLICY), secret_key=IN_PROCESS_SECRET)
 
 
 @pytest.mark.parametrize("verb", ["approve", "deny"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from faramesh.storage import Store
-from tests.conftest import fresh_database
+from tests.conftest import migrated_store
 from tests.storage.contract import CONTRACT_BACKENDS, RepoBackend, open_backend
 
 
@@ -31,10 +31,5 @@ def db(contract_backend: RepoBackend) -> RepoBackend:
 @pytest.fixture
 def store(backend: str, tmp_path: Path) -> Iterator[Store]:
     """A migrated store on a fresh database of the test's backend, closed afterwards."""
-    with fresh_database(backend, tmp_path) as url:
-        s = Store(url)
-        s.upgrade()
-        try:
-            yield s
-        finally:
-            s.close()
+    with migrated_store(backend, tmp_path) as s:
+        yield s

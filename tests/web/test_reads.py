@@ -15,8 +15,7 @@ from faramesh.model import Identity
 from faramesh.policy import Policy
 from faramesh.service import Governor, Submission
 from faramesh.service import keys as service_keys
-from faramesh.storage import Store
-from tests.conftest import fresh_database
+from tests.conftest import migrated_store
 from tests.inprocess import IN_PROCESS_SECRET
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -34,15 +33,10 @@ class Clock:
 
 @pytest.fixture
 def gov(backend: str, tmp_path: Path) -> Iterator[Governor]:
-    with fresh_database(backend, tmp_path) as url:
-        store = Store(url)
-        store.upgrade()
-        try:
-            governor = Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
-            governor.signing_keys.ensure()  # as the app's start-up does: the key's record comes first
-            yield governor
-        finally:
-            store.close()
+    with migrated_store(backend, tmp_path) as store:
+        governor = Governor(store, Policy.from_file(POLICY), clock=Clock(), secret_key=IN_PROCESS_SECRET)
+        governor.signing_keys.ensure()  # as the app's start-up does: the key's record comes first
+        yield governor
 
 
 def new_key(g: Governor, role: str, **kw: Any) -> tuple[Identity, str]:
