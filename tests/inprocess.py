@@ -16,9 +16,13 @@ stay on real servers (`tests.conftest.ServerProcess`); `/wait?timeout=...` works
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import io
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +82,7 @@ class SyncASGITransport(httpx.BaseTransport):
 
 
 @contextlib.contextmanager
-def running_app(app: Any) -> Iterator[asyncio.AbstractEventLoop]:
+def running_app(app: Any, *, stop_within: float = 30) -> Iterator[asyncio.AbstractEventLoop]:
     """Run `app`'s lifespan on a new event loop in a daemon thread; yields the loop.
 
     httpx's ASGITransport sends no lifespan events, so the app's lifespan context is
@@ -104,11 +108,39 @@ def running_app(app: Any) -> Iterator[asyncio.AbstractEventLoop]:
     finally:
         loop.call_soon_threadsafe(stop.set)
         try:
-            task.result(timeout=30)
+            task.result(timeout=stop_within)
+        except concurrent.futures.TimeoutError:
+            raise AssertionError(
+                f"the app's lifespan did not stop within {stop_within:g}s\n{_where_everything_is(loop)}"
+            ) from None
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
+
+
+def _where_everything_is(loop: asyncio.AbstractEventLoop) -> str:
+    """Every thread's stack and every task left on `loop`: what a shutdown that hangs waits on."""
+    out = io.StringIO()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.write(f"--- thread {names.get(ident, ident)}\n{''.join(traceback.format_stack(frame))}")
+    for task in list(asyncio.all_tasks(loop)):
+        out.write(f"--- task {task.get_name()}\n")
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # follow the await chain down to what it waits on
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            frame = frame or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                out.write(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}\n")
+            nxt = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+            nxt = nxt or getattr(awaited, "gi_yieldfrom", None)
+            if nxt is not None and frame is not None and not hasattr(nxt, "cr_frame"):
+                # An async generator's asend() hides the generator; contextlib keeps it as self.gen.
+                nxt = getattr(frame.f_locals.get("self"), "gen", None) or nxt
+            awaited = nxt
+        out.write(f"  waits on {task._fut_waiter!r}\n")  # type: ignore[attr-defined]
+    return out.getvalue()
 
 
 class InProcessServer:

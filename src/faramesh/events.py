@@ -117,7 +117,9 @@ class Subscription:
         self.check()
         self.check_draining()
         try:
-            event = await asyncio.wait_for(self.queue.get(), timeout)
+            # Not wait_for: on Python 3.11 it swallows a cancel that arrives with an event.
+            async with asyncio.timeout(timeout):
+                event = await self.queue.get()
         except TimeoutError:
             event = None
         self.check()

@@ -307,3 +307,64 @@ def test_pending_deliveries_survive_a_restart(backend: str, tmp_path: Path) -> N
         assert row["attempts"] == 2 and row["action_id"] == action["id"]
         assert len({r.headers["X-Faramesh-Delivery"] for r in receiver.requests}) == 1
         assert len(receiver.requests) == 2
+
+
+def test_dispatcher_stops_when_woken_at_the_moment_it_is_stopped(tmp_path: Path) -> None:
+    """A delivery finishing (it wakes the send loop) or a webhook added (it wakes the queue
+    loop) in the same instant as `stop()` must not keep either loop running: on Python 3.11
+    `asyncio.wait_for` swallows such a cancel, and a server's shutdown then hung."""
+    from faramesh.events import EventHub
+    from faramesh.notify.dispatcher import WebhookDispatcher
+    from faramesh.storage import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    store.upgrade()
+
+    async def run() -> None:
+        dispatcher = WebhookDispatcher(store, EventHub(), [], retry_base=0.05)
+        await dispatcher.start()
+        await asyncio.sleep(0.2)  # both loops are waiting: the queue on `_changed`, the send on `_wake`
+        dispatcher.invalidate()
+        dispatcher._poke()
+        await dispatcher.stop()
+
+    ends_within(10, run)
+    store.close()
+
+
+def test_a_subscription_cancelled_as_an_event_arrives_ends() -> None:
+    """The same race for a wait or stream: the event arriving with the cancel must not undo it."""
+    from faramesh.events import ChangeEvent, EventHub
+
+    async def run() -> None:
+        hub = EventHub()
+        sub = hub.subscribe(None)
+        waiting = asyncio.create_task(sub.get(timeout=30))
+        await asyncio.sleep(0.05)
+        hub.publish(ChangeEvent(seq=1, type="action.created", action_id="a1", action={"status": "allowed"}))
+        await asyncio.sleep(0)  # the event is in the queue; the getter wakes in the next step
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        sub.close()
+
+    ends_within(10, run)
+
+
+def ends_within(seconds: float, main: Any) -> None:
+    """Run the coroutine function `main` on its own loop; fail (not hang) if it does not end."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds:g}s: a cancel was swallowed"
+    if outcome[0] is not None:
+        raise outcome[0]

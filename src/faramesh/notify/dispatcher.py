@@ -180,7 +180,8 @@ class WebhookDispatcher:
                 self._sub.close()
                 self._sub = None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), REFRESH_SECONDS)
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    await self._changed.wait()
             self._changed.clear()
             return
         self.listen()
@@ -235,8 +236,12 @@ class WebhookDispatcher:
                 delay = await self._send_due()
             except Exception:  # a database hiccup: try again at the next poll
                 log.exception("webhook delivery pass failed")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the wait ends (an attempt finishing pokes it), and stop() then
+            # waits for a loop that never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _send_due(self) -> float:
@@ -329,9 +334,8 @@ class WebhookDispatcher:
             headers[SIGNATURE_HEADER] = signature_header(hook.secret, body)
         try:
             # A total deadline: a receiver that trickles bytes cannot hold a slot forever.
-            response = await asyncio.wait_for(
-                self._http.post(hook.url, content=body, headers=headers, timeout=self.timeout), self.timeout
-            )
+            async with asyncio.timeout(self.timeout):
+                response = await self._http.post(hook.url, content=body, headers=headers, timeout=self.timeout)
         except TimeoutError:
             return False, None, f"no answer within {self.timeout:g}s"
         except httpx.HTTPError as exc:
