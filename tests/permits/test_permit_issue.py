@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faramesh.permit import (
     PermitActionMismatch,
@@ -279,3 +281,42 @@ def test_the_permit_module_imports_no_server_stack() -> None:
     loaded = run.stdout
     for heavy in ("fastapi", "sqlalchemy", "uvicorn", "starlette", "faramesh.server", "faramesh.storage"):
         assert f"'{heavy}'" not in loaded, heavy
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tool=st.text(min_size=1, max_size=20),
+    approvers=st.lists(st.text(max_size=8), max_size=3),
+    kid=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=43),
+)
+def test_a_permit_is_byte_for_byte_what_joserfc_serializes(tool: str, approvers: list[str], kid: str) -> None:
+    """`encode_permit` joins the compact JWS itself (the signature is per allowed submit);
+    it must stay exactly joserfc's compact serialization, and read back through it."""
+    from joserfc import jws
+    from joserfc.jwk import OKPKey
+
+    from faramesh.canonical import fast_canonical
+    from faramesh.permit import _REGISTRY, ALG, PermitClaims, encode_permit, read_permit
+
+    key = OKPKey.generate_key("Ed25519", private=True)
+    claims = PermitClaims(
+        action_id="01JACTION",
+        tool=tool,
+        operation="process",
+        request_hash="a" * 64,
+        params_hash="b" * 64,
+        policy_hash="c" * 64,
+        approvers=tuple(approvers),
+        agent_id="bot",
+        status="allowed",
+        issued_at=1_800_000_000,
+        expires_at=1_800_000_300,
+        kid=kid,
+    )
+    permit = encode_permit(claims, key)
+    header = {"alg": ALG, "kid": kid, "typ": "JWT"}
+    assert permit == jws.serialize_compact(header, fast_canonical(claims.to_payload()), key, registry=_REGISTRY)
+    assert jws.deserialize_compact(permit, key, registry=_REGISTRY).payload == fast_canonical(claims.to_payload())
+    assert read_permit(permit) == claims
+    with pytest.raises(ValueError, match="private key"):
+        encode_permit(claims, OKPKey.import_key(key.as_dict(private=False)))
