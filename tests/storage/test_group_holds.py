@@ -58,7 +58,11 @@ def test_a_groups_records_form_one_line_and_a_failed_write_takes_its_own(store: 
     answers = run_as_one_group(store, [_append(n, fail=n == "bad", seen=seen) for n in names])
     assert [a if isinstance(a, int) else "boom" for a in answers] == [1, 2, "boom", 3, 4]
     # Each write saw the head it left; the failed write's seq was given to the next one.
-    assert seen == [("a", 1, 1), ("b", 2, 2), ("bad", 3, 3), ("c", 3, 3), ("d", 4, 4)]
+    expected = [("a", 1, 1), ("b", 2, 2), ("bad", 3, 3), ("c", 3, 3), ("d", 4, 4)]
+    assert seen[-5:] == expected
+    # On PostgreSQL these writes (they may run again) went as a whole first, up to the
+    # failure, and were rolled back: those runs saw the same heads.
+    assert seen[:-5] == ([] if store.embedded else expected[:3])
     records, head_row, ok = _chain(store)
     assert records == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
     last_hash = store.read(lambda conn: events_after(conn, 3)[0].hash)

@@ -2,7 +2,8 @@
 
 SQLite (the embedded default) sends every write through one writer thread. The
 writer takes whatever writes are waiting, runs each in its own SAVEPOINT inside one
-transaction, commits once (one fsync, `synchronous=FULL`) and only then answers each
+transaction (submits, which may run again, under one for all until one fails),
+commits once (one fsync, `synchronous=FULL`) and only then answers each
 caller: group commit. A caller is told "done" only after its change is on disk, so an
 acknowledged action survives `kill -9`.
 
@@ -102,42 +103,91 @@ Outcomes = list[tuple[bool, Any]]
 
 
 def _run_jobs(
-    conn: Connection, fns: list[Callable[[Connection], Any]], head: tuple[int, str] | None = None
+    conn: Connection,
+    fns: list[Callable[[Connection], Any]],
+    head: tuple[int, str] | None = None,
+    *,
+    rerunnable: bool = False,
 ) -> Outcomes:
     """Run writes inside the open transaction, each succeeding or failing on its own:
     (True, result) or (False, exception) per write. A write alone needs no SAVEPOINT:
     its failure is raised and rolls back the transaction, which holds nothing else.
     Writes run together hold the audit chain's head and their change notices in memory
     (storage/group.py; `head`: the head the caller read and locked already), written
-    out once when they are done."""
+    out once when they are done.
+
+    `rerunnable`: the caller vouches that every write may run again after what it did
+    was rolled back (a function of the database alone: submits). The group then runs
+    under one SAVEPOINT, and only if a write fails is it rolled back and run again with
+    a SAVEPOINT per write; nearly every group succeeds whole, and on PostgreSQL each
+    savepoint is a round trip."""
     if len(fns) == 1 and head is None:
         return [(True, fns[0](conn))]
-    outcomes: Outcomes = []
+    outcomes: Outcomes | None = None
     with group.holding(conn, head) as held:
         if len(fns) == 1:
-            outcomes.append((True, fns[0](conn)))
+            outcomes = [(True, fns[0](conn))]
         else:
-            # Each write in its own SAVEPOINT, so a failing one leaves the others' writes.
-            # Issued on the driver's cursor: SQLAlchemy's nested transactions cost more.
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
             savepoints = _Savepoints(dbapi.cursor(), several=conn.dialect.name == "postgresql")
-            for fn in fns:
-                saved = held.save()
-                savepoints.begin()
-                try:
-                    value = fn(conn)
-                except BaseException as exc:
-                    savepoints.roll_back()
-                    held.restore(saved)  # what it held was rolled back with it
-                    held.marks.clear()  # and so were any savepoints it left open
-                    outcomes.append((False, exc))
-                else:
-                    savepoints.keep()
-                    outcomes.append((True, value))
+            if rerunnable:
+                outcomes = _all_at_once(conn, fns, held, savepoints)
+            if outcomes is None:
+                outcomes = _one_by_one(conn, fns, held, savepoints)
     audit_log.write_held_head(conn, held)
     send_held(conn, held)
     return outcomes
+
+
+def _all_at_once(
+    conn: Connection, fns: list[Callable[[Connection], Any]], held: group.Group, savepoints: _Savepoints
+) -> Outcomes | None:
+    """Every write under one SAVEPOINT: their outcomes, or None (and nothing left of any
+    of them) when one failed."""
+    saved = held.save()
+    savepoints.begin()
+    try:
+        values = [fn(conn) for fn in fns]
+    except BaseException as exc:
+        _roll_back_after(savepoints, exc)
+        held.restore(saved)
+        held.marks.clear()
+        return None
+    savepoints.keep()
+    return [(True, value) for value in values]
+
+
+def _one_by_one(
+    conn: Connection, fns: list[Callable[[Connection], Any]], held: group.Group, savepoints: _Savepoints
+) -> Outcomes:
+    """Each write in its own SAVEPOINT, so a failing one leaves the others' writes.
+    Issued on the driver's cursor: SQLAlchemy's nested transactions cost more."""
+    outcomes: Outcomes = []
+    for fn in fns:
+        saved = held.save()
+        savepoints.begin()
+        try:
+            value = fn(conn)
+        except BaseException as exc:
+            _roll_back_after(savepoints, exc)
+            held.restore(saved)  # what it held was rolled back with it
+            held.marks.clear()  # and so were any savepoints it left open
+            outcomes.append((False, exc))
+        else:
+            savepoints.keep()
+            outcomes.append((True, value))
+    return outcomes
+
+
+def _roll_back_after(savepoints: _Savepoints, failure: BaseException) -> None:
+    """Roll back to the savepoint of a write that raised `failure`. When even that fails
+    (the connection is gone), the group fails with the write's own error, which says
+    why, not with the rollback's."""
+    try:
+        savepoints.roll_back()
+    except Exception:
+        raise failure from None
 
 
 class _Savepoints:
@@ -286,9 +336,11 @@ class Store:
 
         On SQLite every write does. On PostgreSQL the caller vouches that `fn` locks no
         row that exists already: it reads, inserts and appends to the audit log (an
-        allowed or denied submit without limits). Such writes wait together for this
-        process's writer thread, which runs them in one transaction (each in its own
-        SAVEPOINT) that takes the audit chain's head first: one BEGIN, COMMIT and head
+        allowed or denied submit without limits); and that `fn` may run again once what
+        it did was rolled back (a function of the database alone), so that a group can
+        run under one SAVEPOINT (`_run_jobs`). Such writes wait together for this
+        process's writer thread, which runs them in one transaction that takes the audit
+        chain's head first: one BEGIN, COMMIT and head
         lock per group instead of per write. A write that locks existing rows (approvals,
         re-attaching a held action, limit counters) must use `write`: a group holding the
         head while it waits for such a row could deadlock with a transaction that holds
@@ -305,6 +357,8 @@ class Store:
         """`write` (or, with `grouped`, `write_grouped`) for a caller on an event loop: the
         loop serves other requests until the write is durable. Cancelling the caller does
         not cancel the write: once accepted, it is written, as a worker thread's would be.
+        The caller vouches that `fn` may run again once what it did was rolled back (a
+        function of the database alone: a submit), as for `write_grouped`.
 
         SQLite: the writes awaited together are one group commit, run by the loop itself
         (`_write_on_loop`). PostgreSQL: a grouped write joins the writer thread's next
@@ -375,7 +429,7 @@ class Store:
                 clean = True
                 return outcomes
             try:
-                outcomes = _run_jobs(conn, fns)
+                outcomes = _run_jobs(conn, fns, rerunnable=True)
             except BaseException as exc:  # a write alone failed: nothing else to keep
                 trans.rollback()
                 # A refusal (a constraint, the service's own checks) leaves the connection
@@ -428,7 +482,7 @@ class Store:
         _busy_timeout(conn, _BUSY_TIMEOUT_MS)
         try:
             with conn.begin():
-                return _run_jobs(conn, fns)
+                return _run_jobs(conn, fns, rerunnable=True)
         finally:
             _busy_timeout(conn, 0)
 
@@ -491,7 +545,7 @@ class Store:
                     # for the one before it before it locks anything else, so two
                     # processes' groups can never each hold what the other one needs.
                     head = audit_log.lock_head(pooled)
-                    outcomes = _run_jobs(pooled, fns, head)
+                    outcomes = _run_jobs(pooled, fns, head, rerunnable=True)
             else:
                 self._writer_waiting = True  # the loop's next batch lets this one go first
                 with self._db_lock:
