@@ -26,6 +26,7 @@ import pytest
 
 from faramesh import audit
 from faramesh.storage import DuplicateRow, Store, actions_repo
+from faramesh.storage import store as store_module
 from faramesh.storage.actions_repo import Connection
 
 
@@ -451,8 +452,9 @@ def test_a_group_takes_the_audit_head_before_anything_else(store: Store) -> None
 
 @pytest.mark.backends("postgresql")
 def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store) -> None:
-    """Each group takes a connection from the pool (checked before use), so a connection
-    the server ended between groups is replaced, not reused."""
+    """The writer keeps its connection between groups; one the server ended meanwhile is
+    found lost before anything of the next group was committed, and that group runs
+    again on a fresh connection instead of failing."""
 
     assert store.write_grouped(_insert("first")) == "first"
     dsn = store.url.replace("postgresql+psycopg://", "postgresql://")
@@ -464,6 +466,26 @@ def test_grouped_writes_go_on_after_the_server_ends_the_connection(store: Store)
         )
     assert store.write_grouped(_insert("second")) == "second"
     assert store.read(lambda conn: actions_repo.get(conn, "second")) is not None
+
+
+@pytest.mark.backends("postgresql")
+def test_the_writer_keeps_its_connection_while_groups_come_and_gives_it_back_when_they_stop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping (a round trip) per group: consecutive groups run on one connection, which
+    goes back to the pool once the groups pause; the next one takes one afresh."""
+    monkeypatch.setattr(store_module, "_PG_KEEP_SECONDS", 0.2)
+
+    def backend(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    first, second = store.write_grouped(backend), store.write_grouped(backend)
+    assert first == second
+    deadline = time.monotonic() + 10
+    while store.engine.pool.checkedout():  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the writer never gave its connection back"
+        time.sleep(0.02)
+    assert store.write_grouped(_insert("after")) == "after"
 
 
 @pytest.mark.backends("postgresql")

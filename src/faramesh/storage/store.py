@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from faramesh.storage import audit_log, group, migrate
+from faramesh.storage.errors import connection_lost
 from faramesh.storage.notify import Listener, send_held, send_notice
 
 T = TypeVar("T")
@@ -49,6 +50,11 @@ _MAX_BATCH = 256
 # caches 64 of them; past that every other session's snapshot has to look them up in
 # pg_subtrans (a known slowdown of the whole server), so a group stays within 64.
 _MAX_PG_BATCH = 64
+# PostgreSQL: the writer thread keeps its connection while groups keep coming and gives
+# it back to the pool after this many seconds without one. Taken from the pool for each
+# group, the connection was checked with a ping first: a round trip per group, as long
+# as any statement in it. The next group after a pause takes (and pings) one afresh.
+_PG_KEEP_SECONDS = 1.0
 
 
 def normalize_url(url: str) -> str:
@@ -230,6 +236,19 @@ class _Savepoints:
         else:
             self.cursor.execute(self._ROLLBACK)
             self.cursor.execute(self._RELEASE)
+
+
+def _answer(batch: list[_Job], outcomes: Outcomes) -> None:
+    for job, (ok, value) in zip(batch, outcomes, strict=True):
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
+def _answer_all(batch: list[_Job], exc: BaseException) -> None:
+    for job in batch:
+        job.future.set_exception(exc)
 
 
 async def _shielded(done: asyncio.Future[T]) -> T:
@@ -508,14 +527,22 @@ class Store:
                 self._writer = thread
 
     def _write_loop(self) -> None:
-        # SQLite: one connection for the thread's life. PostgreSQL: one from the pool per
-        # batch, so a connection the server dropped is replaced at the next batch.
+        # SQLite: one connection for the thread's life. PostgreSQL: one from the pool,
+        # kept while groups keep coming (see _PG_KEEP_SECONDS).
         conn = self.engine.connect() if self.embedded else None
         if conn is not None:
             conn.info["writer"] = True
         try:
             while True:
-                item = self._queue.get()
+                if conn is not None and not self.embedded:
+                    try:
+                        item = self._queue.get(timeout=_PG_KEEP_SECONDS)
+                    except queue.Empty:
+                        conn.close()  # back to the pool
+                        conn = None
+                        continue
+                else:
+                    item = self._queue.get()
                 if item is _STOP:
                     return
                 batch: list[_Job] = [item]
@@ -529,38 +556,63 @@ class Store:
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                if self.embedded:
+                    assert conn is not None
+                    self._run_batch(conn, batch)
+                else:
+                    conn = self._run_shared_batch(conn, batch)
                 if stop:
                     return
         finally:
             if conn is not None:
                 conn.close()
 
-    def _run_batch(self, conn: Connection | None, batch: list[_Job]) -> None:
-        fns = [job.fn for job in batch]
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        """SQLite: the writer thread's group, any writes, each in its own SAVEPOINT."""
         try:
-            if conn is None:
-                with self.engine.connect() as pooled, pooled.begin():
+            self._writer_waiting = True  # the loop's next batch lets this one go first
+            with self._db_lock:
+                self._writer_waiting = False
+                with conn.begin():
+                    outcomes = _run_jobs(conn, [job.fn for job in batch])
+        except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
+            _answer_all(batch, exc)
+            return
+        _answer(batch, outcomes)
+
+    def _run_shared_batch(self, conn: Connection | None, batch: list[_Job]) -> Connection | None:
+        """PostgreSQL: a group of grouped writes (submits) on the writer's connection (or
+        a fresh one from the pool); returns the connection to keep, or None.
+
+        A connection found lost before the COMMIT was sent (the server ended it while it
+        was kept) takes nothing of the group with it, and the writes may run again: the
+        group runs once more on a fresh connection. Lost during the COMMIT, whether the
+        group landed is unknown, and each write is told what failed."""
+        fns = [job.fn for job in batch]
+        for retry in (False, True):
+            conn = conn or self.engine.connect()
+            committing = False
+            try:
+                with conn.begin():
                     # The audit chain's head first: every grouped transaction then waits
                     # for the one before it before it locks anything else, so two
                     # processes' groups can never each hold what the other one needs.
-                    head = audit_log.lock_head(pooled)
-                    outcomes = _run_jobs(pooled, fns, head, rerunnable=True)
-            else:
-                self._writer_waiting = True  # the loop's next batch lets this one go first
-                with self._db_lock:
-                    self._writer_waiting = False
-                    with conn.begin():
-                        outcomes = _run_jobs(conn, fns)
-        except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
-            for job in batch:
-                job.future.set_exception(exc)
-            return
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+                    head = audit_log.lock_head(conn)
+                    outcomes = _run_jobs(conn, fns, head, rerunnable=True)
+                    committing = True
+            except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
+                lost = connection_lost(exc) or conn.invalidated or conn.closed
+                if lost:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+                if lost and not committing and not retry:
+                    continue
+                _answer_all(batch, exc)
+                return conn
+            _answer(batch, outcomes)
+            return conn
+        return conn
 
     # -- readiness --------------------------------------------------------------
     def probe_read(self) -> None:
