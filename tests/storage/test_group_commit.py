@@ -23,11 +23,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from faramesh import audit
 from faramesh.storage import DuplicateRow, Store, actions_repo
 from faramesh.storage import store as store_module
 from faramesh.storage.actions_repo import Connection
+from faramesh.storage.errors import connection_lost
 
 
 def _values(action_id: str, **extra: Any) -> dict[str, Any]:
@@ -486,6 +488,29 @@ def test_the_writer_keeps_its_connection_while_groups_come_and_gives_it_back_whe
         assert time.monotonic() < deadline, "the writer never gave its connection back"
         time.sleep(0.02)
     assert store.write_grouped(_insert("after")) == "after"
+
+
+@pytest.mark.backends("postgresql")
+def test_a_group_that_cannot_reach_the_server_fails_each_write_and_the_writer_goes_on(store: Store) -> None:
+    """No connection to be had (the server is down): each grouped write is told so, and
+    the writer thread stays alive to answer the next ones instead of leaving them waiting."""
+    down = Store("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    for _ in range(2):
+        answers: list[BaseException | None] = []
+
+        def write(answers: list[BaseException | None] = answers) -> None:
+            try:
+                down.write_grouped(_insert("never"))
+                answers.append(None)
+            except Exception as exc:
+                answers.append(exc)
+
+        waiting = threading.Thread(target=write, daemon=True)  # a daemon: a hang fails, not blocks, the test
+        waiting.start()
+        waiting.join(20)
+        assert answers, "the write was never answered"
+        assert isinstance(answers[0], OperationalError) and connection_lost(answers[0]), answers
+    down.close()
 
 
 @pytest.mark.backends("postgresql")

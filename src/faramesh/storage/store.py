@@ -590,9 +590,9 @@ class Store:
         group landed is unknown, and each write is told what failed."""
         fns = [job.fn for job in batch]
         for retry in (False, True):
-            conn = conn or self.engine.connect()
             committing = False
             try:
+                conn = conn or self.engine.connect()
                 with conn.begin():
                     # The audit chain's head first: every grouped transaction then waits
                     # for the one before it before it locks anything else, so two
@@ -601,8 +601,8 @@ class Store:
                     outcomes = _run_jobs(conn, fns, head, rerunnable=True)
                     committing = True
             except BaseException as exc:  # the job (alone) or the commit failed: nothing is durable
-                lost = connection_lost(exc) or conn.invalidated or conn.closed
-                if lost:
+                lost = conn is None or connection_lost(exc) or conn.invalidated or conn.closed
+                if lost and conn is not None:
                     with contextlib.suppress(Exception):
                         conn.close()
                     conn = None
