@@ -53,6 +53,7 @@ class DroppingStore(Store):
         self.drop_after_commit = False  # cut the connection of the next statement after the next write
         self.drop_in_write = False  # cut the connection of the next write's first statement
         self.armed = False  # cut the connection of the very next statement
+        self.drop_again = False  # after the next cut, cut the next statement's connection too
         self.dropped = 0
         event.listen(self.engine, "before_cursor_execute", self._maybe_drop)
         # A grouped write's statements go straight to the driver (storage/prepared.py),
@@ -94,6 +95,8 @@ class DroppingStore(Store):
                 assert time.monotonic() < deadline, "the backend did not end"
                 time.sleep(0.01)
         self.dropped += 1
+        if self.drop_again:
+            self.drop_again, self.armed = False, True
 
 
 @dataclass
@@ -199,14 +202,28 @@ def test_a_read_that_loses_its_connection_is_a_503_without_an_outcome(rig: Rig) 
     assert "re-read" not in body["detail"] and "not applied" not in r.text
 
 
-def test_a_grouped_submit_that_loses_its_connection_is_a_503_and_the_next_one_lands(rig: Rig) -> None:
+def test_a_grouped_submit_whose_connection_is_lost_before_its_commit_runs_again_and_lands(rig: Rig) -> None:
     """An allowed submit is written in a group by the writer thread (PostgreSQL). Its
-    connection dies inside the transaction: the caller is told to re-read, nothing was
-    written, and the next group gets a fresh connection."""
+    connection dies before the group's COMMIT was sent: nothing of the group was written,
+    and submits may run again, so the group runs once more on a fresh connection and the
+    caller gets its 201, recorded once."""
     small = {"tool": "refund", "operation": "process", "params": {"amount": 5}}
     rig.store.drop_in_write = True
     r = rig.client.post("/v1/actions", json=small, headers=rig.h(rig.agent))
     assert rig.store.dropped == 1
+    assert r.status_code == 201 and r.json()["status"] == "allowed", r.text
+    listed = rig.client.get("/v1/actions", headers=rig.h(rig.approver)).json()["actions"]
+    assert [a["id"] for a in listed] == [r.json()["id"]]
+    assert rig.events(r.json()["id"]) == ["action.submitted"]
+
+
+def test_a_grouped_submit_that_loses_its_connection_twice_is_a_503_and_the_next_one_lands(rig: Rig) -> None:
+    """The fresh connection dies too: the caller is told to re-read, nothing was written,
+    and the next group gets a fresh connection."""
+    small = {"tool": "refund", "operation": "process", "params": {"amount": 5}}
+    rig.store.drop_in_write = rig.store.drop_again = True
+    r = rig.client.post("/v1/actions", json=small, headers=rig.h(rig.agent))
+    assert rig.store.dropped == 2
     body = assert_error(r, 503, "unavailable")
     assert "re-read" in body["detail"] and body["error"]["outcome"] == "unknown"
     listed = rig.client.get("/v1/actions", headers=rig.h(rig.approver)).json()["actions"]
