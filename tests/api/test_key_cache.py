@@ -174,7 +174,7 @@ def test_a_re_read_keeps_a_key_in_use_remembered_past_its_first_bound(two_proces
     _, secret = service_keys.create_key(g.store, role=Role.AGENT, name="busy")
     assert g.authenticate(secret) is not None
     ticks.now += 1.5
-    assert g.key_refresh_due(secret)
+    assert g.remembered(secret)[1]
     g.refresh_key(secret)
     ticks.now += 1.5  # 3 s after the first read, 1.5 s after the re-read
     assert g.cached_identity(secret) is not None
@@ -186,7 +186,8 @@ def test_a_re_read_finds_a_key_revoked_behind_the_servers_back_within_half_the_b
     g, other = two_processes
     ticks, secret = _remembered_then_revoked_behind_the_back(g, other)
     ticks.now += 1.0
-    assert g.cached_identity(secret) is not None and g.key_refresh_due(secret)
+    identity, refresh_due = g.remembered(secret)
+    assert identity is not None and refresh_due
     g.refresh_key(secret)
     assert g.cached_identity(secret) is None  # forgotten 1 s in, not 2
     assert g.authenticate(secret) is None

@@ -57,10 +57,10 @@ async def identify(state: Any, secret: str | None) -> Identity:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     governor: Governor = state.governor
     # A key verified moments ago needs no database read and no worker thread.
-    identity = governor.cached_identity(secret)
+    identity, refresh_due = governor.remembered(secret)
     if identity is None:
         identity = await run_in_threadpool(service_reads.authenticate, governor, secret)
-    elif governor.key_refresh_due(secret):
+    elif refresh_due:
         _refresh_in_background(governor, secret)
     if identity is None:
         raise Unauthorized("invalid or revoked API key")

@@ -181,13 +181,14 @@ class Governor:
         the event loop may call it); None means "ask `authenticate`", not "refused"."""
         return keys.cached_identity(self.key_cache, secret)
 
-    def key_refresh_due(self, secret: str) -> bool:
-        """Whether this caller should re-verify a remembered key in the background now
-        (`refresh_key`); at most one caller at a time is told so. No database access."""
-        return keys.claim_refresh(self.key_cache, secret)
+    def remembered(self, secret: str) -> tuple[Identity | None, bool]:
+        """`cached_identity`, and whether this caller should re-verify the key in the
+        background now (`refresh_key`); at most one caller at a time is told so. No
+        database access."""
+        return keys.remembered(self.key_cache, secret)
 
     def refresh_key(self, secret: str) -> None:
-        """Re-verify a remembered key ahead of its expiry (after `key_refresh_due`)."""
+        """Re-verify a remembered key ahead of its expiry (after `remembered` said so)."""
         keys.refresh_into(self.store, secret, self.key_cache)
 
     def identity_for_key(self, key_id: str) -> Identity | None:

@@ -54,27 +54,40 @@ class KeyCache:
     def get(self, digest: str) -> Identity | None:
         """The identity verified for this digest within the last `ttl` seconds, if any."""
         with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None:
-                return None
-            identity, verified_at = entry
-            if self._clock() - verified_at >= self.ttl:
-                del self._entries[digest]
-                return None
-            return identity
+            return self._get_locked(digest)
+
+    def _get_locked(self, digest: str) -> Identity | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        identity, verified_at = entry
+        if self._clock() - verified_at >= self.ttl:
+            del self._entries[digest]
+            return None
+        return identity
+
+    def lookup(self, digest: str) -> tuple[Identity | None, bool]:
+        """`get`, and `claim_refresh` for a key it found, under one lock: what every
+        request that presents a remembered key asks."""
+        with self._lock:
+            identity = self._get_locked(digest)
+            return identity, identity is not None and self._claim_locked(digest)
 
     def claim_refresh(self, digest: str) -> bool:
         """True, to one caller, when this remembered key is due a background re-read: its
         entry is at least `REFRESH_AFTER` of the ttl old and nobody is re-reading it. The
         caller ends the claim with `put`, `drop` or `release_refresh`."""
         with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None or digest in self._refreshing:
-                return False
-            if self._clock() - entry[1] < self.ttl * REFRESH_AFTER:
-                return False
-            self._refreshing.add(digest)
-            return True
+            return self._claim_locked(digest)
+
+    def _claim_locked(self, digest: str) -> bool:
+        entry = self._entries.get(digest)
+        if entry is None or digest in self._refreshing:
+            return False
+        if self._clock() - entry[1] < self.ttl * REFRESH_AFTER:
+            return False
+        self._refreshing.add(digest)
+        return True
 
     def release_refresh(self, digest: str) -> None:
         """End a claim whose read failed: the entry expires when it would have."""

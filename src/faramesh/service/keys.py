@@ -164,13 +164,16 @@ def authenticate_into(store: Store, secret: str, cache: KeyCache) -> Identity | 
     return identity
 
 
-def claim_refresh(cache: KeyCache, secret: str) -> bool:
-    """Whether this caller should re-verify a remembered key now (see `KeyCache.claim_refresh`)."""
-    return bool(secret) and len(secret) <= MAX_SECRET and cache.claim_refresh(hash_key(secret))
+def remembered(cache: KeyCache, secret: str) -> tuple[Identity | None, bool]:
+    """`cached_identity`, and whether this caller should re-verify the key in the
+    background now (see `KeyCache.lookup`): the secret hashed once."""
+    if not secret or len(secret) > MAX_SECRET:
+        return None, False
+    return cache.lookup(hash_key(secret))
 
 
 def refresh_into(store: Store, secret: str, cache: KeyCache) -> None:
-    """Re-verify a remembered key ahead of its expiry (after `claim_refresh`): remembered
+    """Re-verify a remembered key ahead of its expiry (after `remembered` said so): remembered
     afresh when it is still valid, forgotten at once when it was revoked or deleted. A
     failed read raises and leaves the entry to expire when it would have."""
     digest = hash_key(secret)
