@@ -69,3 +69,18 @@ def test_the_drain_at_sigterm_is_not_labelled_with_a_request_s_action(make_clien
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert [label for message, label in labels if message.startswith("stopping")] == [None]
+
+
+def test_text_time_stamps_match_the_standard_formatter_across_second_boundaries() -> None:
+    """The text format's remembered date and clock must never outlive its second: records
+    0.7 ms apart across many seconds (and one far back in time) read exactly as logging's own."""
+    from faramesh.observability.logging import TEXT_FORMAT, TextFormatter
+
+    ours, standard = TextFormatter(TEXT_FORMAT), logging.Formatter(TEXT_FORMAT)
+    start = 1_790_000_000.9995
+    moments = [start + i * 0.0007 for i in range(5_000)] + [start - 86_400 * 400, start + 3.0]
+    for created in moments:
+        record = logging.LogRecord("faramesh.events", logging.INFO, "", 0, "created %s", ("a1",), None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000)
+        assert ours.format(record) == standard.format(record)
+    assert ours.formatTime(record, "%Y") == standard.formatTime(record, "%Y")

@@ -164,8 +164,10 @@ def create_app(settings: Settings | None = None, *, governor: Governor | None = 
         docs_url=None,  # served from local assets by api_docs, not from a CDN
         redoc_url=None,
         # One SERVER span per request: the project's TracingMiddleware makes it, so
-        # FastAPI's own request spans (on whenever a tracer provider is set) stay off.
-        telemetry={"tracing": False},
+        # FastAPI's own request spans (on whenever a tracer provider is set) stay off; its
+        # request metrics and logs too (ours are Prometheus's and the log lines): with them
+        # on, every request asks OpenTelemetry for its global providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.draining = False

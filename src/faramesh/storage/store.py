@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import queue
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,7 +93,15 @@ def _sqlite_engine(url: str, *, unpooled: bool = False) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+        # On the driver's connection: a statement through SQLAlchemy's execution path
+        # costs several times the BEGIN itself, and every group commit begins one.
+        sql = "BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN"
+        raw = conn.connection.driver_connection
+        assert raw is not None, "the connection is closed"
+        try:
+            raw.execute(sql)
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it (a busy database: OperationalError)
+            raise DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
 
     return engine
 
