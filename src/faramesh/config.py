@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from faramesh import durations
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "sqlite:///./faramesh.db"
 # No approval is open forever, and an approval is permission to run now (service/expiry.py).
@@ -211,23 +213,14 @@ def parse_timeout(value: str | float | int | None, default: float) -> float | No
 
 
 def parse_duration(value: str | float | int | None) -> float | None:
-    """'90' or 90 -> 90.0, '15m' -> 900.0, '2h', '1d', '30s'; None/'' -> None."""
+    """A duration setting in seconds (`faramesh.durations`: 90, '90', '15m', '1h30m',
+    '500ms'); None for None or ''. A bad one is a ValueError that says what is accepted."""
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-        for suffix in ("ms", "s", "m", "h", "d"):
-            if text.endswith(suffix):
-                seconds = float(text[: -len(suffix)]) * units[suffix]
-                break
-        else:
-            seconds = float(text)
-    if not seconds > 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
-    return seconds
+    try:
+        return durations.parse_duration(value)
+    except durations.DurationError as exc:
+        raise ValueError(f"{exc.message}; {exc.hint}") from None
 
 
 @dataclass

@@ -6,22 +6,17 @@ caller passes in.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+from faramesh import durations
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_GROUPS = {"weekdays": (0, 1, 2, 3, 4), "weekends": (5, 6), "weekend": (5, 6), "all": tuple(range(7))}
 _CLOCK = re.compile(r"([01]?\d|2[0-4]):([0-5]\d)")
-
-DURATION_HINT = "use a number of seconds or a number with a unit s, m, h, d or w, e.g. 30s, 15m, 2h, 1d, 1h30m"
 
 
 class TimingError(ValueError):
@@ -32,21 +27,12 @@ class TimingError(ValueError):
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``30`` / ``2.5`` (seconds) or ``30s`` / ``15m`` / ``2h`` / ``1d`` / ``1w`` / ``1h30m``."""
-    if isinstance(value, bool):
-        raise TimingError(f"expected a duration, got {value!r}", DURATION_HINT)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if not _DURATION.fullmatch(text):
-            raise TimingError(f"invalid duration {value!r}", DURATION_HINT)
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    else:
-        raise TimingError(f"expected a duration, got {type(value).__name__}", DURATION_HINT)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise TimingError(f"a duration must be positive, got {value!r}", DURATION_HINT)
-    return seconds
+    """Seconds from a duration (`faramesh.durations.parse_duration`), as a `TimingError`
+    when it is not one."""
+    try:
+        return durations.parse_duration(value)
+    except durations.DurationError as exc:
+        raise TimingError(exc.message, exc.hint) from None
 
 
 def _day(token: str) -> int:

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from faramesh import audit
+from faramesh.durations import humanize
 from faramesh.errors import Conflict, Forbidden, InvalidInput, KeyRevoked
 from faramesh.model import EXECUTABLE, Identity, Status
 from faramesh.service import access, keys
 from faramesh.service.approvals import check_reason
-from faramesh.service.durations import humanize
 from faramesh.service.expiry import sweep_due
 from faramesh.service.permits import permit_sha256
 from faramesh.service.results import check_result

@@ -20,10 +20,10 @@ from typing import Any
 
 from faramesh import audit
 from faramesh.config import DEFAULT_APPROVAL_LAPSE, DEFAULT_APPROVAL_TIMEOUT
+from faramesh.durations import humanize
 from faramesh.errors import Conflict
 from faramesh.model import Status
 from faramesh.service.cancel import cancel_row
-from faramesh.service.durations import humanize
 from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.repositories import Repositories

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from faramesh import audit
+from faramesh.durations import humanize
 from faramesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from faramesh.model import Identity, Status
 from faramesh.policy import Decision, Effect, Policy, PolicyError
@@ -35,7 +36,6 @@ from faramesh.policy.fields import condition_fields
 from faramesh.policy.timing import TimingError, parse_duration
 from faramesh.service import people, permits
 from faramesh.service.approvals import check_reason
-from faramesh.service.durations import humanize
 from faramesh.service.permit_keys import SigningKey
 from faramesh.service.views import iso
 from faramesh.storage import Store, approvals_repo, grants_repo

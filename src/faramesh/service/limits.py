@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from faramesh.canonical import fast_canonical, sha256_hex
+from faramesh.durations import humanize
 from faramesh.policy import BudgetSpec, Decision
-from faramesh.service.durations import humanize
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.repositories import Repositories
 from faramesh.validation import NUL, SHOWN, shown

@@ -16,9 +16,9 @@ from functools import partial
 from typing import Any
 
 from faramesh import audit
+from faramesh.durations import humanize
 from faramesh.model import Status
 from faramesh.policy import Policy
-from faramesh.service.durations import humanize
 from faramesh.storage import Store, nudges_repo
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.repositories import Repositories
