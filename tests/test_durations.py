@@ -66,9 +66,7 @@ def test_a_bad_setting_names_its_option_and_what_is_accepted() -> None:
 
 
 def test_a_policy_reads_compound_durations_and_milliseconds() -> None:
-    policy = Policy.from_yaml(
-        "rules:\n  - match: {tool: t}\n    allow: true\n    rate_limit: {max: 5, per: 1m500ms}\n"
-    )
+    policy = Policy.from_yaml("rules:\n  - match: {tool: t}\n    allow: true\n    rate_limit: {max: 5, per: 1m500ms}\n")
     (limit,) = policy.rules[0].limits
     assert isinstance(limit, RateLimitSpec) and limit.per_seconds == 60.5
     with pytest.raises(PolicyError, match="invalid duration"):
