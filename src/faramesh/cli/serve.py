@@ -412,6 +412,7 @@ def serve(
 
     configure_logging(log_format)
     from faramesh.server.drain import DrainingServer
+    from faramesh.server.heap import freeze_startup_objects
 
     def make_server() -> DrainingServer:
         app = create_app(settings)
@@ -431,7 +432,7 @@ def serve(
             http=bounded_http_protocol(max_header_bytes, SECURITY_HEADERS),
             h11_max_incomplete_event_size=max_header_bytes,
         )
-        return DrainingServer(config, app)
+        return DrainingServer(config, app, after_startup=freeze_startup_objects)
 
     if workers > 1:
         from faramesh.server.workers import serve_forked

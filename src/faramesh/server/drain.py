@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -21,10 +23,18 @@ from faramesh.server.app import begin_drain
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, *, after_startup: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self.faramesh_app = app
         self._drain_started = False
+        self._after_startup = after_startup
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # the app's lifespan has started; listening now
+        if self._after_startup is not None and not self.should_exit:
+            self._after_startup()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # This runs as a signal handler, possibly while the loop's thread holds a lock the
