@@ -3,7 +3,9 @@ command's options and the docs; a test checks that they agree."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class Setting:
     default: Any
     help: str
     type: type = str
+    minimum: float | None = None  # a number of seconds: the least accepted (parse_seconds)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -52,6 +55,7 @@ SETTINGS: tuple[Setting, ...] = (
         0.5,
         "seconds between checks of the policy files for changes (0: no watching; SIGHUP still reloads)",
         float,
+        minimum=0.0,
     ),
     Setting(
         "approval_timeout",
@@ -117,8 +121,11 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         "seconds before the first webhook retry; the delay doubles after each failure",
         float,
+        minimum=0.01,
     ),
-    Setting("webhook_timeout", "FARAMESH_WEBHOOK_TIMEOUT", 10.0, "seconds one webhook delivery may take", float),
+    Setting(
+        "webhook_timeout", "FARAMESH_WEBHOOK_TIMEOUT", 10.0, "seconds one webhook delivery may take", float, minimum=0.1
+    ),
     Setting(
         "public_url",
         "FARAMESH_PUBLIC_URL",
@@ -212,6 +219,27 @@ def parse_timeout(value: str | float | int | None, default: float) -> float | No
     return default if parsed is None else parsed
 
 
+def parse_seconds(value: str | float, minimum: float) -> float:
+    """A plain number of seconds, finite and at least `minimum`; else a ValueError that
+    says why. (float() alone reads 'nan' and 'inf': a webhook timeout of nan seconds.)"""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite number of seconds, got {value!r}")
+    if seconds < minimum:
+        raise ValueError(f"{value!r} is below the least accepted, {minimum:g} seconds")
+    return seconds
+
+
+def seconds_minimum(name: str) -> float:
+    """The least number of seconds the setting `name` accepts (the SETTINGS table's)."""
+    minimum = next(s.minimum for s in SETTINGS if s.name == name)
+    assert minimum is not None, f"{name} is not a number of seconds"
+    return minimum
+
+
 def parse_duration(value: str | float | int | None) -> float | None:
     """A duration setting in seconds (`faramesh.durations`: 90, '90', '15m', '1h30m',
     '500ms'); None for None or ''. A bad one is a ValueError that says what is accepted."""
@@ -221,6 +249,39 @@ def parse_duration(value: str | float | int | None) -> float | None:
         return durations.parse_duration(value)
     except durations.DurationError as exc:
         raise ValueError(f"{exc.message}; {exc.hint}") from None
+
+
+def _or(default: float) -> Callable[[Any], float]:
+    """A duration setting whose empty value means `default`."""
+
+    def parse(value: Any) -> float:
+        parsed = parse_duration(value)
+        return default if parsed is None else parsed
+
+    return parse
+
+
+def _seconds(name: str) -> Callable[[Any], float]:
+    return lambda value: parse_seconds(value, seconds_minimum(name))
+
+
+# How Settings.from_env reads each setting that is not plain text.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "port": int,
+    "workers": int,
+    "max_body_bytes": int,
+    "max_header_bytes": int,
+    "approval_timeout": lambda value: parse_timeout(value, DEFAULT_APPROVAL_TIMEOUT),
+    "approval_lapse": lambda value: parse_timeout(value, DEFAULT_APPROVAL_LAPSE),
+    "permit_ttl": _or(DEFAULT_PERMIT_TTL),
+    "execution_lease": _or(DEFAULT_EXECUTION_LEASE),
+    "webhook_retry_base": _seconds("webhook_retry_base"),
+    "webhook_timeout": _seconds("webhook_timeout"),
+    "policy_watch_interval": _seconds("policy_watch_interval"),
+    "session_lifetime": _or(DEFAULT_SESSION_LIFETIME),
+    "oidc_recheck": _or(DEFAULT_OIDC_RECHECK),
+    "dashboard_key_login": parse_bool,
+}
 
 
 @dataclass
@@ -272,30 +333,13 @@ class Settings:
             if raw is not None and raw != "":
                 values[s.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "port" in values:
-            values["port"] = int(values["port"])
-        if "workers" in values:
-            values["workers"] = int(values["workers"])
-        if "max_body_bytes" in values:
-            values["max_body_bytes"] = int(values["max_body_bytes"])
-        if "max_header_bytes" in values:
-            values["max_header_bytes"] = int(values["max_header_bytes"])
-        if "approval_timeout" in values:
-            values["approval_timeout"] = parse_timeout(values["approval_timeout"], DEFAULT_APPROVAL_TIMEOUT)
-        if "approval_lapse" in values:
-            values["approval_lapse"] = parse_timeout(values["approval_lapse"], DEFAULT_APPROVAL_LAPSE)
-        for name, default in (("permit_ttl", DEFAULT_PERMIT_TTL), ("execution_lease", DEFAULT_EXECUTION_LEASE)):
+        for name, parse in _PARSERS.items():
             if name in values:
-                values[name] = parse_duration(values[name]) or default
-        for name in ("webhook_retry_base", "webhook_timeout", "policy_watch_interval"):
-            if name in values:
-                values[name] = float(values[name])
-        for name, default in (("session_lifetime", DEFAULT_SESSION_LIFETIME), ("oidc_recheck", DEFAULT_OIDC_RECHECK)):
-            if name in values:
-                parsed = parse_duration(values[name])
-                values[name] = default if parsed is None else parsed
-        if "dashboard_key_login" in values:
-            values["dashboard_key_login"] = parse_bool(values["dashboard_key_login"])
+                try:
+                    values[name] = parse(values[name])
+                except (TypeError, ValueError) as exc:  # name the setting: there are thirty
+                    env_name = next(s.env for s in SETTINGS if s.name == name)
+                    raise ValueError(f"{env_name} ({name}): {exc}") from None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import click
+import pytest
+from click.testing import CliRunner
 
+from faramesh.cli.common import Seconds
 from faramesh.cli.serve import serve
 from faramesh.config import SETTINGS, Settings
 
@@ -69,3 +72,41 @@ def test_every_setting_is_a_row_of_the_deployment_guide_settings_table() -> None
     for setting in SETTINGS:
         flag = "--" + setting.name.replace("_", "-")
         assert rows[setting.env] == ("environment only" if setting.name in ENV_ONLY else flag), setting.env
+
+
+SECONDS = [s for s in SETTINGS if s.minimum is not None]
+
+
+def test_the_seconds_settings_are_the_float_ones_and_serve_applies_their_minimum() -> None:
+    assert {s.name for s in SECONDS} == {s.name for s in SETTINGS if s.type is float}
+    options = _options()
+    for setting in SECONDS:
+        kind = options[setting.name].type
+        assert isinstance(kind, Seconds) and kind.minimum == setting.minimum, setting.name
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e999", "-1", "abc", "5m"])
+def test_a_seconds_setting_that_is_not_a_finite_number_in_range_is_refused_by_name(bad: str) -> None:
+    """float() reads 'nan' and 'inf', and click's FloatRange lets them through its bounds:
+    a webhook timeout of nan seconds, a policy watch every inf seconds."""
+    for setting in SECONDS:
+        with pytest.raises(ValueError, match=setting.env):
+            Settings.from_env({setting.env: bad})
+        result = CliRunner().invoke(serve, [f"--{setting.name.replace('_', '-')}", bad])
+        assert result.exit_code == 2, (setting.name, bad, result.output)
+        assert f"--{setting.name.replace('_', '-')}" in result.output
+
+
+def test_a_seconds_setting_in_range_is_read() -> None:
+    env = {s.env: str(s.minimum + 0.5) for s in SECONDS}
+    parsed = Settings.from_env(env)
+    for setting in SECONDS:
+        assert getattr(parsed, setting.name) == setting.minimum + 0.5
+
+
+def test_the_mcp_proxy_refuses_a_timeout_that_is_not_a_finite_number() -> None:
+    from faramesh.cli.main import main
+
+    for option in ("--timeout", "--progress-interval"):
+        result = CliRunner().invoke(main, ["mcp", "proxy", option, "nan", "--", "true"])
+        assert result.exit_code == 2 and option in result.output, result.output

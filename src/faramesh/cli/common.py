@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from faramesh.cli.exitcodes import ExitCode, for_status
-from faramesh.config import DEFAULT_DATABASE_URL
+from faramesh.config import DEFAULT_DATABASE_URL, parse_seconds
 from faramesh.sdk.client import ExecutionGovernorClient
 from faramesh.sdk.errors import FarameshAPIError, FarameshClientError, FarameshConnectionError
 
@@ -30,6 +30,23 @@ T = TypeVar("T")
 # What `pip install "faramesh[server]"` adds; a command that needs one of them says so.
 SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "jinja2", "prometheus_client")
 SERVER_INSTALL = 'pip install "faramesh[server]"'
+
+
+class Seconds(click.ParamType[float]):
+    """A number of seconds, finite and at least `minimum` (`config.parse_seconds`).
+    click's FloatRange lets 'nan' and 'inf' through its bounds."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            return parse_seconds(value, self.minimum)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
 
 url_option = click.option(
     "--url",

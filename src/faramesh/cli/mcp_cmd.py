@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from faramesh.cli.common import key_option, url_option
+from faramesh.cli.common import Seconds, key_option, url_option
 
 
 @click.group("mcp")
@@ -22,14 +22,14 @@ def mcp_group() -> None:
 @click.option("--operation", default="call", show_default=True, help="Faramesh operation for every tool call.")
 @click.option(
     "--timeout",
-    type=float,
+    type=Seconds(0.0),
     default=300.0,
     show_default=True,
     help="Seconds to wait for a person to approve a held call; 0 waits without limit.",
 )
 @click.option(
     "--progress-interval",
-    type=click.FloatRange(min=0.05),
+    type=Seconds(0.05),
     default=10.0,
     show_default=True,
     help="Seconds between MCP progress notifications while a call is held (sent when the client asked for progress).",

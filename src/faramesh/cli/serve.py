@@ -9,7 +9,7 @@ import time
 
 import click
 
-from faramesh.cli.common import require_server
+from faramesh.cli.common import Seconds, require_server
 from faramesh.cli.exitcodes import ExitCode
 from faramesh.config import (
     DEFAULT_APPROVAL_LAPSE,
@@ -19,6 +19,7 @@ from faramesh.config import (
     Settings,
     parse_duration,
     parse_timeout,
+    seconds_minimum,
 )
 from faramesh.model import Role
 from faramesh.sso import SsoConfig, SsoConfigError
@@ -50,7 +51,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_POLICY_WATCH_INTERVAL",
     default=0.5,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(seconds_minimum("policy_watch_interval")),
     help="Seconds between checks of the policy files for changes; 0 turns watching off (SIGHUP still reloads).",
 )
 @click.option(
@@ -149,7 +150,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_WEBHOOK_RETRY_BASE",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(min=0.01),
+    type=Seconds(seconds_minimum("webhook_retry_base")),
     help="Seconds before the first webhook retry; the delay doubles after each failure.",
 )
 @click.option(
@@ -157,7 +158,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_WEBHOOK_TIMEOUT",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
+    type=Seconds(seconds_minimum("webhook_timeout")),
     help="Seconds one webhook delivery may take before it counts as failed.",
 )
 @click.option(
