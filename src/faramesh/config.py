@@ -35,12 +35,14 @@ class Setting:
     default: Any
     help: str
     type: type = str
-    minimum: float | None = None  # a number of seconds: the least accepted (parse_seconds)
+    # The range a number setting accepts (parse_seconds, parse_count and serve's options).
+    minimum: float | None = None
+    maximum: int | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "FARAMESH_HOST", "127.0.0.1", "interface to listen on"),
-    Setting("port", "FARAMESH_PORT", 8000, "port to listen on", int),
+    Setting("port", "FARAMESH_PORT", 8000, "port to listen on (1-65535)", int, minimum=1, maximum=65535),
     Setting("database_url", "FARAMESH_DATABASE_URL", DEFAULT_DATABASE_URL, "sqlite:///path.db or postgresql://…"),
     Setting("policy", "FARAMESH_POLICY", None, "policy file (default ./policy.yaml, else the starter policy)"),
     Setting(
@@ -68,8 +70,10 @@ SETTINGS: tuple[Setting, ...] = (
         "workers",
         "FARAMESH_WORKERS",
         1,
-        "server processes sharing the port (PostgreSQL only); each has its own interpreter, so they use more cores",
+        "server processes sharing the port (PostgreSQL only, 1-64); each has its own interpreter, so they use more cores",
         int,
+        minimum=1,
+        maximum=64,
     ),
     Setting(
         "approval_lapse",
@@ -92,13 +96,22 @@ SETTINGS: tuple[Setting, ...] = (
         "how long a started action may run without a result or a heartbeat before its outcome "
         "counts as unknown (an identical retry is then refused until it is reconciled)",
     ),
-    Setting("max_body_bytes", "FARAMESH_MAX_BODY_BYTES", 1024 * 1024, "largest request body accepted", int),
+    # Below 1 KiB no ordinary submit or request head fits: a server that refuses everything.
+    Setting(
+        "max_body_bytes",
+        "FARAMESH_MAX_BODY_BYTES",
+        1024 * 1024,
+        "largest request body accepted (at least 1024)",
+        int,
+        minimum=1024,
+    ),
     Setting(
         "max_header_bytes",
         "FARAMESH_MAX_HEADER_BYTES",
         64 * 1024,
-        "largest request line plus headers accepted (larger is refused with 400 before the app)",
+        "largest request line plus headers accepted (at least 1024; larger is refused with 400 before the app)",
         int,
+        minimum=1024,
     ),
     Setting(
         "rate_limit",
@@ -233,6 +246,29 @@ def parse_seconds(value: str | float, minimum: float) -> float:
     return seconds
 
 
+def parse_count(value: str | int, minimum: float, maximum: int | None) -> int:
+    """A whole number within [minimum, maximum]; else a ValueError that says why."""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if count < minimum or (maximum is not None and count > maximum):
+        upper = f" to {maximum}" if maximum is not None else " or more"
+        raise ValueError(f"{value!r} is outside the accepted range, {minimum:g}{upper}")
+    return count
+
+
+def count_range(name: str) -> tuple[int, int | None]:
+    """The whole numbers the setting `name` accepts (the SETTINGS table's)."""
+    setting = next(s for s in SETTINGS if s.name == name)
+    assert setting.type is int and setting.minimum is not None, f"{name} is not a whole-number setting"
+    return int(setting.minimum), setting.maximum
+
+
+def _count(name: str) -> Callable[[Any], int]:
+    return lambda value: parse_count(value, *count_range(name))
+
+
 def seconds_minimum(name: str) -> float:
     """The least number of seconds the setting `name` accepts (the SETTINGS table's)."""
     minimum = next(s.minimum for s in SETTINGS if s.name == name)
@@ -267,10 +303,10 @@ def _seconds(name: str) -> Callable[[Any], float]:
 
 # How Settings.from_env reads each setting that is not plain text.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
-    "port": int,
-    "workers": int,
-    "max_body_bytes": int,
-    "max_header_bytes": int,
+    "port": _count("port"),
+    "workers": _count("workers"),
+    "max_body_bytes": _count("max_body_bytes"),
+    "max_header_bytes": _count("max_header_bytes"),
     "approval_timeout": lambda value: parse_timeout(value, DEFAULT_APPROVAL_TIMEOUT),
     "approval_lapse": lambda value: parse_timeout(value, DEFAULT_APPROVAL_LAPSE),
     "permit_ttl": _or(DEFAULT_PERMIT_TTL),

@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from faramesh.cli.common import Seconds
+from faramesh.cli.common import Count, Seconds
 from faramesh.cli.serve import serve
 from faramesh.config import SETTINGS, Settings
 
@@ -39,11 +39,10 @@ def test_every_setting_is_a_settings_field_and_reads_its_env_variable() -> None:
     fields = set(Settings.__dataclass_fields__)
     for setting in SETTINGS:
         assert setting.name in fields
-    env = {s.env: "7" for s in SETTINGS if s.type is int}
-    parsed = Settings.from_env(env)
-    for setting in SETTINGS:
-        if setting.type is int:
-            assert getattr(parsed, setting.name) == 7, setting.name
+    within = {s.name: int(s.minimum or 0) + 7 for s in SETTINGS if s.type is int}
+    parsed = Settings.from_env({s.env: str(within[s.name]) for s in SETTINGS if s.type is int})
+    for name, value in within.items():
+        assert getattr(parsed, name) == value, name
 
 
 def test_every_setting_is_visible_in_serve_help_with_its_meaning() -> None:
@@ -74,11 +73,12 @@ def test_every_setting_is_a_row_of_the_deployment_guide_settings_table() -> None
         assert rows[setting.env] == ("environment only" if setting.name in ENV_ONLY else flag), setting.env
 
 
-SECONDS = [s for s in SETTINGS if s.minimum is not None]
+SECONDS = [s for s in SETTINGS if s.type is float]
+COUNTS = [s for s in SETTINGS if s.type is int]
 
 
-def test_the_seconds_settings_are_the_float_ones_and_serve_applies_their_minimum() -> None:
-    assert {s.name for s in SECONDS} == {s.name for s in SETTINGS if s.type is float}
+def test_the_seconds_settings_have_a_minimum_and_serve_applies_it() -> None:
+    assert all(s.minimum is not None for s in SECONDS)
     options = _options()
     for setting in SECONDS:
         kind = options[setting.name].type
@@ -110,3 +110,30 @@ def test_the_mcp_proxy_refuses_a_timeout_that_is_not_a_finite_number() -> None:
     for option in ("--timeout", "--progress-interval"):
         result = CliRunner().invoke(main, ["mcp", "proxy", option, "nan", "--", "true"])
         assert result.exit_code == 2 and option in result.output, result.output
+
+
+def test_every_whole_number_setting_has_a_range_that_serve_and_the_environment_apply() -> None:
+    """--port -5 printed the new admin key and then failed in uvicorn; --port 70000 and a
+    body limit of 0 started servers that could not be reached or refused every request;
+    --max-body-bytes -1 ended in a traceback."""
+    options = _options()
+    for setting in COUNTS:
+        assert setting.minimum is not None, setting.name
+        kind = options[setting.name].type
+        assert isinstance(kind, Count) and (kind.minimum, kind.maximum) == (setting.minimum, setting.maximum)
+        outside = [str(int(setting.minimum) - 1), "abc", "1.5"]
+        if setting.maximum is not None:
+            outside.append(str(setting.maximum + 1))
+        for bad in outside:
+            with pytest.raises(ValueError, match=setting.env):
+                Settings.from_env({setting.env: bad})
+            result = CliRunner().invoke(serve, [f"--{setting.name.replace('_', '-')}", bad])
+            assert result.exit_code == 2, (setting.name, bad, result.output)
+            assert f"--{setting.name.replace('_', '-')}" in result.output
+            assert "Traceback" not in result.output and "admin key" not in result.output
+
+
+def test_a_server_that_refuses_every_request_is_not_started() -> None:
+    for option in ("--max-body-bytes", "--max-header-bytes"):
+        result = CliRunner().invoke(serve, [option, "100"])
+        assert result.exit_code == 2 and "1024 or more" in result.output, result.output

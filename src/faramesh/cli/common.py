@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from faramesh.cli.exitcodes import ExitCode, for_status
-from faramesh.config import DEFAULT_DATABASE_URL, parse_seconds
+from faramesh.config import DEFAULT_DATABASE_URL, count_range, parse_count, parse_seconds
 from faramesh.sdk.client import ExecutionGovernorClient
 from faramesh.sdk.errors import FarameshAPIError, FarameshClientError, FarameshConnectionError
 
@@ -44,6 +44,22 @@ class Seconds(click.ParamType[float]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         try:
             return parse_seconds(value, self.minimum)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Count(click.ParamType[int]):
+    """A whole-number setting of `faramesh serve`, in the SETTINGS table's range
+    (`config.parse_count`), so the option and its environment variable agree."""
+
+    name = "integer"
+
+    def __init__(self, setting: str) -> None:
+        self.minimum, self.maximum = count_range(setting)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_count(value, self.minimum, self.maximum)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 

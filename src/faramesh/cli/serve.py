@@ -9,7 +9,7 @@ import time
 
 import click
 
-from faramesh.cli.common import Seconds, require_server
+from faramesh.cli.common import Count, Seconds, require_server
 from faramesh.cli.exitcodes import ExitCode
 from faramesh.config import (
     DEFAULT_APPROVAL_LAPSE,
@@ -32,7 +32,9 @@ from faramesh.sso import SsoConfig, SsoConfigError
     "give every replica the same one). Settings table: docs/deployment.md#settings.",
 )
 @click.option("--host", envvar="FARAMESH_HOST", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", envvar="FARAMESH_PORT", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port", envvar="FARAMESH_PORT", default=8000, show_default=True, type=Count("port"), help="Port to listen on."
+)
 @click.option(
     "--policy",
     envvar="FARAMESH_POLICY",
@@ -73,7 +75,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_WORKERS",
     default=1,
     show_default=True,
-    type=click.IntRange(min=1, max=64),
+    type=Count("workers"),
     help="Server processes sharing the port (PostgreSQL only): each has its own interpreter, so they use more cores.",
 )
 @click.option(
@@ -103,7 +105,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_MAX_BODY_BYTES",
     default=1024 * 1024,
     show_default=True,
-    type=int,
+    type=Count("max_body_bytes"),
     help="Largest request body accepted; larger bodies are refused with 413.",
 )
 @click.option(
@@ -111,7 +113,7 @@ from faramesh.sso import SsoConfig, SsoConfigError
     envvar="FARAMESH_MAX_HEADER_BYTES",
     default=64 * 1024,
     show_default=True,
-    type=int,
+    type=Count("max_header_bytes"),
     help="Largest request line plus headers; larger requests are refused before they reach the app.",
 )
 @click.option(
