@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from faramesh import durations
+
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "sqlite:///./faramesh.db"
@@ -230,6 +234,21 @@ def parse_timeout(value: str | float | int | None, default: float) -> float | No
         return None
     parsed = parse_duration(value)
     return default if parsed is None else parsed
+
+
+def shown_database_url(url: str) -> str:
+    """A database URL for messages and logs, with its password (in the address or as a
+    `password=` parameter) replaced by ***: start-up lines and errors end up in logs.
+    Nothing else in the URL changes."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:  # not a URL at all: nothing in it can be told apart, so show none of it
+        return "(an invalid URL)"
+    if has_password:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        url = url.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:***@{host}", 1)
+    return _PASSWORD_PARAMETER.sub(r"\1***", url)
 
 
 def parse_seconds(value: str | float, minimum: float) -> float:

@@ -94,3 +94,49 @@ def test_keys_create_names_its_database_and_never_creates_one_unasked(tmp_path: 
     assert len(listed.stdout.splitlines()) == 3
     unknown = run("keys", "revoke", "0123456789abcdef", "--database-url", url)
     assert unknown.returncode == ExitCode.NOT_FOUND
+
+
+UNREACHABLE_PG = "postgresql://faramesh:hunter2@127.0.0.1:9/nothing"
+
+
+def test_a_database_that_cannot_be_used_is_one_line_and_exit_2_never_a_traceback(tmp_path: Path) -> None:
+    """An unsupported or malformed URL, a PostgreSQL server that is not there, a SQLite file
+    that cannot be opened: each command that opens the database says so in a line (exit 2,
+    'a database that cannot be used'), and creates nothing, keys included."""
+    unopenable = f"sqlite:///{tmp_path / 'file' / 'under-a-file.db'}"
+    (tmp_path / "file").write_text("not a directory")
+    cases = [
+        (("keys", "list", "--database-url", "bogus://x"), "unsupported database URL"),
+        (("keys", "list", "--database-url", UNREACHABLE_PG), "cannot be used"),
+        (("db", "upgrade", "--database-url", unopenable), "cannot be used"),
+        (("serve", "--database-url", "bogus://x"), "unsupported database URL"),
+        (("serve", "--database-url", UNREACHABLE_PG), "cannot be used"),
+        (("serve", "--database-url", unopenable), "cannot be used"),
+        (("audit", "verify", "--database-url", UNREACHABLE_PG), "cannot read the database"),
+    ]
+    for args, said in cases:
+        result = run(*args)
+        assert result.returncode == ExitCode.USAGE, (args, result.stdout, result.stderr)
+        assert said in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "fm_" not in result.stdout, "no admin key was made"
+
+
+def test_a_database_password_never_reaches_the_output() -> None:
+    for args in (("keys", "list", "--database-url", UNREACHABLE_PG), ("serve", "--database-url", UNREACHABLE_PG)):
+        result = run(*args)
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "faramesh:***@127.0.0.1:9" in result.stderr
+
+
+def test_shown_database_urls_hide_passwords_and_change_nothing_else() -> None:
+    from faramesh.config import shown_database_url as shown
+
+    assert shown("postgresql://u:secret@db:5432/f") == "postgresql://u:***@db:5432/f"
+    assert shown("postgresql://db/f?sslmode=require&Password=x") == "postgresql://db/f?sslmode=require&Password=***"
+    assert shown("postgresql://u:p%40ss@[::1]:5/f?application_name=a%20b") == (
+        "postgresql://u:***@[::1]:5/f?application_name=a%20b"
+    )
+    for unchanged in ("sqlite:///./faramesh.db", "sqlite:////tmp/a b.db", "postgresql://u@db/f"):
+        assert shown(unchanged) == unchanged
+    assert "secret" not in shown("postgresql://u:secret@[::1")  # unparseable: shown as nothing

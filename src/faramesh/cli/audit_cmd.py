@@ -125,8 +125,7 @@ def verify(
         raise click.UsageError("--partial applies to --file")
     require_server("audit verify")
     from faramesh import audit
-    from faramesh.storage.errors import DatabaseError
-    from faramesh.storage.existing import describe
+    from faramesh.storage.errors import DatabaseError, reason
 
     def track(rows: Iterable[T], total: int | None) -> Iterable[T]:
         return with_progress(rows, "Verifying the audit log", total)
@@ -143,7 +142,7 @@ def verify(
             try:
                 report = audit.verify_database(conn, checkpoints=checkpoints, max_problems=max_problems, progress=track)
             except DatabaseError as exc:
-                _fail(f"cannot read the audit log: {describe(exc)}")
+                _fail(f"cannot read the audit log: {reason(exc)}")
     if as_json:
         echo_json(report.to_dict())
         sys.exit(0 if report.ok else EXIT_BROKEN)
@@ -195,8 +194,7 @@ def export(since: int | float | None, action_id: str | None, output: IO[bytes], 
     with _read_store(database_url, "export") as store, store.connect() as conn:
         from faramesh import audit
         from faramesh.storage import audit_log
-        from faramesh.storage.errors import DatabaseError
-        from faramesh.storage.existing import describe
+        from faramesh.storage.errors import DatabaseError, reason
 
         conn = audit_log.snapshot(conn)  # one consistent view of the log while it is written
         try:
@@ -208,7 +206,7 @@ def export(since: int | float | None, action_id: str | None, output: IO[bytes], 
             for line in with_progress(lines, "Exporting the audit log", total):
                 output.write(line)
         except DatabaseError as exc:
-            _fail(f"cannot read the audit log: {describe(exc)}")
+            _fail(f"cannot read the audit log: {reason(exc)}")
     output.flush()
 
 

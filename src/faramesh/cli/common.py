@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from faramesh.cli.exitcodes import ExitCode, for_status
-from faramesh.config import DEFAULT_DATABASE_URL, count_range, parse_count, parse_seconds
+from faramesh.config import DEFAULT_DATABASE_URL, count_range, parse_count, parse_seconds, shown_database_url
 from faramesh.sdk.client import ExecutionGovernorClient
 from faramesh.sdk.errors import FarameshAPIError, FarameshClientError, FarameshConnectionError
 
@@ -143,7 +143,7 @@ def describe_database(database_url: str) -> str:
     prefix = "sqlite:///"
     if database_url.startswith(prefix) and database_url[len(prefix) :] not in ("", ":memory:"):
         return prefix + str(Path(database_url[len(prefix) :]).expanduser().absolute())
-    return database_url
+    return shown_database_url(database_url)
 
 
 @contextmanager
@@ -162,11 +162,23 @@ def open_store(
             check_exists(database_url)
         except DatabaseUnusable as exc:
             fail(f"{exc}{hint}", ExitCode.USAGE)
-    store = Store(database_url)
+    from faramesh.storage.errors import DatabaseError, reason
+
+    shown = describe_database(database_url)
+    try:
+        store = Store(database_url)
+    except ValueError as exc:  # a scheme other than sqlite:// or postgresql:// (it says which)
+        fail(str(exc), ExitCode.USAGE)
+    except DatabaseError as exc:  # a URL that cannot be parsed
+        fail(f"cannot use the database URL {shown}: {reason(exc)}", ExitCode.USAGE)
+    except OSError as exc:  # the SQLite file's folder cannot be made (a file in the way, no permission)
+        fail(f"the database {shown} cannot be used: {exc.strerror or exc}: {exc.filename}", ExitCode.USAGE)
     try:
         if migrate:
             store.upgrade()
         yield store
+    except DatabaseError as exc:  # unreachable, refused, unreadable: said in a line, not a traceback
+        fail(f"the database {shown} cannot be used: {reason(exc)}", ExitCode.USAGE)
     finally:
         store.close()
 

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from faramesh.cli.common import Count, Seconds, require_server
+from faramesh.cli.common import Count, Seconds, describe_database, open_store, require_server
 from faramesh.cli.exitcodes import ExitCode
 from faramesh.config import (
     DEFAULT_APPROVAL_LAPSE,
@@ -278,7 +278,6 @@ def serve(
     from faramesh.server.security_headers import SECURITY_HEADERS
     from faramesh.service import keys as service_keys
     from faramesh.service import permit_keys
-    from faramesh.storage import Store
 
     try:
         timeout = parse_timeout(approval_timeout, DEFAULT_APPROVAL_TIMEOUT)
@@ -367,11 +366,8 @@ def serve(
             err=True,
         )
         sys.exit(ExitCode.USAGE)
-    store = Store(database_url)
-    try:
-        if settings.migrate:
-            store.upgrade()
-        elif not store.is_current():
+    with open_store(database_url, command="serve", migrate=settings.migrate) as store:
+        if not settings.migrate and not store.is_current():
             click.echo("The database schema is not current; run `faramesh db upgrade`.", err=True)
             sys.exit(ExitCode.USAGE)
         secret = None
@@ -384,8 +380,6 @@ def serve(
         except permit_keys.PermitKeyError as exc:
             click.echo(f"Cannot sign permits: {exc.message}", err=True)
             sys.exit(2)
-    finally:
-        store.close()
 
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}"
@@ -396,7 +390,7 @@ def serve(
         click.echo(
             f"Shadow policy {shadow.source} (hash {shadow.hash[:12]}): recorded beside each decision, never applied"
         )
-    click.echo(f"Database: {database_url}")
+    click.echo(f"Database: {describe_database(database_url)}")
     click.echo(f"Permits signed with key {signing.kid} (public keys: {url}/v1/permits/keys)")
     click.echo(f"Dashboard: {url}/   API: {url}/v1   Docs: {url}/docs")
     if sso is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 
-__all__ = ["DatabaseError", "DuplicateRow", "connection_lost"]
+__all__ = ["DatabaseError", "DuplicateRow", "connection_lost", "reason"]
 
 # Any failure of the database layer, for callers that report it and stop.
 DatabaseError = SQLAlchemyError
@@ -20,3 +20,11 @@ def connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
     )
+
+
+def reason(exc: BaseException) -> str:
+    """What the database or its driver said, on one line, for a person: without
+    SQLAlchemy's statement, parameters and link to its error pages."""
+    said = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

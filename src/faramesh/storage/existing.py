@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from faramesh.config import shown_database_url
+from faramesh.storage.errors import reason
 from faramesh.storage.migrate import current_revision
 from faramesh.storage.store import Store, normalize_url
 
@@ -26,7 +28,7 @@ def check_exists(database_url: str) -> None:
     try:
         url = make_url(normalize_url(database_url))
     except Exception as exc:
-        raise DatabaseUnusable(f"invalid database URL {database_url!r}: {exc}") from None
+        raise DatabaseUnusable(f"invalid database URL {shown_database_url(database_url)!r}: {exc}") from None
     if url.get_backend_name() == "sqlite":
         path = url.database or ""
         if path in ("", ":memory:") or not Path(path).expanduser().exists():
@@ -46,16 +48,11 @@ def open_existing(database_url: str) -> Iterator[Store]:
         try:
             revision = current_revision(store.engine)
         except SQLAlchemyError as exc:
-            raise DatabaseUnusable(f"cannot read the database: {describe(exc)}") from None
+            raise DatabaseUnusable(f"cannot read the database: {reason(exc)}") from None
         if revision is None:
             raise DatabaseUnusable(
-                f"{database_url} holds no Faramesh schema (start the server or run `faramesh db upgrade` first)"
+                f"{shown_database_url(database_url)} holds no Faramesh schema (start the server or run `faramesh db upgrade` first)"
             )
         yield store
     finally:
         store.close()
-
-
-def describe(exc: BaseException) -> str:
-    """A database error in one line: its type and first argument."""
-    return f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"

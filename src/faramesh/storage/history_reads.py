@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
+from faramesh.config import shown_database_url
 from faramesh.storage.existing import DatabaseUnusable, check_exists
 from faramesh.storage.schema import actions, api_keys
 from faramesh.storage.store import Store
@@ -82,7 +83,7 @@ def recorded_actions(
     store = Store(database_url)
     try:
         if not store.read(lambda conn: inspect(conn).has_table("actions")):
-            raise HistoryError(f"{database_url} has no actions table; is it a Faramesh database?")
+            raise HistoryError(f"{shown_database_url(database_url)} has no actions table; is it a Faramesh database?")
         yield _read(store, since_seq, since_at)
     finally:
         store.close()

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from faramesh.config import shown_database_url
 from faramesh.storage import audit_log, group, migrate
 from faramesh.storage.errors import connection_lost
 from faramesh.storage.notify import Listener, send_held, send_notice
@@ -299,7 +300,7 @@ class Store:
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
             )
         else:
-            raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+            raise ValueError(f"unsupported database URL {shown_database_url(url)!r}: use sqlite:/// or postgresql://")
         group.follow_savepoints(self.engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
