@@ -94,12 +94,12 @@ def normalize_name(value: Any, field: str) -> str:
 def check_agent_id(value: Any, field: str = "agent_id") -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be a string", field=field)
-    if not value.strip() or len(value) > MAX_AGENT_ID or not _printable(value):
+    if not value.strip() or len(value) > MAX_AGENT_ID or not printable(value):
         raise InvalidInput(f"{field} must be 1-{MAX_AGENT_ID} printable characters", field=field)
     return value
 
 
-def _printable(value: str) -> bool:
+def printable(value: str) -> bool:
     """No control, format, surrogate, private-use or unassigned character (category C).
     `str.isprintable()` refuses all of those (and separators other than ' ', which are
     allowed here), so when it says yes there is no need to look up each character's

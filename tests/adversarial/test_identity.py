@@ -324,3 +324,50 @@ def test_event_replay_shows_an_agent_only_its_own_actions(server: ServerProcess,
     joined = "\n".join(seen)
     assert mine["id"] in joined
     assert theirs["id"] not in joined and "replay-theirs" not in joined
+
+
+# -- key names and groups are printable: they name keys in logs and stand in as agent ids ----------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"role": "agent", "name": "bot\nINFO faramesh.events: action.created forged"}, "name"),
+        ({"role": "agent", "name": "bot\u0007"}, "name"),
+        ({"role": "agent", "name": "bot\u200b"}, "name"),
+        ({"role": "approver", "groups": ["finance\r\n"]}, "groups"),
+        ({"role": "approver", "groups": ["ok", "bad\u0085"]}, "groups"),
+    ],
+)
+def test_a_key_name_or_group_with_control_characters_is_refused(
+    server: ServerProcess, body: dict[str, Any], field: str
+) -> None:
+    """An unbound key's name becomes the agent id of its actions, and every change is a log
+    line with that id: a line break there would forge log lines."""
+    with unchanged(server):
+        r = httpx.post(server.url + "/v1/keys", json=body, headers=auth(server.admin_key or ""))
+    assert assert_error(r, 422)["error"]["field"] == field
+
+
+def test_printable_names_and_groups_are_kept(server: ServerProcess) -> None:
+    body = {"role": "approver", "name": "Zoë's key 🔑 (finance)", "groups": ["finance ops", "€uro"]}
+    r = httpx.post(server.url + "/v1/keys", json=body, headers=auth(server.admin_key or ""))
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == body["name"]
+
+
+def test_an_old_key_whose_name_cannot_be_an_agent_id_acts_as_its_key_id(tmp_path: Path) -> None:
+    """A key named before names were checked (here written straight into the database)
+    does not lend its control characters to the agent id of its actions."""
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    store.upgrade()
+    try:
+        info, secret = service_keys.create_key(store, role=Role.AGENT, name="old-bot", actor="test")
+        with closing(sqlite3.connect(tmp_path / "old.db")) as raw, raw:
+            raw.execute("UPDATE api_keys SET name = ? WHERE id = ?", ("old\nbot", info.id))
+        g = Governor(store, Policy.from_file(SEED_POLICY))
+        identity = service_keys.authenticate(store, secret)
+        action = g.submit(identity, Submission(tool="refund", operation="process", params={"amount": 5}, context={}))
+        assert action["agent_id"] == f"key:{info.id}"
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from faramesh.errors import Forbidden, InvalidInput
 from faramesh.model import Identity
-from faramesh.validation import MAX_AGENT_ID, NUL, check_agent_id
+from faramesh.validation import MAX_AGENT_ID, check_agent_id, printable
 
 if TYPE_CHECKING:
     from faramesh.service.submit import Submission
@@ -46,7 +46,7 @@ def resolve_agent(identity: Identity, sub: Submission) -> str:
     if sub.agent_id is not None:
         return sub.agent_id  # the placeholder, when nothing better was given
     name = identity.name
-    if name and len(name) <= MAX_AGENT_ID and NUL not in name:
+    if name.strip() and len(name) <= MAX_AGENT_ID and printable(name):  # as check_agent_id's rule
         return name
     # A name that cannot be stored as an agent id (keys made before names were checked).
     return f"key:{identity.key_id}"

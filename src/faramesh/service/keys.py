@@ -23,7 +23,7 @@ from faramesh.storage import Store
 from faramesh.storage.actions_repo import Connection
 from faramesh.storage.notify import send_notice_if_shared
 from faramesh.storage.repositories import Repositories
-from faramesh.validation import check_agent_id, refuse_nul
+from faramesh.validation import check_agent_id, printable, refuse_nul
 
 
 def _check_new_key(
@@ -40,8 +40,12 @@ def _check_new_key(
         # The name also stands in as the agent id of an unbound key's actions (200 characters).
         raise InvalidInput(f"name must be a string of at most {MAX_NAME} characters", field="name")
     refuse_nul(name, "name")
+    if not printable(name):  # it names the key on the dashboard, in logs and as an agent id
+        raise InvalidInput("name must be printable characters (no control characters or line breaks)", field="name")
     listed = list(groups)
     refuse_nul(listed, "groups")
+    if not all(isinstance(g, str) and printable(g) for g in listed):
+        raise InvalidInput("groups must be printable characters (no control characters or line breaks)", field="groups")
     return role, name, agent_id, tuple(sorted({g.strip() for g in listed if g.strip()}))
 
 
