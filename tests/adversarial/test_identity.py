@@ -342,8 +342,8 @@ def test_event_replay_shows_an_agent_only_its_own_actions(server: ServerProcess,
 def test_a_key_name_or_group_with_control_characters_is_refused(
     server: ServerProcess, body: dict[str, Any], field: str
 ) -> None:
-    """An unbound key's name becomes the agent id of its actions, and every change is a log
-    line with that id: a line break there would forge log lines."""
+    """An unbound key's name becomes the agent id of its actions: with invisible or control
+    characters it would look like another agent's id to the people who approve."""
     with unchanged(server):
         r = httpx.post(server.url + "/v1/keys", json=body, headers=auth(server.admin_key or ""))
     assert assert_error(r, 422)["error"]["field"] == field
