@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from faramesh.cli.common import Count, Seconds
 from faramesh.cli.serve import serve
-from faramesh.config import SETTINGS, Settings
+from faramesh.config import SETTINGS, Setting, Settings
 
 # Settings only read from the environment, on purpose: a secret does not belong on a command line.
 ENV_ONLY = {"secret_key", "oidc_client_secret"}
@@ -85,16 +85,23 @@ def test_the_seconds_settings_have_a_minimum_and_serve_applies_it() -> None:
         assert isinstance(kind, Seconds) and kind.minimum == setting.minimum, setting.name
 
 
+def _refused_by_name(setting: Setting, bad: str) -> None:
+    """Refused from the environment naming the variable, and by serve (exit 2) naming the
+    option, before anything is opened or created."""
+    with pytest.raises(ValueError, match=setting.env):
+        Settings.from_env({setting.env: bad})
+    option = f"--{setting.name.replace('_', '-')}"
+    result = CliRunner().invoke(serve, [option, bad])
+    assert result.exit_code == 2 and option in result.output, (setting.name, bad, result.output)
+    assert "Traceback" not in result.output and "admin key" not in result.output
+
+
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e999", "-1", "abc", "5m"])
 def test_a_seconds_setting_that_is_not_a_finite_number_in_range_is_refused_by_name(bad: str) -> None:
     """float() reads 'nan' and 'inf', and click's FloatRange lets them through its bounds:
     a webhook timeout of nan seconds, a policy watch every inf seconds."""
     for setting in SECONDS:
-        with pytest.raises(ValueError, match=setting.env):
-            Settings.from_env({setting.env: bad})
-        result = CliRunner().invoke(serve, [f"--{setting.name.replace('_', '-')}", bad])
-        assert result.exit_code == 2, (setting.name, bad, result.output)
-        assert f"--{setting.name.replace('_', '-')}" in result.output
+        _refused_by_name(setting, bad)
 
 
 def test_a_seconds_setting_in_range_is_read() -> None:
@@ -125,12 +132,7 @@ def test_every_whole_number_setting_has_a_range_that_serve_and_the_environment_a
         if setting.maximum is not None:
             outside.append(str(setting.maximum + 1))
         for bad in outside:
-            with pytest.raises(ValueError, match=setting.env):
-                Settings.from_env({setting.env: bad})
-            result = CliRunner().invoke(serve, [f"--{setting.name.replace('_', '-')}", bad])
-            assert result.exit_code == 2, (setting.name, bad, result.output)
-            assert f"--{setting.name.replace('_', '-')}" in result.output
-            assert "Traceback" not in result.output and "admin key" not in result.output
+            _refused_by_name(setting, bad)
 
 
 def test_a_server_that_refuses_every_request_is_not_started() -> None:
