@@ -214,6 +214,7 @@ SETTINGS: tuple[Setting, ...] = (
         "how often at most a signed-in person's groups are re-checked with the identity provider",
     ),
 )
+SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}  # by name
 
 
 def parse_bool(value: str | bool) -> bool:
@@ -279,7 +280,7 @@ def parse_count(value: str | int, minimum: float, maximum: int | None) -> int:
 
 def count_range(name: str) -> tuple[int, int | None]:
     """The whole numbers the setting `name` accepts (the SETTINGS table's)."""
-    setting = next(s for s in SETTINGS if s.name == name)
+    setting = SETTING[name]
     assert setting.type is int and setting.minimum is not None, f"{name} is not a whole-number setting"
     return int(setting.minimum), setting.maximum
 
@@ -290,7 +291,7 @@ def _count(name: str) -> Callable[[Any], int]:
 
 def seconds_minimum(name: str) -> float:
     """The least number of seconds the setting `name` accepts (the SETTINGS table's)."""
-    minimum = next(s.minimum for s in SETTINGS if s.name == name)
+    minimum = SETTING[name].minimum
     assert minimum is not None, f"{name} is not a number of seconds"
     return minimum
 
@@ -393,8 +394,7 @@ class Settings:
                 try:
                     values[name] = parse(values[name])
                 except (TypeError, ValueError) as exc:  # name the setting: there are thirty
-                    env_name = next(s.env for s in SETTINGS if s.name == name)
-                    raise ValueError(f"{env_name} ({name}): {exc}") from None
+                    raise ValueError(f"{SETTING[name].env} ({name}): {exc}") from None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -26,13 +26,27 @@ if TYPE_CHECKING:
     from faramesh.storage import Store
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 # What `pip install "faramesh[server]"` adds; a command that needs one of them says so.
 SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "jinja2", "prometheus_client")
 SERVER_INSTALL = 'pip install "faramesh[server]"'
 
 
-class Seconds(click.ParamType[float]):
+class _Checked(click.ParamType[N]):
+    """An option read by one of config's parsers, whose ValueError says what is wrong."""
+
+    def parse(self, value: Any) -> N:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> N:
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Seconds(_Checked[float]):
     """A number of seconds, finite and at least `minimum` (`config.parse_seconds`).
     click's FloatRange lets 'nan' and 'inf' through its bounds."""
 
@@ -41,14 +55,11 @@ class Seconds(click.ParamType[float]):
     def __init__(self, minimum: float) -> None:
         self.minimum = minimum
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            return parse_seconds(value, self.minimum)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, value: Any) -> float:
+        return parse_seconds(value, self.minimum)
 
 
-class Count(click.ParamType[int]):
+class Count(_Checked[int]):
     """A whole-number setting of `faramesh serve`, in the SETTINGS table's range
     (`config.parse_count`), so the option and its environment variable agree."""
 
@@ -57,11 +68,8 @@ class Count(click.ParamType[int]):
     def __init__(self, setting: str) -> None:
         self.minimum, self.maximum = count_range(setting)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        try:
-            return parse_count(value, self.minimum, self.maximum)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, value: Any) -> int:
+        return parse_count(value, self.minimum, self.maximum)
 
 
 url_option = click.option(
